@@ -1,0 +1,641 @@
+//! The token engine: a per-(profile, resource) cache kept warm by refreshing ahead of expiry.
+//!
+//! * **Single-flight**: concurrent misses for one key share one upstream call. The call runs in
+//!   its own task, so a client that gives up does not cancel it for the others.
+//! * **Refresh ahead**, driven by the engine's scheduler task, not by client demand
+//!   ([`crate::schedule::refresh_delay`]); only entries demanded within `idle_ttl` (or listed for
+//!   prefetch) keep being refreshed, the rest are evicted.
+//! * **Failures**: exponential backoff with jitter honouring `Retry-After`; during backoff no
+//!   upstream call is made, and a still-valid cached token keeps being served until its expiry.
+//!
+//! The engine performs no I/O of its own; it calls [`TokenSource`]s. All timing uses
+//! `tokio::time`, so tests pause and advance time.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::error::UpstreamError;
+use crate::names::{ProfileName, Resource, TenantId};
+use crate::schedule::{self, backoff_delay, min_servable_remaining, refresh_delay};
+use crate::source::{FetchRequest, TokenSource};
+use crate::token::AccessToken;
+
+/// Upper bound on one upstream fetch, whatever the source's own timeouts say.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(90);
+/// A token with less than this left is never handed out.
+pub const MIN_USABLE: Duration = Duration::from_secs(5);
+
+/// Engine tuning, from the `[refresh]` config section.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How long before expiry short-lived tokens are refreshed (capped at half their lifetime).
+    pub margin: Duration,
+    /// Entries not requested for this long stop being refreshed and are evicted.
+    pub idle_ttl: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self { margin: Duration::from_secs(15 * 60), idle_ttl: Duration::from_secs(24 * 60 * 60) }
+    }
+}
+
+/// A profile as the engine sees it: where its tokens come from.
+#[derive(Clone)]
+pub struct ProfileBinding {
+    pub name: ProfileName,
+    pub tenant: TenantId,
+    pub source: Arc<dyn TokenSource>,
+    /// Resources warmed at start and kept warm regardless of demand.
+    pub prefetch: Vec<Resource>,
+    /// Identifies the configuration this binding came from; on reload, a profile whose
+    /// fingerprint is unchanged keeps its cache.
+    pub fingerprint: String,
+}
+
+impl std::fmt::Debug for ProfileBinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProfileBinding")
+            .field("name", &self.name)
+            .field("tenant", &self.tenant)
+            .field("kind", &self.source.kind())
+            .field("prefetch", &self.prefetch)
+            .finish()
+    }
+}
+
+/// How a grant was served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheState {
+    /// From the cache, fresh.
+    Hit,
+    /// This request started the upstream call and waited for it.
+    Miss,
+    /// Joined an upstream call another request (or the refresher) had started.
+    Coalesced,
+    /// Upstream is failing; a still-valid older token was served.
+    Stale,
+}
+
+impl CacheState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+            Self::Coalesced => "coalesced",
+            Self::Stale => "stale",
+        }
+    }
+}
+
+/// A token handed to a client.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub token: AccessToken,
+    pub cache: CacheState,
+    /// The application id the token was issued to, when the source knows it.
+    pub client_id: Option<String>,
+    pub tenant: TenantId,
+}
+
+/// How fresh the caller needs the token to be.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Freshness {
+    /// A cached token is fine.
+    #[default]
+    Cached,
+    /// Any token but the one with this SHA-256 (hex) — a client found it rejected.
+    NotHash(String),
+    /// Always ask upstream (joining a call already under way).
+    Fresh,
+}
+
+/// Why the engine could not produce a token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("profile '{0}' is not configured")]
+    UnknownProfile(String),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+}
+
+/// One cache entry, for `status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EntryStatus {
+    pub profile: String,
+    pub resource: String,
+    pub token_hash: Option<String>,
+    pub expires_in_secs: Option<u64>,
+    pub next_refresh_in_secs: Option<u64>,
+    pub idle_secs: u64,
+    pub failures: u32,
+    pub last_error: Option<String>,
+}
+
+/// Counters since start.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub coalesced: AtomicU64,
+    pub stale: AtomicU64,
+    pub upstream_calls: AtomicU64,
+    pub upstream_errors: AtomicU64,
+    pub refreshes: AtomicU64,
+    pub evictions: AtomicU64,
+}
+
+/// Counter values, for status and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StatsSnapshot {
+    pub hits: u64,
+    pub misses: u64,
+    pub coalesced: u64,
+    pub stale: u64,
+    pub upstream_calls: u64,
+    pub upstream_errors: u64,
+    pub refreshes: u64,
+    pub evictions: u64,
+    pub entries: u64,
+}
+
+/// The engine handle: cheap to clone, shared by every listener.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+type FlightResult = Option<Result<AccessToken, UpstreamError>>;
+type Slots = HashMap<ProfileName, HashMap<Resource, Arc<Slot>>>;
+
+struct Inner {
+    config: EngineConfig,
+    profiles: RwLock<HashMap<ProfileName, Arc<ProfileBinding>>>,
+    slots: RwLock<Slots>,
+    wake_tx: mpsc::UnboundedSender<Wake>,
+    wake_rx: Mutex<Option<mpsc::UnboundedReceiver<Wake>>>,
+    tasks: TaskTracker,
+    stats: Stats,
+}
+
+struct Wake {
+    at: Instant,
+    profile: ProfileName,
+    resource: Resource,
+}
+
+struct Slot {
+    state: Mutex<SlotState>,
+}
+
+struct SlotState {
+    token: Option<AccessToken>,
+    last_demand: Instant,
+    prefetch: bool,
+    flight: Option<watch::Receiver<FlightResult>>,
+    failures: u32,
+    /// No upstream attempt before this (backoff).
+    retry_at: Option<Instant>,
+    last_error: Option<UpstreamError>,
+    /// The scheduler's pending wake-up for this slot; older heap entries are ignored.
+    next_wake: Option<Instant>,
+}
+
+impl Engine {
+    /// Creates an engine serving `profiles`. Call [`Engine::run`] to start refreshing.
+    pub fn new(config: EngineConfig, profiles: Vec<ProfileBinding>) -> Self {
+        let (wake_tx, wake_rx) = mpsc::unbounded_channel();
+        let profiles = profiles.into_iter().map(|p| (p.name.clone(), Arc::new(p))).collect();
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                profiles: RwLock::new(profiles),
+                slots: RwLock::new(HashMap::new()),
+                wake_tx,
+                wake_rx: Mutex::new(Some(wake_rx)),
+                tasks: TaskTracker::new(),
+                stats: Stats::default(),
+            }),
+        }
+    }
+
+    /// A token for `resource` in `profile`, from the cache when fresh enough.
+    pub async fn get_token(&self, profile: &str, resource: &Resource) -> Result<Grant, EngineError> {
+        self.get_token_with(profile, resource, &Freshness::Cached).await
+    }
+
+    /// Like [`Engine::get_token`], with a freshness requirement.
+    pub async fn get_token_with(
+        &self,
+        profile: &str,
+        resource: &Resource,
+        freshness: &Freshness,
+    ) -> Result<Grant, EngineError> {
+        let binding = self.binding(profile)?;
+        let slot = self.slot(&binding.name, resource);
+        let now = Instant::now();
+        let (mut rx, started) = {
+            let mut st = lock(&slot.state);
+            st.last_demand = now;
+            if let Some(token) = &st.token {
+                let fresh = token.remaining(now) >= min_servable_remaining(token.lifetime());
+                let acceptable = match freshness {
+                    Freshness::Cached => true,
+                    Freshness::NotHash(h) => !token.sha256().eq_ignore_ascii_case(h),
+                    Freshness::Fresh => false,
+                };
+                if fresh && acceptable {
+                    self.inner.stats.hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(self.grant(&binding, token.clone(), CacheState::Hit));
+                }
+            }
+            match &st.flight {
+                Some(rx) => (rx.clone(), false),
+                None => {
+                    if st.retry_at.is_some_and(|at| at > now) {
+                        return self.serve_during_backoff(&binding, &st, now, freshness);
+                    }
+                    (self.start_fetch(&binding, resource, &slot, &mut st), true)
+                }
+            }
+        };
+        let counter = if started { &self.inner.stats.misses } else { &self.inner.stats.coalesced };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let result = match rx.wait_for(Option::is_some).await {
+            Ok(r) => r.clone().unwrap_or(Err(UpstreamError::Timeout)),
+            Err(_) => return Err(EngineError::ShuttingDown),
+        };
+        match result {
+            Ok(token) => {
+                let state = if started { CacheState::Miss } else { CacheState::Coalesced };
+                Ok(self.grant(&binding, token, state))
+            }
+            Err(err) => {
+                let st = lock(&slot.state);
+                match usable_token(&st, Instant::now(), freshness) {
+                    Some(old) => {
+                        self.inner.stats.stale.fetch_add(1, Ordering::Relaxed);
+                        Ok(self.grant(&binding, old, CacheState::Stale))
+                    }
+                    None => Err(EngineError::Upstream(err)),
+                }
+            }
+        }
+    }
+
+    /// Runs the refresh scheduler until `cancel` fires, then waits for in-flight fetches.
+    /// Warms every profile's `prefetch` resources first. Call once.
+    pub async fn run(&self, cancel: CancellationToken) {
+        let Some(mut wake_rx) = lock(&self.inner.wake_rx).take() else {
+            tracing::error!("Engine::run called twice; the second call does nothing");
+            return;
+        };
+        self.warm_prefetch();
+        let mut heap: BinaryHeap<Reverse<(Instant, u64, ProfileName, Resource)>> = BinaryHeap::new();
+        let mut seq = 0u64;
+        loop {
+            let next = heap.peek().map(|Reverse((at, ..))| *at);
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                msg = wake_rx.recv() => match msg {
+                    Some(w) => {
+                        seq += 1;
+                        heap.push(Reverse((w.at, seq, w.profile, w.resource)));
+                    }
+                    None => break,
+                },
+                () = sleep_until_opt(next) => {
+                    let now = Instant::now();
+                    while let Some(Reverse((at, ..))) = heap.peek() {
+                        if *at > now {
+                            break;
+                        }
+                        if let Some(Reverse((at, _, profile, resource))) = heap.pop() {
+                            self.on_wake(at, &profile, &resource);
+                        }
+                    }
+                }
+            }
+        }
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+    }
+
+    /// Replaces the profile set (config reload). Profiles whose fingerprint is unchanged keep
+    /// their cache; removed or changed profiles lose theirs.
+    pub fn set_profiles(&self, profiles: Vec<ProfileBinding>) {
+        let mut map = write(&self.inner.profiles);
+        let mut slots = write(&self.inner.slots);
+        let mut next = HashMap::new();
+        for p in profiles {
+            match map.get(&p.name) {
+                Some(old) if old.fingerprint == p.fingerprint => {
+                    next.insert(p.name.clone(), old.clone());
+                }
+                _ => {
+                    slots.remove(&p.name);
+                    next.insert(p.name.clone(), Arc::new(p));
+                }
+            }
+        }
+        slots.retain(|name, _| next.contains_key(name));
+        *map = next;
+        drop((map, slots));
+        self.warm_prefetch();
+    }
+
+    /// Drops every cached token of `profile` (all profiles when `None`), e.g. after logout.
+    pub fn forget(&self, profile: Option<&str>) {
+        let mut slots = write(&self.inner.slots);
+        match profile {
+            Some(p) => {
+                slots.remove(p);
+            }
+            None => slots.clear(),
+        }
+    }
+
+    /// The configured profile names.
+    pub fn profile_names(&self) -> Vec<ProfileName> {
+        let mut v: Vec<_> = read(&self.inner.profiles).keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// The binding for a profile name.
+    pub fn binding(&self, profile: &str) -> Result<Arc<ProfileBinding>, EngineError> {
+        read(&self.inner.profiles)
+            .get(profile)
+            .cloned()
+            .ok_or_else(|| EngineError::UnknownProfile(profile.to_owned()))
+    }
+
+    /// Every cache entry, sorted by profile then resource.
+    pub fn entries(&self) -> Vec<EntryStatus> {
+        let now = Instant::now();
+        let slots = read(&self.inner.slots);
+        let mut out = Vec::new();
+        for (profile, by_resource) in slots.iter() {
+            for (resource, slot) in by_resource {
+                let st = lock(&slot.state);
+                out.push(EntryStatus {
+                    profile: profile.to_string(),
+                    resource: resource.to_string(),
+                    token_hash: st.token.as_ref().map(AccessToken::hash),
+                    expires_in_secs: st.token.as_ref().map(|t| t.remaining(now).as_secs()),
+                    next_refresh_in_secs: st.next_wake.map(|w| w.saturating_duration_since(now).as_secs()),
+                    idle_secs: now.saturating_duration_since(st.last_demand).as_secs(),
+                    failures: st.failures,
+                    last_error: st.last_error.as_ref().map(ToString::to_string),
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.profile, &a.resource).cmp(&(&b.profile, &b.resource)));
+        out
+    }
+
+    /// Counter values.
+    pub fn stats(&self) -> StatsSnapshot {
+        let s = &self.inner.stats;
+        let entries = read(&self.inner.slots).values().map(|m| m.len() as u64).sum();
+        StatsSnapshot {
+            hits: s.hits.load(Ordering::Relaxed),
+            misses: s.misses.load(Ordering::Relaxed),
+            coalesced: s.coalesced.load(Ordering::Relaxed),
+            stale: s.stale.load(Ordering::Relaxed),
+            upstream_calls: s.upstream_calls.load(Ordering::Relaxed),
+            upstream_errors: s.upstream_errors.load(Ordering::Relaxed),
+            refreshes: s.refreshes.load(Ordering::Relaxed),
+            evictions: s.evictions.load(Ordering::Relaxed),
+            entries,
+        }
+    }
+
+    fn grant(&self, binding: &ProfileBinding, token: AccessToken, cache: CacheState) -> Grant {
+        Grant {
+            token,
+            cache,
+            client_id: binding.source.client_id().map(str::to_owned),
+            tenant: binding.tenant.clone(),
+        }
+    }
+
+    fn serve_during_backoff(
+        &self,
+        binding: &ProfileBinding,
+        st: &SlotState,
+        now: Instant,
+        freshness: &Freshness,
+    ) -> Result<Grant, EngineError> {
+        if let Some(old) = usable_token(st, now, freshness) {
+            self.inner.stats.stale.fetch_add(1, Ordering::Relaxed);
+            return Ok(self.grant(binding, old, CacheState::Stale));
+        }
+        let mut err = st.last_error.clone().unwrap_or(UpstreamError::Timeout);
+        // Tell the client how long the backoff lasts, so its own retry lines up with ours.
+        let wait = st.retry_at.map(|at| at.saturating_duration_since(now));
+        match &mut err {
+            UpstreamError::Throttled { retry_after } | UpstreamError::Unavailable { retry_after, .. } => {
+                *retry_after = wait.map(|w| w.max(Duration::from_secs(1)));
+            }
+            _ => {}
+        }
+        Err(EngineError::Upstream(err))
+    }
+
+    fn slot(&self, profile: &ProfileName, resource: &Resource) -> Arc<Slot> {
+        if let Some(slot) =
+            read(&self.inner.slots).get(profile.as_str()).and_then(|m| m.get(resource.as_str()))
+        {
+            return slot.clone();
+        }
+        write(&self.inner.slots)
+            .entry(profile.clone())
+            .or_default()
+            .entry(resource.clone())
+            .or_insert_with(|| Arc::new(Slot::new(false)))
+            .clone()
+    }
+
+    /// Starts the single upstream call for a slot; the caller holds the slot's lock.
+    fn start_fetch(
+        &self,
+        binding: &Arc<ProfileBinding>,
+        resource: &Resource,
+        slot: &Arc<Slot>,
+        st: &mut SlotState,
+    ) -> watch::Receiver<FlightResult> {
+        let (tx, rx) = watch::channel(None);
+        st.flight = Some(rx.clone());
+        st.next_wake = None;
+        let engine = self.clone();
+        let binding = binding.clone();
+        let slot = slot.clone();
+        let request = FetchRequest { tenant: binding.tenant.clone(), resource: resource.clone() };
+        self.inner.stats.upstream_calls.fetch_add(1, Ordering::Relaxed);
+        self.inner.tasks.spawn(async move {
+            let result = match tokio::time::timeout(FETCH_TIMEOUT, binding.source.fetch(&request)).await {
+                Ok(r) => r,
+                Err(_) => Err(UpstreamError::Timeout),
+            };
+            engine.finish_fetch(&binding.name, &request.resource, &slot, &result);
+            // Receivers may all be gone (clients gave up); the result is in the slot anyway.
+            let _ = tx.send(Some(result));
+        });
+        rx
+    }
+
+    fn finish_fetch(
+        &self,
+        profile: &ProfileName,
+        resource: &Resource,
+        slot: &Slot,
+        result: &Result<AccessToken, UpstreamError>,
+    ) {
+        let now = Instant::now();
+        let mut st = lock(&slot.state);
+        st.flight = None;
+        let wake = match result {
+            Ok(token) => {
+                let delay = refresh_delay(token.lifetime(), self.inner.config.margin, schedule::jitter());
+                st.token = Some(token.clone());
+                st.failures = 0;
+                st.retry_at = None;
+                st.last_error = None;
+                token.received_at + delay
+            }
+            Err(err) => {
+                self.inner.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
+                st.failures = st.failures.saturating_add(1);
+                let delay =
+                    backoff_delay(st.failures, err.retry_after(), err.is_definitive(), schedule::jitter());
+                tracing::warn!(
+                    profile = %profile, resource = %resource, error = %err, failures = st.failures,
+                    retry_in_ms = delay.as_millis() as u64, "upstream token request failed"
+                );
+                st.retry_at = Some(now + delay);
+                st.last_error = Some(err.clone());
+                now + delay
+            }
+        };
+        st.next_wake = Some(wake);
+        let _ =
+            self.inner.wake_tx.send(Wake { at: wake, profile: profile.clone(), resource: resource.clone() });
+    }
+
+    /// A scheduled wake-up: refresh the entry if it is still wanted, evict it if not.
+    fn on_wake(&self, at: Instant, profile: &ProfileName, resource: &Resource) {
+        let Some(slot) = read(&self.inner.slots).get(profile).and_then(|m| m.get(resource)).cloned() else {
+            return;
+        };
+        let Ok(binding) = self.binding(profile.as_str()) else { return };
+        let now = Instant::now();
+        let mut st = lock(&slot.state);
+        if st.next_wake != Some(at) || st.flight.is_some() {
+            return; // superseded by a newer schedule or a fetch already under way
+        }
+        st.next_wake = None;
+        let demanded =
+            st.prefetch || now.saturating_duration_since(st.last_demand) <= self.inner.config.idle_ttl;
+        if !demanded {
+            drop(st);
+            self.evict(profile, resource, &slot);
+            return;
+        }
+        self.inner.stats.refreshes.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(profile = %profile, resource = %resource, "refreshing ahead of expiry");
+        self.start_fetch(&binding, resource, &slot, &mut st);
+    }
+
+    fn evict(&self, profile: &ProfileName, resource: &Resource, slot: &Arc<Slot>) {
+        let mut slots = write(&self.inner.slots);
+        if let Some(m) = slots.get_mut(profile) {
+            if m.get(resource).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+                m.remove(resource);
+                self.inner.stats.evictions.fetch_add(1, Ordering::Relaxed);
+            }
+            if m.is_empty() {
+                slots.remove(profile);
+            }
+        }
+    }
+
+    fn warm_prefetch(&self) {
+        let bindings: Vec<_> = read(&self.inner.profiles).values().cloned().collect();
+        for binding in bindings {
+            for resource in &binding.prefetch {
+                let slot = self.slot(&binding.name, resource);
+                let mut st = lock(&slot.state);
+                st.prefetch = true;
+                if st.token.is_none() && st.flight.is_none() {
+                    self.start_fetch(&binding, resource, &slot, &mut st);
+                }
+            }
+        }
+    }
+}
+
+impl Slot {
+    fn new(prefetch: bool) -> Self {
+        Self {
+            state: Mutex::new(SlotState {
+                token: None,
+                last_demand: Instant::now(),
+                prefetch,
+                flight: None,
+                failures: 0,
+                retry_at: None,
+                last_error: None,
+                next_wake: None,
+            }),
+        }
+    }
+}
+
+/// A cached token that may still be handed out when nothing better can be had.
+fn usable_token(st: &SlotState, now: Instant, freshness: &Freshness) -> Option<AccessToken> {
+    let token = st.token.as_ref()?;
+    if token.remaining(now) < MIN_USABLE {
+        return None;
+    }
+    if let Freshness::NotHash(h) = freshness {
+        if token.sha256().eq_ignore_ascii_case(h) {
+            return None;
+        }
+    }
+    Some(token.clone())
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+// A poisoned lock means a panic while holding it; the data is plain cache state, still coherent
+// enough to keep serving, so recover rather than take the daemon down.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,26 @@
+//! The domain of azbroker: what a profile, a resource, a tenant and an access token are, how a
+//! request picks its profile, and the token engine that keeps a per-(profile, resource) cache warm.
+//!
+//! This crate performs no network I/O of its own and knows no HTTP framework: tokens come from a
+//! [`TokenSource`] (implemented by `azbroker-entra`) and leave through the engine's API (used by
+//! `azbroker-server`). Time is `tokio::time::Instant` so tests can pause and advance it.
+
+pub mod engine;
+pub mod error;
+pub mod names;
+pub mod schedule;
+pub mod secret;
+pub mod select;
+pub mod source;
+pub mod token;
+
+pub use engine::{
+    CacheState, Engine, EngineConfig, EngineError, EntryStatus, Freshness, Grant, ProfileBinding,
+    StatsSnapshot,
+};
+pub use error::UpstreamError;
+pub use names::{NameError, ProfileName, Resource, TenantId};
+pub use secret::Secret;
+pub use select::{AliasConflict, Directory, IdSelector, ProfileSelectors, SelectError, Selection};
+pub use source::{BoxFuture, FetchRequest, TokenSource};
+pub use token::{AccessToken, unix_now};

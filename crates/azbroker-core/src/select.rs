@@ -1,0 +1,236 @@
+//! Which profile a request is for. The managed-identity protocols carry no tenant, so selection is
+//! explicit, first match wins (DESIGN.md "How a client picks tenant/profile"):
+//!
+//! 1. a `/p/{profile}` path prefix;
+//! 2. the profile that owns the listener the request arrived on;
+//! 3. an identity selector (`client_id`, `object_id`, `mi_res_id`, ...) matching a profile's name
+//!    or one of its aliases;
+//! 4. the caller's per-user default profile;
+//! 5. the global default profile.
+//!
+//! An unknown explicit selector is an error, never a silent fallback, unless the profile that
+//! would otherwise serve the request sets `accept_any_client_id`.
+
+use std::collections::HashMap;
+
+use crate::names::ProfileName;
+
+/// What a profile contributes to selection.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileSelectors {
+    /// Values of `client_id`/`object_id`/`mi_res_id`/... that select this profile.
+    pub aliases: Vec<String>,
+    /// Treat an unknown identity selector as "this profile" when this profile is the fallback.
+    pub accept_any_client_id: bool,
+}
+
+/// The selection table, built from config.
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    profiles: HashMap<ProfileName, ProfileSelectors>,
+    /// alias (lower-cased) → profile
+    aliases: HashMap<String, ProfileName>,
+    default_profile: Option<ProfileName>,
+    user_defaults: HashMap<u32, ProfileName>,
+}
+
+/// A user-assigned identity selector as a dialect found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdSelector<'a> {
+    /// The parameter name (`client_id`, `object_id`, `mi_res_id`, `clientid`, ...).
+    pub param: &'a str,
+    pub value: &'a str,
+}
+
+/// Everything a request offers for selection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Selection<'a> {
+    pub path_profile: Option<&'a str>,
+    pub listener_profile: Option<&'a ProfileName>,
+    pub id: Option<IdSelector<'a>>,
+    pub uid: Option<u32>,
+}
+
+/// Why no profile could be chosen. Each maps to a 400 in the dialect's shape.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectError {
+    #[error("profile '{0}' is not configured")]
+    UnknownProfile(String),
+    #[error("Identity not found")]
+    IdentityNotFound { param: String, value: String },
+    #[error("no profile is configured; add one to the config file (see azbroker.example.toml)")]
+    NoDefault,
+}
+
+/// Error from building a directory: two profiles claim the same alias.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("alias '{alias}' is claimed by both profile '{first}' and profile '{second}'")]
+pub struct AliasConflict {
+    pub alias: String,
+    pub first: String,
+    pub second: String,
+}
+
+impl Directory {
+    /// Builds the table. Aliases compare case-insensitively (GUIDs arrive in either case).
+    pub fn new(
+        profiles: impl IntoIterator<Item = (ProfileName, ProfileSelectors)>,
+        default_profile: Option<ProfileName>,
+        user_defaults: HashMap<u32, ProfileName>,
+    ) -> Result<Self, AliasConflict> {
+        let profiles: HashMap<_, _> = profiles.into_iter().collect();
+        let mut aliases: HashMap<String, ProfileName> = HashMap::new();
+        let mut names: Vec<_> = profiles.keys().cloned().collect();
+        names.sort();
+        for name in &names {
+            for alias in &profiles[name].aliases {
+                let key = alias.to_ascii_lowercase();
+                if let Some(first) = aliases.get(&key).filter(|first| *first != name) {
+                    return Err(AliasConflict {
+                        alias: alias.clone(),
+                        first: first.to_string(),
+                        second: name.to_string(),
+                    });
+                }
+                aliases.insert(key, name.clone());
+            }
+        }
+        Ok(Self { profiles, aliases, default_profile, user_defaults })
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.lookup(name).is_some()
+    }
+
+    pub fn default_profile(&self) -> Option<&ProfileName> {
+        self.default_profile.as_ref()
+    }
+
+    pub fn profile_names(&self) -> impl Iterator<Item = &ProfileName> {
+        self.profiles.keys()
+    }
+
+    /// Applies the selection rules.
+    pub fn select(&self, sel: &Selection<'_>) -> Result<ProfileName, SelectError> {
+        if let Some(p) = sel.path_profile {
+            return self.lookup(p).cloned().ok_or_else(|| SelectError::UnknownProfile(p.to_owned()));
+        }
+        let fallback = sel
+            .listener_profile
+            .or_else(|| sel.uid.and_then(|uid| self.user_defaults.get(&uid)))
+            .or(self.default_profile.as_ref());
+        if let Some(id) = sel.id.filter(|id| !id.value.is_empty()) {
+            if let Some(p) = self.aliases.get(&id.value.to_ascii_lowercase()) {
+                return Ok(p.clone());
+            }
+            if let Some(p) = self.lookup(id.value) {
+                return Ok(p.clone());
+            }
+            return match fallback {
+                Some(p) if self.profiles.get(p).is_some_and(|s| s.accept_any_client_id) => Ok(p.clone()),
+                _ => Err(SelectError::IdentityNotFound {
+                    param: id.param.to_owned(),
+                    value: id.value.to_owned(),
+                }),
+            };
+        }
+        fallback.cloned().ok_or(SelectError::NoDefault)
+    }
+
+    fn lookup(&self, name: &str) -> Option<&ProfileName> {
+        self.profiles.get_key_value(name).map(|(k, _)| k)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> ProfileName {
+        ProfileName::parse(s).unwrap()
+    }
+
+    fn dir(accept_any: bool) -> Directory {
+        Directory::new(
+            [
+                (
+                    name("contoso"),
+                    ProfileSelectors { aliases: vec!["AAAA-1".into()], accept_any_client_id: accept_any },
+                ),
+                (
+                    name("fabrikam"),
+                    ProfileSelectors { aliases: vec!["bbbb-2".into()], accept_any_client_id: false },
+                ),
+            ],
+            Some(name("contoso")),
+            HashMap::from([(1001, name("fabrikam"))]),
+        )
+        .unwrap()
+    }
+
+    fn id<'a>(v: &'a str) -> Option<IdSelector<'a>> {
+        Some(IdSelector { param: "client_id", value: v })
+    }
+
+    #[test]
+    fn path_prefix_wins() {
+        let d = dir(false);
+        let sel = Selection { path_profile: Some("fabrikam"), id: id("aaaa-1"), ..Default::default() };
+        assert_eq!(d.select(&sel).unwrap(), name("fabrikam"));
+        let sel = Selection { path_profile: Some("nope"), ..Default::default() };
+        assert_eq!(d.select(&sel), Err(SelectError::UnknownProfile("nope".into())));
+    }
+
+    #[test]
+    fn alias_case_insensitive_then_profile_name() {
+        let d = dir(false);
+        assert_eq!(d.select(&Selection { id: id("aaaa-1"), ..Default::default() }).unwrap(), name("contoso"));
+        assert_eq!(
+            d.select(&Selection { id: id("fabrikam"), ..Default::default() }).unwrap(),
+            name("fabrikam")
+        );
+    }
+
+    #[test]
+    fn unknown_selector_is_an_error_unless_opted_in() {
+        let sel = Selection { id: id("zzz"), ..Default::default() };
+        assert!(matches!(dir(false).select(&sel), Err(SelectError::IdentityNotFound { .. })));
+        assert_eq!(dir(true).select(&sel).unwrap(), name("contoso"));
+    }
+
+    #[test]
+    fn empty_selector_counts_as_absent() {
+        let sel = Selection { id: id(""), ..Default::default() };
+        assert_eq!(dir(false).select(&sel).unwrap(), name("contoso"));
+    }
+
+    #[test]
+    fn listener_then_uid_then_default() {
+        let d = dir(false);
+        let fab = name("fabrikam");
+        assert_eq!(d.select(&Selection { uid: Some(1001), ..Default::default() }).unwrap(), fab);
+        assert_eq!(d.select(&Selection { uid: Some(7), ..Default::default() }).unwrap(), name("contoso"));
+        let con = name("contoso");
+        let sel = Selection { listener_profile: Some(&con), uid: Some(1001), ..Default::default() };
+        assert_eq!(d.select(&sel).unwrap(), con);
+    }
+
+    #[test]
+    fn no_default_is_reported() {
+        let d = Directory::new([], None, HashMap::new()).unwrap();
+        assert_eq!(d.select(&Selection::default()), Err(SelectError::NoDefault));
+    }
+
+    #[test]
+    fn alias_conflicts_are_refused() {
+        let r = Directory::new(
+            [
+                (name("a"), ProfileSelectors { aliases: vec!["X".into()], accept_any_client_id: false }),
+                (name("b"), ProfileSelectors { aliases: vec!["x".into()], accept_any_client_id: false }),
+            ],
+            None,
+            HashMap::new(),
+        );
+        assert!(r.is_err());
+    }
+}
