@@ -1,0 +1,94 @@
+//! What a client process needs in its environment to reach the daemon, per dialect, and how to
+//! print it for each shell.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use azbroker_core::Secret;
+
+use crate::cli::{Dialect, EnvFormat};
+use crate::config::Config;
+use crate::state;
+
+/// The runtime secrets a client may need, read (or generated) the way the daemon does.
+pub fn identity_header(config: &Config) -> Result<Secret> {
+    match &config.server.identity_header_file {
+        Some(path) => state::read_secret_file(path),
+        None => {
+            state::ensure_private_dir(&config.server.state_dir)?;
+            state::load_or_create_secret(&identity_header_path(config))
+        }
+    }
+}
+
+pub fn identity_header_path(config: &Config) -> PathBuf {
+    config.server.state_dir.join(state::IDENTITY_HEADER_FILE)
+}
+
+/// `http://ADDR[/p/PROFILE]` for the daemon's first listener.
+pub fn base_url(config: &Config, profile: Option<&str>) -> Result<String> {
+    let Some(addr) = config.server.listen.first() else { bail!("no listener is configured") };
+    if let Some(p) = profile {
+        if !config.profiles.keys().any(|k| k.as_str() == p) {
+            let known: Vec<_> = config.profiles.keys().map(|k| k.as_str()).collect();
+            bail!("profile '{p}' is not configured (configured: {})", known.join(", "));
+        }
+    }
+    Ok(match profile {
+        Some(p) => format!("http://{addr}/p/{p}"),
+        None => format!("http://{addr}"),
+    })
+}
+
+/// The variables for one dialect, in a stable order.
+pub fn variables(config: &Config, profile: Option<&str>, dialect: Dialect) -> Result<Vec<(String, String)>> {
+    let base = base_url(config, profile)?;
+    Ok(match dialect {
+        Dialect::AppService => vec![
+            ("IDENTITY_ENDPOINT".into(), format!("{base}/msi/token")),
+            ("IDENTITY_HEADER".into(), identity_header(config)?.expose().to_owned()),
+        ],
+        Dialect::Imds => vec![("AZURE_POD_IDENTITY_AUTHORITY_HOST".into(), base)],
+    })
+}
+
+/// Renders variables for a shell or file format.
+pub fn render(vars: &[(String, String)], format: EnvFormat) -> String {
+    match format {
+        EnvFormat::Sh => vars.iter().map(|(k, v)| format!("export {k}={}\n", sh_quote(v))).collect(),
+        EnvFormat::Fish => vars.iter().map(|(k, v)| format!("set -gx {k} {};\n", sh_quote(v))).collect(),
+        EnvFormat::Powershell => {
+            vars.iter().map(|(k, v)| format!("$env:{k} = '{}'\n", v.replace('\'', "''"))).collect()
+        }
+        EnvFormat::Dotenv => vars.iter().map(|(k, v)| format!("{k}={v}\n")).collect(),
+        EnvFormat::Json => {
+            let map: serde_json::Map<String, serde_json::Value> =
+                vars.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+            format!("{}\n", serde_json::Value::Object(map))
+        }
+    }
+}
+
+/// Quotes for POSIX sh and fish only when needed.
+fn sh_quote(v: &str) -> String {
+    if !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c)) {
+        v.to_owned()
+    } else {
+        format!("'{}'", v.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        let vars = vec![("A".to_owned(), "http://x/y".to_owned()), ("B".to_owned(), "it's".to_owned())];
+        assert_eq!(render(&vars, EnvFormat::Sh), "export A=http://x/y\nexport B='it'\\''s'\n");
+        assert_eq!(render(&vars, EnvFormat::Fish), "set -gx A http://x/y;\nset -gx B 'it'\\''s';\n");
+        assert_eq!(render(&vars, EnvFormat::Powershell), "$env:A = 'http://x/y'\n$env:B = 'it''s'\n");
+        assert_eq!(render(&vars, EnvFormat::Dotenv), "A=http://x/y\nB=it's\n");
+        assert_eq!(render(&vars, EnvFormat::Json), "{\"A\":\"http://x/y\",\"B\":\"it's\"}\n");
+    }
+}

@@ -1,0 +1,76 @@
+//! The short-lived subcommands: `env`, `run`, `token`, `check-config`.
+
+use std::os::unix::process::CommandExt;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+
+use crate::cli::{EnvArgs, RunArgs, TokenArgs};
+use crate::client_env;
+use crate::config::Config;
+
+pub fn env(config: &Config, args: &EnvArgs) -> Result<ExitCode> {
+    let vars = client_env::variables(config, args.profile.as_deref(), args.dialect)?;
+    print!("{}", client_env::render(&vars, args.format));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run(config: &Config, args: &RunArgs) -> Result<ExitCode> {
+    let vars = client_env::variables(config, args.profile.as_deref(), args.dialect)?;
+    let (program, rest) = args.command.split_first().context("no command given")?;
+    // exec replaces this process, so signals and the exit status are the command's own.
+    let err = std::process::Command::new(program).args(rest).envs(vars).exec();
+    bail!("cannot run {program}: {err}")
+}
+
+pub async fn token(config: &Config, args: &TokenArgs) -> Result<ExitCode> {
+    let base = client_env::base_url(config, args.profile.as_deref())?;
+    let header = client_env::identity_header(config)?;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(120))
+        .build()
+        .context("cannot build an HTTP client")?;
+    let response = http
+        .get(format!("{base}/msi/token"))
+        .query(&[("api-version", "2019-08-01"), ("resource", args.resource.as_str())])
+        .header("X-IDENTITY-HEADER", header.expose())
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the daemon at {base} (is `azbroker serve` running?)"))?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.context("the daemon sent a non-JSON answer")?;
+    if !status.is_success() {
+        let msg = body.get("message").and_then(|m| m.as_str()).unwrap_or("no message");
+        bail!("the daemon refused ({status}): {msg}");
+    }
+    let field = |k: &str| body.get(k).cloned().unwrap_or(serde_json::Value::Null);
+    let expires_on: u64 = field("expires_on").as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let out = serde_json::json!({
+        "accessToken": field("access_token"),
+        "expires_on": expires_on,
+        "resource": field("resource"),
+        "tokenType": field("token_type"),
+        "profile": args.profile.clone().or_else(|| config.server.default_profile.as_ref().map(|p| p.to_string())),
+    });
+    println!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn check_config(config: &Config) -> Result<ExitCode> {
+    match &config.origin {
+        Some(p) => println!("config: {} (valid)", p.display()),
+        None => println!("config: none found; built-in defaults"),
+    }
+    let listen: Vec<_> = config.server.listen.iter().map(ToString::to_string).collect();
+    println!("listen: {}", listen.join(", "));
+    println!("authority: {}", config.cloud.authority_host);
+    for l in config.logins.values() {
+        println!("login {}: {} in {}", l.name, l.kind.as_str(), l.tenant);
+    }
+    for p in config.profiles.values() {
+        let default = if config.server.default_profile.as_ref() == Some(&p.name) { " (default)" } else { "" };
+        println!("profile {}{default}: login {} in tenant {}", p.name, p.login, p.tenant);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,371 @@
+//! The configuration file: parsed once into typed values, with every problem reported together.
+//!
+//! Nothing here binds sockets or talks to upstream; `serve` turns a [`Config`] into listeners,
+//! sources and profiles. See `config/azbroker.example.toml` for every key.
+
+mod reader;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use azbroker_core::{EngineConfig, ProfileName, Resource, Secret, TenantId};
+use azbroker_entra::{CloudName, SecretRef};
+use url::Url;
+
+use crate::paths;
+use reader::{Problems, Section};
+
+/// A loaded, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from; `None` for built-in defaults.
+    pub origin: Option<PathBuf>,
+    pub server: ServerConfig,
+    pub cloud: CloudConfig,
+    pub refresh: EngineConfig,
+    pub logins: BTreeMap<ProfileName, Login>,
+    pub profiles: BTreeMap<ProfileName, Profile>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: Vec<SocketAddr>,
+    pub runtime_dir: PathBuf,
+    pub state_dir: PathBuf,
+    /// Explicit, or the only profile when there is exactly one.
+    pub default_profile: Option<ProfileName>,
+    /// A file holding the App Service identity header; generated in state_dir when absent.
+    pub identity_header_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CloudConfig {
+    pub name: CloudName,
+    pub authority_host: Url,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A credential source (`[logins.NAME]`).
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub name: ProfileName,
+    pub tenant: TenantId,
+    pub kind: LoginKind,
+    /// Changes whenever the login's settings change (config reload keeps caches otherwise).
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum LoginKind {
+    ServicePrincipal { client_id: String, secret: SecretRef },
+}
+
+impl LoginKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::ServicePrincipal { .. } => "service-principal",
+        }
+    }
+}
+
+/// A profile (`[profiles.NAME]`): a login redeemed in one tenant, plus selection settings.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub name: ProfileName,
+    pub login: ProfileName,
+    pub tenant: TenantId,
+    pub aliases: Vec<String>,
+    pub accept_any_client_id: bool,
+    pub prefetch: Vec<Resource>,
+    pub listen: Vec<SocketAddr>,
+    pub fingerprint: String,
+}
+
+/// Every problem found in a config file. Exit status 64 (EX_USAGE-like "data error" family).
+#[derive(Debug, thiserror::Error)]
+#[error("{}", render(.origin, .problems))]
+pub struct ConfigError {
+    pub origin: String,
+    pub problems: Vec<String>,
+}
+
+fn render(origin: &str, problems: &[String]) -> String {
+    let mut s = format!("invalid configuration in {origin} ({} problem(s)):", problems.len());
+    for p in problems {
+        s.push_str("\n  - ");
+        s.push_str(p);
+    }
+    s
+}
+
+impl Config {
+    /// Loads `path`, or the default location; with no file there, built-in defaults.
+    /// An explicitly named file must exist.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let (path, explicit) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (paths::default_config_file(), false),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Self::parse(&text, Some(path)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(Self::builtin()),
+            Err(e) => Err(ConfigError {
+                origin: path.display().to_string(),
+                problems: vec![format!("cannot read the file: {e}")],
+            }),
+        }
+    }
+
+    /// Built-in defaults: the default listener, no logins, no profiles.
+    pub fn builtin() -> Self {
+        Self {
+            origin: None,
+            server: default_server(),
+            cloud: default_cloud(),
+            refresh: EngineConfig::default(),
+            logins: BTreeMap::new(),
+            profiles: BTreeMap::new(),
+        }
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str, origin: Option<PathBuf>) -> Result<Self, ConfigError> {
+        let origin_name = origin.as_ref().map_or("built-in defaults".to_owned(), |p| p.display().to_string());
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError {
+            origin: origin_name.clone(),
+            problems: vec![format!("not valid TOML: {}", e.to_string().trim())],
+        })?;
+        let mut p = Problems::default();
+        let root = Section::new("", &table);
+        root.only(&["server", "cloud", "refresh", "logins", "profiles"], &mut p);
+        let mut server = server_section(root.table("server", &mut p), &mut p);
+        let cloud = cloud_section(root.table("cloud", &mut p), &mut p);
+        let refresh = refresh_section(root.table("refresh", &mut p), &mut p);
+        let logins = logins_section(root.table("logins", &mut p), &mut p);
+        let profiles = profiles_section(root.table("profiles", &mut p), &logins, &mut p);
+        check_aliases(&profiles, &mut p);
+        match &server.default_profile {
+            Some(d) if !profiles.contains_key(d) => {
+                p.push("server.default_profile", format!("'{d}' is not a configured profile"));
+            }
+            None if profiles.len() == 1 => server.default_profile = profiles.keys().next().cloned(),
+            _ => {}
+        }
+        if !p.0.is_empty() {
+            return Err(ConfigError { origin: origin_name, problems: p.0 });
+        }
+        Ok(Self { origin, server, cloud, refresh, logins, profiles })
+    }
+}
+
+fn default_server() -> ServerConfig {
+    ServerConfig {
+        listen: vec![SocketAddr::from(([127, 0, 0, 1], 50342))],
+        runtime_dir: paths::default_runtime_dir(),
+        state_dir: paths::default_state_dir(),
+        default_profile: None,
+        identity_header_file: None,
+    }
+}
+
+fn default_cloud() -> CloudConfig {
+    let name = CloudName::AzureCloud;
+    CloudConfig { name, authority_host: cloud_authority(name), ca_file: None }
+}
+
+fn cloud_authority(name: CloudName) -> Url {
+    // The built-in authority hosts are constant, valid https URLs.
+    Url::parse(name.authority_host()).expect("built-in authority host is a valid URL")
+}
+
+fn listen_addr(raw: &str) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = raw.parse().map_err(|_| "not an IP:port address".to_owned())?;
+    if !addr.ip().is_loopback() {
+        return Err("not a loopback address; azbroker serves local clients only".into());
+    }
+    Ok(addr)
+}
+
+fn server_section(s: Option<Section<'_>>, p: &mut Problems) -> ServerConfig {
+    let mut cfg = default_server();
+    let Some(s) = s else { return cfg };
+    s.only(&["listen", "runtime_dir", "state_dir", "default_profile", "identity_header_file"], p);
+    if s.contains("listen") {
+        cfg.listen = s.parsed_list("listen", p, listen_addr);
+        if cfg.listen.is_empty() && s.str_list("listen", &mut Problems::default()).is_empty() {
+            p.push(&format!("{}.listen", s.path), "at least one address is required");
+        }
+    }
+    if let Some(d) = s.str("runtime_dir", p) {
+        cfg.runtime_dir = PathBuf::from(d);
+    }
+    if let Some(d) = s.str("state_dir", p) {
+        cfg.state_dir = PathBuf::from(d);
+    }
+    cfg.default_profile = s.parsed("default_profile", p, ProfileName::parse);
+    cfg.identity_header_file = s.str("identity_header_file", p).map(PathBuf::from);
+    cfg
+}
+
+fn cloud_section(s: Option<Section<'_>>, p: &mut Problems) -> CloudConfig {
+    let mut cfg = default_cloud();
+    let Some(s) = s else { return cfg };
+    s.only(&["name", "authority_host", "ca_file"], p);
+    if let Some(name) = s.parsed("name", p, |raw| raw.parse::<CloudName>()) {
+        cfg.name = name;
+        cfg.authority_host = cloud_authority(name);
+    }
+    if let Some(u) = s.parsed("authority_host", p, azbroker_entra::parse_authority_host) {
+        cfg.authority_host = u;
+    }
+    cfg.ca_file = s.str("ca_file", p).map(PathBuf::from);
+    cfg
+}
+
+fn duration(raw: &str) -> Result<Duration, String> {
+    humantime::parse_duration(raw).map_err(|e| format!("not a duration like \"15m\" or \"90s\" ({e})"))
+}
+
+fn refresh_section(s: Option<Section<'_>>, p: &mut Problems) -> EngineConfig {
+    let mut cfg = EngineConfig::default();
+    let Some(s) = s else { return cfg };
+    s.only(&["margin", "idle_ttl"], p);
+    if let Some(d) = s.parsed("margin", p, duration) {
+        cfg.margin = d;
+    }
+    if let Some(d) = s.parsed("idle_ttl", p, duration) {
+        cfg.idle_ttl = d;
+    }
+    cfg
+}
+
+fn fingerprint(section: &Section<'_>, extra: &str) -> String {
+    let text = format!("{}\n{extra}", toml::to_string(section.raw()).unwrap_or_default());
+    azbroker_core::secret::sha256_hex(text.as_bytes())
+}
+
+fn logins_section(s: Option<Section<'_>>, p: &mut Problems) -> BTreeMap<ProfileName, Login> {
+    let mut out = BTreeMap::new();
+    let Some(s) = s else { return out };
+    for (name, l) in s.entries(p) {
+        let Ok(login_name) = ProfileName::parse(&name) else {
+            p.push(&l.path, "login names may contain only letters, digits, '-', '_' and '.'");
+            continue;
+        };
+        let kind = l.required_str("kind", p);
+        let tenant = l.parsed("tenant", p, TenantId::parse);
+        let kind = match kind {
+            Some("service-principal") => service_principal(&l, p),
+            Some(other @ ("user" | "workload-identity" | "azure-cli" | "managed-identity")) => {
+                p.push(&format!("{}.kind", l.path), format!("'{other}' logins are not available in this version yet"));
+                None
+            }
+            Some(other) => {
+                p.push(&format!("{}.kind", l.path), format!("unknown kind '{other}' (expected service-principal)"));
+                None
+            }
+            None => None,
+        };
+        if !l.contains("tenant") {
+            p.push(&format!("{}.tenant", l.path), "required key is missing");
+        }
+        if let (Some(kind), Some(tenant)) = (kind, tenant) {
+            let fingerprint = fingerprint(&l, "");
+            out.insert(login_name.clone(), Login { name: login_name, tenant, kind, fingerprint });
+        }
+    }
+    out
+}
+
+fn service_principal(l: &Section<'_>, p: &mut Problems) -> Option<LoginKind> {
+    l.only(&["kind", "tenant", "client_id", "client_secret", "client_secret_file"], p);
+    let client_id = l.required_str("client_id", p).map(str::to_owned);
+    if client_id.as_deref().is_some_and(str::is_empty) {
+        p.push(&format!("{}.client_id", l.path), "must not be empty");
+    }
+    let secret = match (l.str("client_secret", p), l.str("client_secret_file", p)) {
+        (Some(_), Some(_)) => {
+            p.push(&l.path, "set client_secret or client_secret_file, not both");
+            None
+        }
+        (Some(s), None) if s.is_empty() => {
+            p.push(&format!("{}.client_secret", l.path), "must not be empty");
+            None
+        }
+        (Some(s), None) => Some(SecretRef::Inline(Secret::new(s))),
+        (None, Some(f)) => Some(SecretRef::File(PathBuf::from(f))),
+        (None, None) => {
+            p.push(&l.path, "a service principal needs client_secret_file (preferred) or client_secret");
+            None
+        }
+    };
+    Some(LoginKind::ServicePrincipal { client_id: client_id?, secret: secret? })
+}
+
+fn profiles_section(
+    s: Option<Section<'_>>,
+    logins: &BTreeMap<ProfileName, Login>,
+    p: &mut Problems,
+) -> BTreeMap<ProfileName, Profile> {
+    let mut out = BTreeMap::new();
+    let Some(s) = s else { return out };
+    for (name, ps) in s.entries(p) {
+        ps.only(&["login", "tenant", "aliases", "accept_any_client_id", "prefetch", "listen"], p);
+        let Ok(profile_name) = ProfileName::parse(&name) else {
+            p.push(&ps.path, "profile names may contain only letters, digits, '-', '_' and '.'");
+            continue;
+        };
+        let login_name = ps.required_str("login", p);
+        let login = login_name.and_then(|l| {
+            let found = ProfileName::parse(l).ok().and_then(|n| logins.get(&n));
+            if found.is_none() {
+                p.push(&format!("{}.login", ps.path), format!("'{l}' is not a configured login"));
+            }
+            found
+        });
+        let tenant = ps.parsed("tenant", p, TenantId::parse);
+        let aliases: Vec<String> = ps.str_list("aliases", p).into_iter().map(str::to_owned).collect();
+        let accept_any_client_id = ps.bool("accept_any_client_id", p).unwrap_or(false);
+        let prefetch = ps.parsed_list("prefetch", p, Resource::parse);
+        let listen = ps.parsed_list("listen", p, listen_addr);
+        if let Some(login) = login {
+            let tenant = tenant.unwrap_or_else(|| login.tenant.clone());
+            let fingerprint = fingerprint(&ps, &login.fingerprint);
+            out.insert(
+                profile_name.clone(),
+                Profile {
+                    name: profile_name,
+                    login: login.name.clone(),
+                    tenant,
+                    aliases,
+                    accept_any_client_id,
+                    prefetch,
+                    listen,
+                    fingerprint,
+                },
+            );
+        }
+    }
+    out
+}
+
+/// Aliases select profiles, so one alias may name only one profile (compared case-insensitively).
+fn check_aliases(profiles: &BTreeMap<ProfileName, Profile>, p: &mut Problems) {
+    let mut seen: BTreeMap<String, &ProfileName> = BTreeMap::new();
+    for profile in profiles.values() {
+        for alias in &profile.aliases {
+            match seen.insert(alias.to_ascii_lowercase(), &profile.name) {
+                Some(other) if other != &profile.name => p.push(
+                    &format!("profiles.{}.aliases", profile.name),
+                    format!("'{alias}' is also an alias of profile '{other}'"),
+                ),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,154 @@
+use super::*;
+
+const FULL: &str = r#"
+[server]
+listen = ["127.0.0.1:50342", "[::1]:50342"]
+runtime_dir = "/tmp/rt"
+state_dir = "/tmp/st"
+default_profile = "contoso"
+
+[cloud]
+name = "AzureCloud"
+authority_host = "http://127.0.0.1:9999"
+
+[refresh]
+margin = "10m"
+idle_ttl = "12h"
+
+[logins.app]
+kind = "service-principal"
+tenant = "contoso.onmicrosoft.com"
+client_id = "11111111-2222-3333-4444-555555555555"
+client_secret = "s3cret"
+
+[profiles.contoso]
+login = "app"
+
+[profiles.fabrikam]
+login = "app"
+tenant = "fabrikam.onmicrosoft.com"
+aliases = ["AAAA", "bbbb"]
+accept_any_client_id = true
+prefetch = ["https://management.azure.com/"]
+listen = ["127.0.0.2:50342"]
+"#;
+
+#[test]
+fn full_example_parses() {
+    let c = Config::parse(FULL, None).unwrap();
+    assert_eq!(c.server.listen.len(), 2);
+    assert_eq!(c.server.default_profile.as_ref().unwrap().as_str(), "contoso");
+    assert_eq!(c.cloud.authority_host.as_str(), "http://127.0.0.1:9999/");
+    assert_eq!(c.refresh.margin, Duration::from_secs(600));
+    assert_eq!(c.refresh.idle_ttl, Duration::from_secs(12 * 3600));
+    let contoso = &c.profiles[&ProfileName::parse("contoso").unwrap()];
+    assert_eq!(contoso.tenant.as_str(), "contoso.onmicrosoft.com");
+    let fab = &c.profiles[&ProfileName::parse("fabrikam").unwrap()];
+    assert_eq!(fab.tenant.as_str(), "fabrikam.onmicrosoft.com");
+    assert!(fab.accept_any_client_id);
+    assert_eq!(fab.prefetch.len(), 1);
+    assert_eq!(fab.listen.len(), 1);
+    assert_ne!(contoso.fingerprint, fab.fingerprint);
+    // The secret is never printed by Debug.
+    assert!(!format!("{c:?}").contains("s3cret"));
+}
+
+#[test]
+fn every_problem_is_reported_together() {
+    let text = r#"
+[server]
+listen = ["not-an-address", "10.0.0.1:80"]
+colour = "blue"
+default_profile = "missing"
+
+[refresh]
+margin = "soon"
+
+[logins.app]
+kind = "service-principal"
+tenant = "contoso.onmicrosoft.com"
+client_id = "x"
+
+[logins.bad]
+kind = "magic"
+tenant = "t"
+
+[profiles.p]
+login = "nope"
+"#;
+    let err = Config::parse(text, Some(PathBuf::from("/x.toml"))).unwrap_err();
+    let all = err.problems.join("\n");
+    for needle in [
+        "server.listen[0]",
+        "server.listen[1]",
+        "server.colour: unknown key",
+        "refresh.margin",
+        "logins.app: a service principal needs",
+        "logins.bad.kind: unknown kind 'magic'",
+        "profiles.p.login: 'nope' is not a configured login",
+        "server.default_profile: 'missing'",
+    ] {
+        assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+    }
+    assert_eq!(err.problems.len(), 8, "{all}");
+    assert!(err.to_string().starts_with("invalid configuration in /x.toml"));
+}
+
+#[test]
+fn bad_toml_is_reported() {
+    let err = Config::parse("[server\n", None).unwrap_err();
+    assert!(err.problems[0].contains("not valid TOML"));
+}
+
+#[test]
+fn single_profile_is_the_default() {
+    let text = r#"
+[logins.a]
+kind = "service-principal"
+tenant = "t.example"
+client_id = "c"
+client_secret_file = "/run/credentials/x"
+[profiles.only]
+login = "a"
+"#;
+    let c = Config::parse(text, None).unwrap();
+    assert_eq!(c.server.default_profile.unwrap().as_str(), "only");
+}
+
+#[test]
+fn empty_config_is_valid() {
+    let c = Config::parse("", None).unwrap();
+    assert!(c.profiles.is_empty());
+    assert_eq!(c.server.listen, vec![SocketAddr::from(([127, 0, 0, 1], 50342))]);
+}
+
+#[test]
+fn duplicate_aliases_are_refused() {
+    let text = r#"
+[logins.a]
+kind = "service-principal"
+tenant = "t.example"
+client_id = "c"
+client_secret = "s"
+[profiles.x]
+login = "a"
+aliases = ["Same"]
+[profiles.y]
+login = "a"
+aliases = ["same"]
+"#;
+    let err = Config::parse(text, None).unwrap_err();
+    assert!(err.problems[0].contains("also an alias"), "{:?}", err.problems);
+}
+
+#[test]
+fn http_authority_only_for_loopback() {
+    let err = Config::parse("[cloud]\nauthority_host = \"http://login.example.com\"\n", None).unwrap_err();
+    assert!(err.problems[0].starts_with("cloud.authority_host"), "{:?}", err.problems);
+}
+
+#[test]
+fn example_file_parses() {
+    let text = include_str!("../../../../config/azbroker.example.toml");
+    Config::parse(text, None).unwrap();
+}

@@ -1,0 +1,57 @@
+//! Where azbroker keeps its files: XDG locations for a user daemon, `/etc`, `/var/lib` and `/run`
+//! for a system (root) daemon.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+/// The effective uid of this process (read from procfs; no libc needed).
+pub fn current_uid() -> u32 {
+    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX)
+}
+
+/// True when running as root: system paths are used.
+pub fn is_system() -> bool {
+    current_uid() == 0
+}
+
+fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
+}
+
+fn xdg(var: &str, home_rel: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| home().map(|h| h.join(home_rel)))
+}
+
+/// Default config file: `/etc/azbroker/config.toml` as root, else `$XDG_CONFIG_HOME/azbroker/config.toml`.
+pub fn default_config_file() -> PathBuf {
+    if is_system() {
+        return PathBuf::from("/etc/azbroker/config.toml");
+    }
+    xdg("XDG_CONFIG_HOME", ".config")
+        .map(|d| d.join("azbroker/config.toml"))
+        .unwrap_or_else(|| PathBuf::from("/etc/azbroker/config.toml"))
+}
+
+/// Default state directory: `/var/lib/azbroker` as root, else `$XDG_STATE_HOME/azbroker`.
+pub fn default_state_dir() -> PathBuf {
+    if is_system() {
+        return PathBuf::from("/var/lib/azbroker");
+    }
+    xdg("XDG_STATE_HOME", ".local/state")
+        .map(|d| d.join("azbroker"))
+        .unwrap_or_else(|| PathBuf::from(format!("/tmp/azbroker-state-{}", current_uid())))
+}
+
+/// Default runtime directory: `/run/azbroker` as root, else `$XDG_RUNTIME_DIR/azbroker`.
+pub fn default_runtime_dir() -> PathBuf {
+    if is_system() {
+        return PathBuf::from("/run/azbroker");
+    }
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|v| !v.is_empty())
+        .map(|d| PathBuf::from(d).join("azbroker"))
+        .unwrap_or_else(|| PathBuf::from(format!("/tmp/azbroker-run-{}", current_uid())))
+}

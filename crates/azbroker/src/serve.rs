@@ -1,0 +1,201 @@
+//! `azbroker serve`: binds the listeners, starts the engine and the servers, and runs until
+//! SIGTERM/SIGINT; SIGHUP reloads the config (a bad config keeps the old one serving).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use azbroker_core::{Engine, ProfileName, Secret, TenantId};
+use azbroker_entra::SecretRef;
+use azbroker_server::{AppState, RuntimeSecrets};
+use azbroker_testkit::FakeEntra;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use url::Url;
+
+use crate::cli::ServeArgs;
+use crate::client_env;
+use crate::config::{Config, Login, LoginKind, Profile};
+use crate::{sources, state};
+
+/// How long in-flight requests may take to finish after SIGTERM.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
+    state::ensure_private_dir(&config.server.state_dir)?;
+    std::fs::create_dir_all(&config.server.runtime_dir)
+        .with_context(|| format!("cannot create runtime directory {}", config.server.runtime_dir.display()))?;
+    let identity_header = client_env::identity_header(&config)?;
+
+    let local = if args.local_authority { Some(start_local_authority(&mut config).await?) } else { None };
+    let authority = local.as_ref().map(|l| Url::parse(&l.url())).transpose()?;
+    let client = sources::entra_client(&config, authority.as_ref())?;
+    let engine = Engine::new(config.refresh.clone(), sources::bindings(&config, &client));
+    let app = AppState::new(engine.clone(), sources::directory(&config)?, RuntimeSecrets { identity_header });
+
+    let listeners = bind_all(&config).await?;
+    let cancel = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    {
+        let (engine, cancel) = (engine.clone(), cancel.clone());
+        tasks.spawn(async move { engine.run(cancel).await });
+    }
+    let mut bound = Vec::new();
+    for (listener, profile) in listeners {
+        bound.push(listener.local_addr()?);
+        let router = azbroker_server::router(app.clone(), profile);
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            if let Err(e) = azbroker_server::serve(listener, router, cancel).await {
+                tracing::error!(error = %e, "listener failed");
+            }
+        });
+    }
+    app.set_ready(true);
+    announce(&config, &bound, local.is_some());
+
+    wait_for_signals(&mut config, &app, &client, &cancel).await;
+    tracing::info!("shutting down: no new connections, finishing in-flight requests");
+    tasks.close();
+    if tokio::time::timeout(DRAIN_DEADLINE, tasks.wait()).await.is_err() {
+        tracing::warn!("some requests did not finish within {DRAIN_DEADLINE:?}; exiting anyway");
+    }
+    if let Some(local) = local {
+        local.shutdown();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn bind_all(config: &Config) -> Result<Vec<(TcpListener, Option<ProfileName>)>> {
+    let mut out = Vec::new();
+    let wanted = config.server.listen.iter().map(|a| (*a, None)).chain(
+        config.profiles.values().flat_map(|p| p.listen.iter().map(move |a| (*a, Some(p.name.clone())))),
+    );
+    for (addr, profile) in wanted {
+        let listener = TcpListener::bind(addr).await.with_context(|| bind_hint(addr))?;
+        out.push((listener, profile));
+    }
+    Ok(out)
+}
+
+fn bind_hint(addr: SocketAddr) -> String {
+    format!(
+        "cannot listen on {addr} (is another azbroker already running? set [server] listen in the config to use another port)"
+    )
+}
+
+async fn wait_for_signals(config: &mut Config, app: &AppState, client: &azbroker_entra::EntraClient, cancel: &CancellationToken) {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+    else {
+        tracing::error!("cannot install signal handlers; stopping");
+        cancel.cancel();
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => reload(config, app, client),
+        }
+    }
+    cancel.cancel();
+}
+
+/// Re-reads the config file; on any problem the old config keeps serving.
+fn reload(config: &mut Config, app: &AppState, client: &azbroker_entra::EntraClient) {
+    let Some(origin) = config.origin.clone() else {
+        tracing::info!("SIGHUP: no config file in use; nothing to reload");
+        return;
+    };
+    let next = match Config::load(Some(&origin)) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("config reload rejected, keeping the running config: {e}");
+            return;
+        }
+    };
+    let directory = match sources::directory(&next) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!("config reload rejected, keeping the running config: {e:#}");
+            return;
+        }
+    };
+    if next.server.listen != config.server.listen
+        || next.profiles.values().map(|p| &p.listen).ne(config.profiles.values().map(|p| &p.listen))
+    {
+        tracing::warn!("listener changes take effect at the next restart");
+    }
+    app.engine().set_profiles(sources::bindings(&next, client));
+    app.set_directory(directory);
+    tracing::info!(profiles = next.profiles.len(), "config reloaded");
+    *config = next;
+}
+
+/// Starts the embedded fake authority and, when the config has no profiles, adds a demo one.
+async fn start_local_authority(config: &mut Config) -> Result<FakeEntra> {
+    let opts = azbroker_testkit::Options { permissive: true, ..Default::default() };
+    let local = FakeEntra::start_with(opts).await.context("cannot start the local authority")?;
+    tracing::warn!(
+        authority = %local.url(),
+        "LOCAL AUTHORITY MODE: tokens are signed by a key generated at start and are NOT valid in Azure"
+    );
+    if config.profiles.is_empty() {
+        let name = ProfileName::parse("local").context("built-in profile name")?;
+        let tenant = TenantId::parse("local.azbroker.invalid").context("built-in tenant")?;
+        config.logins.insert(
+            name.clone(),
+            Login {
+                name: name.clone(),
+                tenant: tenant.clone(),
+                kind: LoginKind::ServicePrincipal {
+                    client_id: "00000000-0000-0000-0000-0000000a2b0c".into(),
+                    secret: SecretRef::Inline(Secret::new("local-authority-demo")),
+                },
+                fingerprint: "local".into(),
+            },
+        );
+        config.profiles.insert(
+            name.clone(),
+            Profile {
+                name: name.clone(),
+                login: name.clone(),
+                tenant,
+                aliases: vec![],
+                accept_any_client_id: true,
+                prefetch: vec![],
+                listen: vec![],
+                fingerprint: "local".into(),
+            },
+        );
+        config.server.default_profile = Some(name);
+    }
+    Ok(local)
+}
+
+fn announce(config: &Config, bound: &[SocketAddr], local: bool) {
+    let listeners: Vec<_> = bound.iter().map(ToString::to_string).collect();
+    tracing::info!(listeners = %listeners.join(","), profiles = config.profiles.len(), "ready");
+    let cfg_path: PathBuf = config.origin.clone().unwrap_or_else(crate::paths::default_config_file);
+    if config.profiles.is_empty() {
+        eprintln!(
+            "\nazbroker is running, but no profile is configured yet, so token requests will be refused.\n\
+             Next step: create {} with a login and a profile (see config/azbroker.example.toml),\n\
+             or try the offline demo: `azbroker serve --local-authority`.\n",
+            cfg_path.display()
+        );
+    } else {
+        let base = bound.first().map(|a| format!("http://{a}")).unwrap_or_default();
+        eprintln!(
+            "\nazbroker is serving on {}{}.\nPoint clients at it with: eval \"$(azbroker{} env)\"   (or `azbroker run -- CMD`)\n",
+            base,
+            if local { " (LOCAL AUTHORITY: tokens are not valid in Azure)" } else { "" },
+            config.origin.as_ref().map(|p| format!(" --config {}", p.display())).unwrap_or_default(),
+        );
+    }
+}

@@ -1,0 +1,125 @@
+//! Files the daemon keeps between runs: the state directory (0700) and the runtime secrets in it
+//! (0600), generated once so that clients that cached them — long-running notebook kernels —
+//! keep working across restarts.
+
+use std::fs::{self, OpenOptions, Permissions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use azbroker_core::Secret;
+use base64::Engine as _;
+
+/// The file holding the App Service identity header.
+pub const IDENTITY_HEADER_FILE: &str = "identity-header";
+
+/// Creates `dir` (and parents) if needed and makes sure it is private to its owner (0700).
+pub fn ensure_private_dir(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
+    let meta = fs::metadata(dir).with_context(|| format!("cannot inspect {}", dir.display()))?;
+    if !meta.is_dir() {
+        bail!("{} exists and is not a directory", dir.display());
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        fs::set_permissions(dir, Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make {} private (chmod 0700)", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Reads a secret from `path`, or generates a random one and stores it there (0600, atomically).
+pub fn load_or_create_secret(path: &Path) -> Result<Secret> {
+    match fs::read_to_string(path) {
+        Ok(s) => {
+            let s = s.trim_end_matches(['\n', '\r']);
+            if s.is_empty() {
+                bail!("{} is empty; delete it to generate a new secret", path.display());
+            }
+            Ok(Secret::new(s))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let secret = Secret::new(random_token());
+            write_private(path, secret.expose().as_bytes())?;
+            Ok(secret)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Reads an existing secret file (configured by the user); never creates it.
+pub fn read_secret_file(path: &Path) -> Result<Secret> {
+    let s = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let s = s.trim_end_matches(['\n', '\r']);
+    if s.is_empty() {
+        bail!("{} is empty", path.display());
+    }
+    Ok(Secret::new(s))
+}
+
+/// Writes `bytes` to `path` with mode 0600: temp file, fsync, rename.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().context("secret path has no parent directory")?;
+    let tmp: PathBuf = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("secret")));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))?;
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// 32 random bytes, base64url without padding (43 characters, header- and URL-safe).
+pub fn random_token() -> String {
+    let mut buf = [0u8; 32];
+    // The system RNG failing is not recoverable for a credential broker.
+    aws_lc_rs::rand::fill(&mut buf).expect("system random number generator is available");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn secret_is_generated_once_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        ensure_private_dir(&state).unwrap();
+        assert_eq!(fs::metadata(&state).unwrap().mode() & 0o777, 0o700);
+        let path = state.join(IDENTITY_HEADER_FILE);
+        let a = load_or_create_secret(&path).unwrap();
+        let b = load_or_create_secret(&path).unwrap();
+        assert_eq!(a.expose(), b.expose());
+        assert_eq!(a.expose().len(), 43);
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn loose_directory_is_tightened() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("s");
+        fs::create_dir(&state).unwrap();
+        fs::set_permissions(&state, Permissions::from_mode(0o755)).unwrap();
+        ensure_private_dir(&state).unwrap();
+        assert_eq!(fs::metadata(&state).unwrap().mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn empty_secret_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x");
+        fs::write(&path, "\n").unwrap();
+        assert!(load_or_create_secret(&path).is_err());
+    }
+}
