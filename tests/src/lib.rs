@@ -1,1 +1,241 @@
-//! e2e helpers
+//! Shared helpers for the end-to-end tests: start the real `azbroker` binary on a free loopback
+//! port against an in-process testkit authority, wait for `/readyz`, run its subcommands, collect
+//! its output, and stop it with SIGTERM.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// Path of the `azbroker` binary built by `cargo test --workspace` (or `$AZBROKER_BIN`).
+pub fn binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("AZBROKER_BIN") {
+        return PathBuf::from(p);
+    }
+    // target/<profile>/deps/e2e-<hash> → target/<profile>/azbroker
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target directory");
+    let bin = dir.join("azbroker");
+    assert!(bin.exists(), "{} not found: build it with `cargo build -p azbroker` (tests/run does)", bin.display());
+    bin
+}
+
+/// The repository root (for tests/clients).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// A running daemon with its own config, state and runtime directories.
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    pub config_path: PathBuf,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// Writes `config_body` (without `[server]`; one is added with a free port and private dirs)
+    /// and starts `azbroker serve` with `extra` arguments, waiting until `/readyz` answers 200.
+    pub fn start(config_body: &str, extra: &[&str]) -> Result<Self> {
+        Self::start_with_server(config_body, "", extra)
+    }
+
+    /// Like [`Daemon::start`] with extra lines for the `[server]` table.
+    pub fn start_with_server(config_body: &str, server_extra: &str, extra: &[&str]) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let config = format!(
+            "[server]\nlisten = [\"{addr}\"]\nstate_dir = \"{}\"\nruntime_dir = \"{}\"\n{server_extra}\n{config_body}",
+            dir.path().join("state").display(),
+            dir.path().join("run").display(),
+        );
+        let config_path = dir.path().join("config.toml");
+        std::fs::write(&config_path, config)?;
+        let mut daemon = Self { dir, addr, config_path, child: None };
+        daemon.spawn(extra)?;
+        Ok(daemon)
+    }
+
+    fn spawn(&mut self, extra: &[&str]) -> Result<()> {
+        let log = std::fs::File::create(self.log_path())?;
+        let child = Command::new(binary())
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(["--log-level", "debug", "serve"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .env_remove("RUST_LOG")
+            .spawn()
+            .context("spawn azbroker")?;
+        self.child = Some(child);
+        self.wait_ready(Duration::from_secs(30))
+    }
+
+    /// Stops (SIGTERM) and starts the daemon again with the same directories.
+    pub fn restart(&mut self, extra: &[&str]) -> Result<()> {
+        self.stop()?;
+        self.spawn(extra)
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("daemon.log")
+    }
+
+    /// Everything the daemon printed so far.
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(self.log_path()) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn wait_ready(&mut self, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        let url = self.url("/readyz");
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                bail!("daemon exited early ({status}):\n{}", self.log());
+            }
+            if let Ok(resp) = blocking_get(&url) {
+                if resp == 200 {
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!("daemon not ready within {limit:?}:\n{}", self.log())
+    }
+
+    /// Runs `azbroker --config <this config> ARGS` and returns its output.
+    pub fn cli(&self, args: &[&str]) -> Result<Output> {
+        Ok(Command::new(binary()).arg("--config").arg(&self.config_path).args(args).output()?)
+    }
+
+    /// `azbroker env ARGS --format dotenv`, parsed into pairs.
+    pub fn env(&self, args: &[&str]) -> Result<Vec<(String, String)>> {
+        let mut all = vec!["env"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--format", "dotenv"]);
+        let out = self.cli(&all)?;
+        if !out.status.success() {
+            bail!("azbroker env failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8(out.stdout)?
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+            .collect())
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn stop(&mut self) -> Result<ExitStatus> {
+        let Some(mut child) = self.child.take() else { bail!("not running") };
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("daemon did not stop within 20 s after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends a signal by name (e.g. "HUP").
+    pub fn signal(&self, sig: &str) -> Result<()> {
+        let child = self.child.as_ref().context("not running")?;
+        let status = Command::new("kill").args([&format!("-{sig}"), &child.id().to_string()]).status()?;
+        if !status.success() {
+            bail!("kill -{sig} failed");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A minimal blocking GET returning the status code (for readiness polling without a runtime).
+fn blocking_get(url: &str) -> Result<u16> {
+    use std::io::Write;
+    let rest = url.strip_prefix("http://").context("http url")?;
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut s = std::net::TcpStream::connect_timeout(&host.parse()?, Duration::from_millis(500))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    let code = buf.split_whitespace().nth(1).context("status line")?.parse()?;
+    Ok(code)
+}
+
+/// The config body for one service-principal login in `tenant` against `authority`, with the
+/// given extra profile tables.
+pub fn sp_config(authority: &str, tenant: &str, client_id: &str, secret: &str, profiles: &str) -> String {
+    format!(
+        "[cloud]\nauthority_host = \"{authority}\"\n\n[logins.app]\nkind = \"service-principal\"\ntenant = \"{tenant}\"\nclient_id = \"{client_id}\"\nclient_secret = \"{secret}\"\n\n{profiles}"
+    )
+}
+
+/// A testkit authority running on its own runtime thread, so tests may block freely.
+pub struct Authority {
+    pub entra: azbroker_testkit::FakeEntra,
+    _stop: std::sync::mpsc::Sender<()>,
+}
+
+impl std::ops::Deref for Authority {
+    type Target = azbroker_testkit::FakeEntra;
+    fn deref(&self) -> &Self::Target {
+        &self.entra
+    }
+}
+
+impl Authority {
+    pub fn start() -> Self {
+        Self::start_with(azbroker_testkit::Options::default())
+    }
+
+    pub fn start_with(opts: azbroker_testkit::Options) -> Self {
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("testkit runtime");
+            rt.block_on(async move {
+                let entra = azbroker_testkit::FakeEntra::start_with(opts).await.expect("start testkit");
+                let _ = handle_tx.send(entra.clone());
+                let _ = tokio::task::spawn_blocking(move || stop_rx.recv()).await;
+                entra.shutdown();
+            });
+        });
+        let entra = handle_rx.recv().expect("testkit started");
+        Self { entra, _stop: stop_tx }
+    }
+}
