@@ -1,1 +1,46 @@
-//! placeholder
+//! A faithful fake of Microsoft Entra ID's v2 authority over real HTTP on loopback, for tests,
+//! benchmarks and the daemon's offline demo (`azbroker serve --local-authority`).
+//!
+//! [`FakeEntra::start`] binds `127.0.0.1:0` and serves, on the caller's tokio runtime:
+//!
+//! * `POST /{tenant}/oauth2/v2.0/token` — the `client_credentials` grant (secret in the body or
+//!   HTTP Basic; `client_assertion` in permissive mode), minting RS256 JWTs with Entra's v1.0
+//!   app-token claims; errors in Entra's exact body shape (PROTOCOLS.md §12.5);
+//! * `GET /{tenant}/discovery/v2.0/keys` (JWKS), `GET /{tenant}/v2.0/.well-known/openid-configuration`
+//!   and `GET /common/discovery/instance`.
+//!
+//! Tests steer it through the handle: registered apps, permissive mode, token lifetime, denied
+//! tenants and resources, injected [`Fault`]s, and request counters.
+//!
+//! Layout: `server` (handle and lifecycle), `state` (shared state and counters), `routes`
+//! (HTTP surface), `grant` (one module per grant type), `client_auth`, `scope`, `tenant`,
+//! `issue` (claims and signing), `keys` (RSA key, JWKS, verification), `error` (Entra error
+//! bodies), `fault`, `form`, `jwt`, `listener`, `time`.
+//!
+//! This crate never prints to stdout, never logs secrets or tokens (tracing at debug level only),
+//! never panics on client input, and listens wherever [`Options::bind`] says (loopback by default).
+
+mod client_auth;
+mod error;
+mod fault;
+mod form;
+mod grant;
+mod issue;
+mod jwt;
+mod keys;
+mod listener;
+mod routes;
+mod scope;
+mod server;
+mod state;
+mod tenant;
+mod time;
+
+pub use error::EntraError;
+pub use fault::Fault;
+pub use jwt::decode_claims;
+pub use server::{FakeEntra, Options};
+pub use tenant::tenant_guid;
+
+/// Largest token-request body the fake reads; bigger ones get 413 with an Entra error body.
+pub const MAX_TOKEN_REQUEST_BYTES: usize = routes::MAX_BODY_BYTES;

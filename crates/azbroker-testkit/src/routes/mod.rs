@@ -1,0 +1,26 @@
+//! The fake authority's HTTP surface: which path goes to which handler. Handlers live in one
+//! module per endpoint family; this file only wires them.
+
+mod discovery;
+mod token;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::{any, get};
+
+use crate::state::State;
+
+pub(crate) use token::MAX_BODY_BYTES;
+
+pub(crate) fn router(state: Arc<State>) -> Router {
+    Router::new()
+        .route("/{tenant}/oauth2/v2.0/token", any(token::token))
+        .route("/{tenant}/discovery/v2.0/keys", get(discovery::keys_v2))
+        .route("/{tenant}/discovery/keys", get(discovery::keys_v1))
+        .route("/{tenant}/v2.0/.well-known/openid-configuration", get(discovery::openid_configuration))
+        .route("/common/discovery/instance", get(discovery::instance))
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .with_state(state)
+}
