@@ -1,9 +1,11 @@
 //! Integration tests for azbroker-entra: the real client against a scripted loopback HTTP stub
 //! (exact form bodies, every error mapping, timeouts, network failures, secret-file rotation,
-//! redaction).
+//! proxy environment, redaction) and end to end against the testkit's fake Entra ID.
 
 mod client_credentials;
 mod errors;
+mod fake_entra;
+mod proxy;
 mod redaction;
 mod service_principal;
 mod stub;

@@ -62,6 +62,8 @@ impl Reply {
 #[derive(Clone, Debug)]
 pub struct Recorded {
     pub method: String,
+    /// The request target as sent (`/path?query`, or `host:port` for CONNECT).
+    pub target: String,
     pub path: String,
     pub headers: HeaderMap,
     pub body: String,
@@ -143,6 +145,7 @@ async fn handle(
 ) -> Response<Body> {
     script.seen.lock().unwrap().push(Recorded {
         method: method.to_string(),
+        target: uri.to_string(),
         path: uri.path().to_owned(),
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
