@@ -608,12 +608,10 @@ fn usable_token(st: &SlotState, now: Instant, freshness: &Freshness) -> Option<A
     if token.remaining(now) < MIN_USABLE {
         return None;
     }
-    if let Freshness::NotHash(h) = freshness {
-        if token.sha256().eq_ignore_ascii_case(h) {
-            return None;
-        }
+    match freshness {
+        Freshness::NotHash(h) if token.sha256().eq_ignore_ascii_case(h) => None,
+        _ => Some(token.clone()),
     }
-    Some(token.clone())
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

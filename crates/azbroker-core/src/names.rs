@@ -165,6 +165,18 @@ impl fmt::Display for ProfileName {
     }
 }
 
+impl Borrow<str> for Resource {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for ProfileName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,17 +230,5 @@ mod tests {
         fn resource_parse_never_panics(s in any::<String>()) {
             let _ = Resource::parse(&s);
         }
-    }
-}
-
-impl Borrow<str> for Resource {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Borrow<str> for ProfileName {
-    fn borrow(&self) -> &str {
-        &self.0
     }
 }
