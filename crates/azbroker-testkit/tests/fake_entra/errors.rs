@@ -109,6 +109,18 @@ async fn malformed_tenant_is_rejected_everywhere() {
         .await;
     let resp = http().get(format!("{}/bad%20tenant/discovery/v2.0/keys", fake.url())).send().await.unwrap();
     expect_error(resp, 400, "invalid_request", 900_023).await;
+    // Percent-encoded bytes that are not UTF-8: still an Entra error, never a panic.
+    let resp = http().post(format!("{}/%FF%FE/oauth2/v2.0/token", fake.url())).send().await.unwrap();
+    expect_error(resp, 400, "invalid_request", 9_002_313).await;
+    let resp = http()
+        .post(token_url(&fake, TENANT))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(b"grant_type=%FF%00&client_id=\xff\x00&scope=\xc3".to_vec())
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, 400, "unsupported_grant_type", 70_003).await;
+    expect_token(client_credentials(&fake, TENANT, VAULT).await).await;
 }
 
 #[tokio::test]

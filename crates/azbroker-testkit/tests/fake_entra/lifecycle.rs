@@ -20,11 +20,16 @@ async fn url_and_addr_describe_a_loopback_listener() {
 #[tokio::test]
 async fn shutdown_is_idempotent_and_stops_serving() {
     let fake = fake().await;
-    expect_token(client_credentials(&fake, TENANT, VAULT).await).await;
+    // A client that keeps its idle keep-alive connection must not hold up shutdown.
+    let pooled = http();
+    let resp = pooled.get(format!("{}/common/discovery/v2.0/keys", fake.url())).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
     fake.shutdown();
     fake.shutdown();
     tokio::time::timeout(Duration::from_secs(2), fake.stopped()).await.unwrap();
     assert!(http().post(token_url(&fake, TENANT)).send().await.is_err());
+    assert!(pooled.get(format!("{}/common/discovery/v2.0/keys", fake.url())).send().await.is_err());
 }
 
 #[tokio::test]
