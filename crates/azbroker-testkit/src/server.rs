@@ -191,3 +191,18 @@ impl FakeEntra {
         self.inner.tracker.wait().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handle_is_send_sync_and_defaults_are_as_documented() {
+        fn assert_send_sync<T: Send + Sync + Clone + 'static>() {}
+        assert_send_sync::<FakeEntra>();
+        let opts = Options::default();
+        assert_eq!(opts.bind, "127.0.0.1:0".parse().unwrap());
+        assert!(!opts.permissive);
+        assert_eq!(opts.token_lifetime, Duration::from_secs(3599));
+    }
+}
