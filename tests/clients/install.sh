@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Install the real SDK clients that judge azbroker's protocol compatibility:
+#   tests/clients/.venv               Python venv from python/requirements.txt (pinned)
+#   tests/clients/node/node_modules   npm ci from node/package-lock.json (pinned)
+#
+# Idempotent and quiet: each half is redone only when the hash of its pin file (and of the
+# interpreter's version) differs from the stamp written after its last successful install,
+# so a re-run costs well under a second. Prints one line per half it actually installs.
+# Caches are the tools' usual ones (~/.cache/pip, ~/.npm); nothing else outside the repo.
+#
+# Usage: tests/clients/install.sh [--force]
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+force=0
+case "${1-}" in
+  --force) force=1 ;;
+  "") ;;
+  *) echo "usage: $0 [--force]" >&2; exit 64 ;;
+esac
+
+die() { echo "install.sh: $*" >&2; exit 1; }
+
+need() { command -v "$1" >/dev/null 2>&1 || die "'$1' not found on PATH ($2)"; }
+
+# stamp_of VERSION FILE...: one hash over a tool's version string and the files' contents.
+stamp_of() {
+  local version=$1 file; shift
+  {
+    echo "$version"
+    for file; do sha256sum <"$file"; done
+  } | sha256sum | cut -d' ' -f1
+}
+
+# Serialise concurrent runs (e.g. two test processes starting at once).
+exec 9>"$here/.install.lock"
+flock 9
+
+install_python() {
+  need python3 "CPython >= 3.9 is required"
+  local venv=$here/.venv req=$here/python/requirements.txt
+  local stamp_file=$venv/.azbroker-install-stamp want have=""
+  want=$(stamp_of "$(python3 -c 'import sys; print(sys.version)')" "$req")
+  [[ -f $stamp_file ]] && have=$(<"$stamp_file")
+  # The venv must also still run (a replaced system python breaks an old venv).
+  if ((force == 0)) && [[ $have == "$want" ]] && "$venv/bin/python" -c '' 2>/dev/null; then
+    return 0
+  fi
+  echo "install.sh: python clients: creating $venv from python/requirements.txt" >&2
+  python3 -m venv --clear "$venv"
+  PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
+    "$venv/bin/python" -m pip install --quiet --requirement "$req"
+  "$venv/bin/python" -c 'import azure.identity, azure.identity.aio, msal, aiohttp, requests' ||
+    die "python clients installed but do not import"
+  echo "$want" >"$stamp_file"
+}
+
+install_node() {
+  need node "Node.js >= 20 is required"
+  need npm "npm is required"
+  local dir=$here/node lock=$here/node/package-lock.json
+  local stamp_file=$dir/node_modules/.azbroker-install-stamp want have=""
+  [[ -f $lock ]] || die "$lock is missing"
+  # package.json is hashed too: npm ci refuses a lock file out of sync with it.
+  want=$(stamp_of "$(node --version)" "$lock" "$dir/package.json")
+  [[ -f $stamp_file ]] && have=$(<"$stamp_file")
+  if ((force == 0)) && [[ $have == "$want" ]]; then
+    return 0
+  fi
+  echo "install.sh: node clients: npm ci in $dir" >&2
+  (cd "$dir" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null)
+  (cd "$dir" && node -e 'import("@azure/identity").then(() => {}, (e) => { console.error(e); process.exit(1); })') ||
+    die "node clients installed but @azure/identity does not import"
+  echo "$want" >"$stamp_file"
+}
+
+install_python
+install_node

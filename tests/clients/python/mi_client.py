@@ -1,0 +1,293 @@
+#!/usr/bin/env python3
+"""Get one managed-identity token with a real Python SDK client and report it as one JSON line.
+
+Used by azbroker's end-to-end tests: the test starts the daemon, puts exactly what
+`azbroker env` prints into this process's environment, and runs
+
+    mi_client.py --client NAME --resource RESOURCE [--client-id ID] [--timeout SECONDS]
+                 [--allow-non-loopback]
+
+Configuration comes only from the environment (IDENTITY_ENDPOINT/IDENTITY_HEADER,
+MSI_ENDPOINT/MSI_SECRET, AZURE_POD_IDENTITY_AUTHORITY_HOST, ...) and these flags; the
+script never sets endpoint variables itself. It refuses to run (ok:false, "Refused: ...")
+when the environment would send the SDK anywhere but loopback, e.g. to the real IMDS
+address because no endpoint variable is set, unless --allow-non-loopback is given. It prints exactly one line on stdout:
+
+    {"ok":true,"client":NAME,"tid":...,"aud":...,"oid":...,"expires_on":<int>, ...}
+    {"ok":false,"client":NAME,"error":"<type>: <message>"}          (exit status 1)
+
+and never the token itself (only a short SHA-256 prefix, "token_sha256", so a test can
+match it against what the authority minted). Claims are read from the JWT payload
+without verifying the signature.
+"""
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import sys
+import threading
+import time
+
+CLIENTS = ("azure-identity-mi", "azure-identity-mi-async", "azure-identity-dac", "msal-mi")
+
+# Per-HTTP-request read timeout handed to the SDKs (seconds). Loopback answers come in
+# milliseconds; this only stops a hung server from stalling a run for azure-core's 300 s.
+READ_TIMEOUT = 20
+
+_print_lock = threading.Lock()
+_printed = False
+
+
+def emit(obj, code):
+    """Print the single result line once (main thread or watchdog, whichever is first) and exit."""
+    global _printed
+    with _print_lock:
+        if not _printed:
+            _printed = True
+            sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
+            sys.stdout.flush()
+    # os._exit: no interpreter teardown, so a stuck SDK thread or connection cannot delay exit.
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def fail(client, exc_or_msg):
+    if isinstance(exc_or_msg, BaseException):
+        msg = f"{type(exc_or_msg).__name__}: {exc_or_msg}"
+    else:
+        msg = str(exc_or_msg)
+    emit({"ok": False, "client": client, "error": msg[:4000]}, 1)
+
+
+def jwt_claims(token):
+    """Decode the payload of a JWT without verification (base64url, padding restored)."""
+    parts = token.split(".")
+    if len(parts) < 2:
+        raise ValueError("access token is not a JWT (no payload segment)")
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    claims = json.loads(base64.urlsafe_b64decode(payload.encode("ascii")))
+    if not isinstance(claims, dict):
+        raise ValueError("JWT payload is not a JSON object")
+    return claims
+
+
+def success(client, token, expires_on, **extra):
+    claims = jwt_claims(token)
+    out = {
+        "ok": True,
+        "client": client,
+        "tid": claims.get("tid"),
+        "aud": claims.get("aud"),
+        "oid": claims.get("oid"),
+        "expires_on": int(expires_on),
+        "token_sha256": hashlib.sha256(token.encode("utf-8")).hexdigest()[:16],
+    }
+    out.update(extra)
+    emit(out, 0)
+
+
+# Environment variables holding managed-identity endpoint URLs. When the environment selects
+# no dialect, the SDKs fall back to IMDS on 169.254.169.254, which is not a test address.
+ENDPOINT_VARS = ("IDENTITY_ENDPOINT", "IMDS_ENDPOINT", "MSI_ENDPOINT", "AZURE_POD_IDENTITY_AUTHORITY_HOST")
+LOOPBACK_HOSTS = ("localhost", "::1")
+
+
+def non_loopback_reason(client):
+    """Why this run would send traffic off the loopback interface, or None if it would not."""
+    from ipaddress import ip_address
+    from urllib.parse import urlsplit
+
+    env = {v: os.environ.get(v) for v in ENDPOINT_VARS + ("IDENTITY_HEADER", "MSI_SECRET")}
+    # Dialect selection as in PROTOCOLS.md section 2: does something other than default IMDS
+    # win? MSI_ENDPOINT alone is Cloud Shell for azure-identity but falls to IMDS in MSAL Python.
+    selected = (
+        env["AZURE_POD_IDENTITY_AUTHORITY_HOST"]
+        or (env["IDENTITY_ENDPOINT"] and (env["IDENTITY_HEADER"] or env["IMDS_ENDPOINT"]))
+        or (env["MSI_ENDPOINT"] and (env["MSI_SECRET"] or client != "msal-mi"))
+    )
+    if not selected:
+        return "the environment selects no endpoint, so the SDK would call IMDS at 169.254.169.254"
+    for var in ENDPOINT_VARS:
+        if not env[var]:
+            continue
+        host = urlsplit(env[var]).hostname or ""
+        try:
+            loopback = host in LOOPBACK_HOSTS or ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            return f"{var} points at {host or env[var]!r}, not a loopback address"
+    return None
+
+
+def keep_loopback_off_proxies():
+    """If a proxy is configured, make sure loopback requests still go direct."""
+    if not any(os.environ.get(v) for v in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return
+    for var in ("NO_PROXY", "no_proxy"):
+        current = [h for h in os.environ.get(var, "").split(",") if h]
+        os.environ[var] = ",".join(current + ["127.0.0.1", "localhost", "::1"])
+
+
+def scope_of(resource):
+    # Exactly resource + "/.default", no slash normalisation: a resource with a trailing
+    # slash (https://management.core.windows.net/) becomes ...//.default, as SDK users write it.
+    return resource + "/.default"
+
+
+def run_identity_mi(args):
+    from azure.identity import ManagedIdentityCredential
+
+    cred = ManagedIdentityCredential(client_id=args.client_id or None, read_timeout=READ_TIMEOUT)
+    try:
+        tok = cred.get_token(scope_of(args.resource))
+    finally:
+        cred.close()
+    success(args.client, tok.token, tok.expires_on)
+
+
+def run_identity_mi_async(args):
+    from azure.identity.aio import ManagedIdentityCredential
+
+    async def go():
+        cred = ManagedIdentityCredential(client_id=args.client_id or None, read_timeout=READ_TIMEOUT)
+        try:
+            return await cred.get_token(scope_of(args.resource))
+        finally:
+            await cred.close()
+
+    tok = asyncio.run(go())
+    success(args.client, tok.token, tok.expires_on)
+
+
+# Every credential of DefaultAzureCredential except managed identity, so that nothing else
+# in the chain (a logged-in az CLI, a service principal in the environment, VS Code, a
+# broker) can answer by accident. Managed identity stays inside the chain, so the IMDS
+# probe that DefaultAzureCredential performs is still exercised.
+DAC_EXCLUDES = (
+    "exclude_environment_credential",
+    "exclude_workload_identity_credential",
+    "exclude_shared_token_cache_credential",
+    "exclude_visual_studio_code_credential",
+    "exclude_cli_credential",
+    "exclude_powershell_credential",
+    "exclude_developer_cli_credential",
+    "exclude_interactive_browser_credential",
+    "exclude_broker_credential",
+)
+
+
+def run_identity_dac(args):
+    from azure.identity import DefaultAzureCredential
+
+    kwargs = {name: True for name in DAC_EXCLUDES}
+    if args.client_id:
+        # Only when given: an explicit None would stop DefaultAzureCredential from using
+        # AZURE_CLIENT_ID from the environment, which real callers rely on.
+        kwargs["managed_identity_client_id"] = args.client_id
+    cred = DefaultAzureCredential(read_timeout=READ_TIMEOUT, **kwargs)
+    try:
+        tok = cred.get_token(scope_of(args.resource))
+        used = type(getattr(cred, "_successful_credential", None)).__name__
+    finally:
+        cred.close()
+    if used != "ManagedIdentityCredential":
+        fail(args.client, f"WrongCredential: token came from {used}, not ManagedIdentityCredential")
+    success(args.client, tok.token, tok.expires_on, credential=used)
+
+
+def timeout_session():
+    """A requests.Session whose calls carry a default timeout (MSAL itself passes none)."""
+    import requests
+
+    class Session(requests.Session):
+        def request(self, method, url, **kwargs):
+            kwargs.setdefault("timeout", READ_TIMEOUT)
+            return super().request(method, url, **kwargs)
+
+    return Session()
+
+
+def run_msal_mi(args):
+    import msal
+
+    if args.client_id:
+        identity = msal.UserAssignedManagedIdentity(client_id=args.client_id)
+    else:
+        identity = msal.SystemAssignedManagedIdentity()
+    # Same construction as az CLI's `az login --identity` (a plain requests.Session, no retry).
+    app = msal.ManagedIdentityClient(identity, http_client=timeout_session())
+    result = app.acquire_token_for_client(resource=args.resource)
+    if not isinstance(result, dict) or not result.get("access_token"):
+        if isinstance(result, dict):
+            err = result.get("error") or "error"
+            desc = result.get("error_description") or json.dumps(
+                {k: v for k, v in result.items() if k != "access_token"}
+            )
+        else:
+            err, desc = "NoResult", repr(result)
+        fail(args.client, f"{err}: {desc}")
+    expires_on = int(time.time()) + int(result.get("expires_in", 0))
+    extra = {}
+    if "token_source" in result:
+        extra["token_source"] = result["token_source"]
+    success(args.client, result["access_token"], expires_on, **extra)
+
+
+RUNNERS = {
+    "azure-identity-mi": run_identity_mi,
+    "azure-identity-mi-async": run_identity_mi_async,
+    "azure-identity-dac": run_identity_dac,
+    "msal-mi": run_msal_mi,
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are results too: one JSON line, exit status 1."""
+
+    def error(self, message):
+        client = "unknown"
+        if "--client" in sys.argv[:-1]:
+            client = sys.argv[sys.argv.index("--client") + 1]
+        fail(client, f"UsageError: {message}")
+
+
+def main():
+    parser = _Parser(description=__doc__.split("\n")[0])
+    parser.add_argument("--client", required=True, choices=CLIENTS)
+    parser.add_argument("--resource", required=True, help="v1 resource, e.g. https://management.azure.com")
+    parser.add_argument("--client-id", default=None, help="user-assigned identity client id (selector)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="hard limit for the whole run, seconds")
+    parser.add_argument(
+        "--allow-non-loopback",
+        action="store_true",
+        help="allow endpoints off 127.0.0.0/8 (e.g. the broker's opt-in 169.254.169.254 listener)",
+    )
+    args = parser.parse_args()
+
+    reason = None if args.allow_non_loopback else non_loopback_reason(args.client)
+    if reason:
+        fail(args.client, f"Refused: {reason} (tests only talk to loopback; see --allow-non-loopback)")
+    keep_loopback_off_proxies()
+
+    # Hard bound on the run, whatever the SDK's retry policy does (IMDS 410 backoff alone is 75 s).
+    watchdog = threading.Timer(
+        args.timeout, fail, (args.client, f"Timeout: no token within {args.timeout:g} s")
+    )
+    watchdog.daemon = True
+    watchdog.start()
+
+    try:
+        RUNNERS[args.client](args)
+    except SystemExit:
+        raise
+    except BaseException as exc:  # report every failure as JSON, including SDK errors
+        fail(args.client, exc)
+    fail(args.client, "InternalError: client runner returned without a result")
+
+
+if __name__ == "__main__":
+    main()
