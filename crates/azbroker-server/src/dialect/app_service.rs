@@ -1,0 +1,81 @@
+//! The App Service / Functions / Container Apps dialect, api-version 2019-08-01 (PROTOCOLS.md §4):
+//! `GET $IDENTITY_ENDPOINT?api-version=..&resource=..[&client_id=..]` with
+//! `X-IDENTITY-HEADER: $IDENTITY_HEADER`.
+//!
+//! Owns the identity-header check (constant-time, before anything else), the success body with a
+//! digit-string `expires_on`, and the `{"statusCode","message","correlationId"}` error shape. It
+//! never echoes the identity header, right or wrong, and never emits the legacy date-string
+//! `expires_on` of 2017-09-01.
+
+use axum::response::Response;
+use azbroker_core::{Grant, Resource};
+use http::request::Parts;
+use serde::Serialize;
+
+use super::{Dialect, TokenRequest};
+use crate::body::{self, DigitString};
+use crate::error::RequestError;
+use crate::state::AppState;
+
+/// Docs: `client_id`, `principal_id` (alias `object_id`), `mi_res_id`; `msi_res_id` defensively.
+const SELECTORS: &[&str] = &["client_id", "object_id", "principal_id", "mi_res_id", "msi_res_id"];
+const IDENTITY_HEADER: &str = "X-IDENTITY-HEADER";
+
+pub(crate) struct AppService;
+
+impl Dialect for AppService {
+    const NAME: &'static str = "app_service";
+    const PATH: &'static str = "/msi/token";
+
+    fn parse<'r>(state: &AppState, parts: &'r Parts) -> Result<TokenRequest<'r>, RequestError> {
+        let presented = parts.headers.get(IDENTITY_HEADER).map(|v| v.as_bytes()).filter(|v| !v.is_empty());
+        match presented {
+            None => return Err(RequestError::Unauthorized { header: IDENTITY_HEADER, missing: true }),
+            Some(v) if !state.secrets().identity_header.matches(v) => {
+                return Err(RequestError::Unauthorized { header: IDENTITY_HEADER, missing: false });
+            }
+            Some(_) => {}
+        }
+        super::reject_forwarded(&parts.headers)?;
+        super::parse_v1_query(parts.uri.query(), SELECTORS)
+    }
+
+    fn success(resource: &Resource, grant: &Grant) -> Response {
+        let access_token = grant.token.secret().expose();
+        let body = AppServiceToken {
+            access_token,
+            expires_on: DigitString(grant.token.expires_on),
+            resource: resource.as_str(),
+            token_type: "Bearer",
+            client_id: grant.client_id.as_deref(),
+        };
+        body::token(&body, 192 + access_token.len() + resource.as_str().len())
+    }
+
+    fn error(error: &RequestError) -> Response {
+        let status = error.status();
+        let mut id_buf = uuid::Uuid::encode_buffer();
+        let correlation_id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut id_buf);
+        let description = error.description();
+        let body = AppServiceError { status_code: status.as_u16(), message: &description, correlation_id };
+        super::with_retry_after(body::json(status, &body, 128 + description.len()), error)
+    }
+}
+
+#[derive(Serialize)]
+struct AppServiceToken<'a> {
+    access_token: &'a str,
+    expires_on: DigitString,
+    resource: &'a str,
+    token_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AppServiceError<'a> {
+    status_code: u16,
+    message: &'a str,
+    correlation_id: &'a str,
+}

@@ -1,0 +1,131 @@
+//! Connection-level guards applied to every request before routing: the peer must be on this
+//! machine (loopback), and `Host` (and an absolute request target's authority) must name this
+//! machine, which defeats DNS rebinding from a browser.
+//!
+//! Guards only decide; they never build a response (the front service picks the body shape) and
+//! never read the body. Dialect-level checks (`Metadata`, secrets, `X-Forwarded-For`) live with
+//! the dialects because their order relative to other checks is part of each protocol.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use axum::extract::ConnectInfo;
+use axum::extract::Request;
+use axum::extract::connect_info::MockConnectInfo;
+use http::header::HOST;
+
+use crate::error::RequestError;
+
+/// The link-local IMDS address, which clients that cannot be redirected put in `Host`.
+const IMDS_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
+
+/// Checks the peer and the host the request is addressed to.
+pub(crate) fn check(req: &Request) -> Result<(), RequestError> {
+    match peer(req) {
+        Some(addr) if is_loopback(addr.ip()) => {}
+        _ => return Err(RequestError::NotLoopback),
+    }
+    let mut hosts = req.headers().get_all(HOST).iter();
+    if let Some(host) = hosts.next() {
+        let ok = host.to_str().is_ok_and(is_local_authority);
+        if !ok || hosts.next().is_some() {
+            return Err(RequestError::BadHost);
+        }
+    }
+    if let Some(authority) = req.uri().authority()
+        && !is_local_authority(authority.as_str())
+    {
+        return Err(RequestError::BadHost);
+    }
+    Ok(())
+}
+
+/// The peer's address: real connect info, or the test double. Unknown peers are refused by
+/// [`check`], so a router served without connect info fails closed.
+pub(crate) fn peer(req: &Request) -> Option<SocketAddr> {
+    let ext = req.extensions();
+    ext.get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
+        .or_else(|| ext.get::<MockConnectInfo<SocketAddr>>().map(|m| m.0))
+}
+
+/// 127.0.0.0/8, ::1 and IPv4-mapped loopback (`::ffff:127.x.x.x`).
+pub(crate) fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+    }
+}
+
+/// `localhost`, a loopback address or 169.254.169.254, with or without a port.
+pub(crate) fn is_local_authority(authority: &str) -> bool {
+    let Some(host) = strip_port(authority) else { return false };
+    if host.eq_ignore_ascii_case("localhost") || host.eq_ignore_ascii_case("localhost.") {
+        return true;
+    }
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return v6.parse().is_ok_and(|ip| is_loopback(IpAddr::V6(ip)));
+    }
+    host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback() || ip == IMDS_ADDR)
+}
+
+/// The host part of `host[:port]` / `[v6][:port]`; `None` when the port is not a number.
+fn strip_port(authority: &str) -> Option<&str> {
+    let (host, port) = match authority.rfind(':') {
+        // A colon inside brackets belongs to an IPv6 address, not a port.
+        Some(i) if !authority[i..].contains(']') => (&authority[..i], Some(&authority[i + 1..])),
+        _ => (authority, None),
+    };
+    match port {
+        Some(p) if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) => None,
+        _ => Some(host),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_peers() {
+        for ip in ["127.0.0.1", "127.4.5.6", "::1", "::ffff:127.0.0.1"] {
+            assert!(is_loopback(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["10.0.0.1", "169.254.169.254", "::ffff:10.0.0.1", "::", "0.0.0.0", "fe80::1"] {
+            assert!(!is_loopback(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn local_hosts() {
+        for h in [
+            "localhost",
+            "LOCALHOST:50342",
+            "127.0.0.1",
+            "127.0.0.1:50342",
+            "127.1.2.3:80",
+            "[::1]",
+            "[::1]:50342",
+            "[::ffff:127.0.0.1]:1",
+            "169.254.169.254",
+            "169.254.169.254:80",
+        ] {
+            assert!(is_local_authority(h), "{h}");
+        }
+        for h in [
+            "evil.example",
+            "evil.example:50342",
+            "localhost.evil.example",
+            "127.0.0.1.evil.example",
+            "10.0.0.1",
+            "[::2]:80",
+            "::1",
+            "127.0.0.1:",
+            "127.0.0.1:x",
+            "",
+            "[::1",
+            "169.254.169.253",
+        ] {
+            assert!(!is_local_authority(h), "{h}");
+        }
+    }
+}

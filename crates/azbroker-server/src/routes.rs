@@ -1,0 +1,190 @@
+//! The route table and the front service in front of it.
+//!
+//! The front service runs before routing, on every request: it canonicalises the path (strips a
+//! `/p/{profile}` prefix into a [`PathProfile`] extension, lower-cases, drops one trailing slash),
+//! so every dialect gets profile prefixes and lenient matching for free, and it applies the
+//! connection guards. The route table then only knows canonical paths. Unknown paths and wrong
+//! methods get JSON bodies too. This module never looks at query strings or credentials.
+
+use std::convert::Infallible;
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::Router;
+use axum::extract::Request;
+use axum::response::Response;
+use axum::routing::future::RouteFuture;
+use axum::routing::get;
+use azbroker_core::ProfileName;
+use http::StatusCode;
+use http::uri::{PathAndQuery, Uri};
+use tower::Service;
+
+use crate::dialect::{self, AppService, Dialect, Imds};
+use crate::select::PathProfile;
+use crate::state::AppState;
+use crate::{body, guard, health};
+
+/// What every route of one listener shares.
+pub(crate) struct RouteCtx {
+    pub(crate) app: AppState,
+    /// The profile that owns this listener, if any (selection rule 2).
+    pub(crate) listener_profile: Option<ProfileName>,
+}
+
+/// All dialects + `/healthz` + `/readyz`. `listener_profile`: the profile that owns this listener,
+/// if any (selection rule 2).
+pub fn router(state: AppState, listener_profile: Option<ProfileName>) -> Router {
+    let ctx = Arc::new(RouteCtx { app: state, listener_profile });
+    let canonical = Router::new()
+        .route(Imds::PATH, get(dialect::token::<Imds>))
+        .route(AppService::PATH, get(dialect::token::<AppService>))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        .with_state(ctx);
+    Router::new().fallback_service(Front { routes: canonical })
+}
+
+/// Canonicalises and guards, then hands over to the route table.
+#[derive(Clone)]
+struct Front {
+    routes: Router,
+}
+
+impl Service<Request> for Front {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = FrontFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request) -> FrontFuture {
+        canonicalize(&mut req);
+        if let Err(error) = guard::check(&req) {
+            tracing::debug!(
+                peer = ?guard::peer(&req),
+                reason = error.kind(),
+                status = error.status().as_u16(),
+                "request refused by guard"
+            );
+            return FrontFuture::Refused(ready(Ok(dialect::refuse(req.uri().path(), &error))));
+        }
+        // `Router` is always ready, so calling it without `poll_ready` is fine.
+        FrontFuture::Routed(self.routes.call(req))
+    }
+}
+
+/// Either an immediate refusal or the routed request; no boxing on the hot path.
+enum FrontFuture {
+    Refused(Ready<Result<Response, Infallible>>),
+    Routed(RouteFuture<Infallible>),
+}
+
+impl Future for FrontFuture {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Self::Refused(f) => Pin::new(f).poll(cx),
+            Self::Routed(f) => Pin::new(f).poll(cx),
+        }
+    }
+}
+
+/// Rewrites the request path to its canonical form; a no-op (no allocation) when it already is.
+pub(crate) fn canonicalize(req: &mut Request) {
+    let path = req.uri().path();
+    let (profile, rest) = split_profile(path);
+    let trailing = rest.len() > 1 && rest.ends_with('/');
+    if profile.is_none() && !trailing && !rest.bytes().any(|b| b.is_ascii_uppercase()) {
+        return;
+    }
+    let rest = if trailing { &rest[..rest.len() - 1] } else { rest };
+    let mut canonical = String::with_capacity(rest.len() + 1 + req.uri().query().map_or(0, |q| q.len() + 1));
+    if !rest.starts_with('/') {
+        canonical.push('/');
+    }
+    canonical.extend(rest.chars().map(|c| c.to_ascii_lowercase()));
+    if let Some(q) = req.uri().query() {
+        canonical.push('?');
+        canonical.push_str(q);
+    }
+    let profile = profile.map(|p| PathProfile(p.to_owned()));
+    let mut uri_parts = std::mem::take(req.uri_mut()).into_parts();
+    // Built from a valid path and query, so this only fails on a bug; keep the original then.
+    let original = uri_parts.path_and_query.clone();
+    uri_parts.path_and_query = PathAndQuery::try_from(canonical).ok().or(original);
+    *req.uri_mut() = Uri::from_parts(uri_parts).unwrap_or_default();
+    if let Some(p) = profile {
+        req.extensions_mut().insert(p);
+    }
+}
+
+/// Splits `/p/{profile}/rest` into (`profile`, `/rest`); other paths are returned whole.
+fn split_profile(path: &str) -> (Option<&str>, &str) {
+    let Some(after) = path.strip_prefix("/p/").or_else(|| path.strip_prefix("/P/")) else {
+        return (None, path);
+    };
+    let (profile, rest) = match after.find('/') {
+        Some(i) => after.split_at(i),
+        None => (after, ""),
+    };
+    if profile.is_empty() { (None, path) } else { (Some(profile), rest) }
+}
+
+async fn not_found() -> Response {
+    body::error(StatusCode::NOT_FOUND, "not_found", "No such endpoint on this broker")
+}
+
+async fn method_not_allowed() -> Response {
+    body::error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "This endpoint does not accept that method",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn canon(uri: &str) -> (String, Option<String>) {
+        let mut req = Request::builder().uri(uri).body(axum::body::Body::empty()).unwrap();
+        canonicalize(&mut req);
+        (req.uri().to_string(), req.extensions().get::<PathProfile>().map(|p| p.0.clone()))
+    }
+
+    #[test]
+    fn canonical_paths_are_left_alone() {
+        assert_eq!(canon("/msi/token?a=B"), ("/msi/token?a=B".into(), None));
+        assert_eq!(canon("/"), ("/".into(), None));
+    }
+
+    #[test]
+    fn case_and_trailing_slash_are_normalised_but_not_the_query() {
+        assert_eq!(canon("/MSI/token/?Resource=X"), ("/msi/token?Resource=X".into(), None));
+        assert_eq!(
+            canon("/Metadata/Identity/OAuth2/Token/"),
+            ("/metadata/identity/oauth2/token".into(), None)
+        );
+    }
+
+    #[test]
+    fn profile_prefix_is_extracted_with_its_case() {
+        assert_eq!(canon("/p/Fab-1/msi/token?x=1"), ("/msi/token?x=1".into(), Some("Fab-1".into())));
+        assert_eq!(canon("/p/fab"), ("/".into(), Some("fab".into())));
+        assert_eq!(canon("/p/fab/"), ("/".into(), Some("fab".into())));
+        assert_eq!(canon("/p//msi/token"), ("/p//msi/token".into(), None));
+    }
+
+    #[test]
+    fn absolute_form_keeps_its_authority() {
+        assert_eq!(canon("http://127.0.0.1:5/MSI/token"), ("http://127.0.0.1:5/msi/token".into(), None));
+    }
+}

@@ -1,0 +1,142 @@
+//! Guards, the route table's JSON 404/405, health endpoints, listener profiles and reloads.
+
+use std::net::SocketAddr;
+
+use http::StatusCode;
+use serde_json::json;
+
+use super::*;
+
+const IMDS_URI: &str =
+    "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://vault.azure.net";
+const APP_SERVICE_URI: &str = "/msi/token?api-version=2019-08-01&resource=https://vault.azure.net";
+
+fn app_from(peer: &str) -> Router {
+    router(state(), None).layer(MockConnectInfo(peer.parse::<SocketAddr>().unwrap()))
+}
+
+#[tokio::test]
+async fn non_loopback_peers_are_403_in_the_dialects_shape() {
+    for peer in ["10.0.0.5:1234", "169.254.169.254:80", "[fe80::1]:1", "[::ffff:10.0.0.1]:1"] {
+        let app = app_from(peer);
+        let r = send(&app, get(IMDS_URI).header("Metadata", "true")).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{peer}");
+        assert_eq!(r.str("error"), "forbidden");
+        let r = send(&app, get(APP_SERVICE_URI).header("X-IDENTITY-HEADER", IDENTITY_HEADER)).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        assert_eq!(r.json["statusCode"], 403);
+        assert_eq!(send(&app, get("/healthz")).await.status, StatusCode::FORBIDDEN);
+        assert_eq!(send(&app, get("/nothing")).await.status, StatusCode::FORBIDDEN);
+    }
+}
+
+#[tokio::test]
+async fn loopback_peers_of_every_family_are_served() {
+    for peer in ["127.0.0.1:1", "127.9.9.9:2", "[::1]:3", "[::ffff:127.0.0.1]:4"] {
+        let r = send(&app_from(peer), get(IMDS_URI).header("Metadata", "true")).await;
+        assert_eq!(r.status, StatusCode::OK, "{peer}");
+    }
+}
+
+#[tokio::test]
+async fn a_router_without_connect_info_fails_closed() {
+    let r = send(&router(state(), None), get("/healthz")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn host_must_name_this_machine() {
+    let app = app(state());
+    for host in ["evil.example", "evil.example:50342", "127.0.0.1.nip.io", "10.0.0.1:50342", "localhost:x"] {
+        let req = Request::get(IMDS_URI).header("Host", host).header("Metadata", "true");
+        let r = send(&app, req).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{host}");
+        assert!(r.str("error_description").contains("Host"), "{host}");
+    }
+    for host in
+        ["localhost", "localhost:50342", "127.0.0.1", "[::1]:50342", "169.254.169.254", "169.254.169.254:80"]
+    {
+        let req = Request::get(IMDS_URI).header("Host", host).header("Metadata", "true");
+        assert_eq!(send(&app, req).await.status, StatusCode::OK, "{host}");
+    }
+    let no_host = Request::get(IMDS_URI).header("Metadata", "true");
+    assert_eq!(send(&app, no_host).await.status, StatusCode::OK, "HTTP/1.0 clients send no Host");
+    let two = get(IMDS_URI).header("Host", "evil.example").header("Metadata", "true");
+    assert_eq!(send(&app, two).await.status, StatusCode::BAD_REQUEST);
+    let absolute = Request::get(format!("http://evil.example{IMDS_URI}")).header("Metadata", "true");
+    assert_eq!(send(&app, absolute).await.status, StatusCode::BAD_REQUEST);
+    let r = send(&app, Request::get(APP_SERVICE_URI).header("Host", "evil.example")).await;
+    assert_eq!(r.json["statusCode"], 400, "guards answer in the App Service shape on its path");
+}
+
+#[tokio::test]
+async fn unknown_paths_are_json_404() {
+    let app = app(state());
+    for path in [
+        "/",
+        "/metadata/identity/getplatformmetadata?cred-api-version=2.0",
+        "/metadata/instance",
+        "/p/contoso/nothing",
+        "/msi/token/extra",
+    ] {
+        let r = send(&app, get(path).header("Metadata", "true")).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(r.str("error"), "not_found");
+    }
+}
+
+#[tokio::test]
+async fn wrong_methods_are_json_405() {
+    let app = app(state());
+    for (method, path) in [("POST", IMDS_URI), ("DELETE", APP_SERVICE_URI), ("PUT", "/healthz")] {
+        let req = Request::builder().method(method).uri(path).header("Host", "localhost");
+        let r = send(&app, req.header("Metadata", "true")).await;
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert_eq!(r.str("error"), "method_not_allowed");
+    }
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let st = state();
+    let app = app(st.clone());
+    let r = send(&app, get("/healthz")).await;
+    assert_eq!((r.status, r.json), (StatusCode::OK, json!({"status":"ok"})));
+    let r = send(&app, get("/readyz")).await;
+    assert_eq!((r.status, r.json), (StatusCode::SERVICE_UNAVAILABLE, json!({"status":"starting"})));
+    st.set_ready(true);
+    let r = send(&app, get("/readyz/")).await;
+    assert_eq!((r.status, r.json), (StatusCode::OK, json!({"status":"ready"})));
+    st.set_ready(false);
+    assert_eq!(send(&app, get("/readyz")).await.status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn listener_profile_is_the_fallback() {
+    let app = router(state(), Some(ProfileName::parse("fabrikam").unwrap()))
+        .layer(MockConnectInfo(SocketAddr::from(LOOPBACK_PEER)));
+    let r = send(&app, get(IMDS_URI).header("Metadata", "true")).await;
+    assert!(r.str("access_token").starts_with("fake.fabrikam.example."));
+    let prefixed = format!("/p/contoso{IMDS_URI}");
+    let r = send(&app, get(&prefixed).header("Metadata", "true")).await;
+    assert!(r.str("access_token").starts_with("fake.contoso.example."), "the path prefix wins");
+}
+
+#[tokio::test]
+async fn reloaded_directory_applies_to_the_next_request() {
+    let st = state();
+    let app = app(st.clone());
+    let r = send(&app, get(IMDS_URI).header("Metadata", "true")).await;
+    assert!(r.str("access_token").starts_with("fake.contoso.example."));
+    st.set_directory(directory("fabrikam", false));
+    let r = send(&app, get(IMDS_URI).header("Metadata", "true")).await;
+    assert!(r.str("access_token").starts_with("fake.fabrikam.example."));
+}
+
+#[tokio::test]
+async fn no_profile_configured_is_a_clear_400() {
+    let st = state_with(azbroker_core::Directory::default());
+    let r = send(&app(st), get(IMDS_URI).header("Metadata", "true")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.str("error_description").contains("no profile is configured"));
+}
