@@ -39,11 +39,21 @@ pub enum UpstreamError {
     #[error("upstream sent an unusable response: {0}")]
     BadResponse(String),
     /// The login cannot produce tokens until someone signs in (`azbroker login ...`).
-    #[error("login '{login}' needs sign-in")]
+    #[error("{}", login_required_message(.login, .tenant.as_deref(), .reason))]
     LoginRequired { login: String, tenant: Option<String>, reason: String },
     /// The source is misconfigured locally (unreadable secret file, bad certificate).
     #[error("login misconfigured: {0}")]
     Config(String),
+}
+
+/// The message clients see: what is wrong and the exact command that fixes it.
+fn login_required_message(login: &str, tenant: Option<&str>, reason: &str) -> String {
+    match tenant {
+        Some(t) => format!(
+            "login '{login}' needs sign-in for tenant {t} ({reason}); run `azbroker login --login {login} --tenant {t}`"
+        ),
+        None => format!("login '{login}' needs sign-in ({reason}); run `azbroker login --login {login}`"),
+    }
 }
 
 impl UpstreamError {
@@ -86,5 +96,26 @@ impl UpstreamError {
             Self::LoginRequired { .. } => "login_required",
             Self::Config(_) => "config",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_required_names_the_command() {
+        let e = UpstreamError::LoginRequired {
+            login: "me".into(),
+            tenant: Some("fabrikam.onmicrosoft.com".into()),
+            reason: "AADSTS50076: MFA required".into(),
+        };
+        let s = e.to_string();
+        assert!(s.contains("run `azbroker login --login me --tenant fabrikam.onmicrosoft.com`"), "{s}");
+        assert!(s.contains("AADSTS50076"));
+        let e =
+            UpstreamError::LoginRequired { login: "me".into(), tenant: None, reason: "not signed in".into() };
+        assert!(e.to_string().ends_with("run `azbroker login --login me`"));
+        assert!(e.is_definitive());
     }
 }
