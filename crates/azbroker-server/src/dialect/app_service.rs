@@ -13,7 +13,7 @@ use http::request::Parts;
 use serde::Serialize;
 
 use super::{Dialect, TokenRequest};
-use crate::body::{self, DigitString};
+use crate::body::{self, TokenBody};
 use crate::error::RequestError;
 use crate::state::AppState;
 
@@ -42,14 +42,13 @@ impl Dialect for AppService {
 
     fn success(resource: &Resource, grant: &Grant) -> Response {
         let access_token = grant.token.secret().expose();
-        let body = AppServiceToken {
-            access_token,
-            expires_on: DigitString(grant.token.expires_on),
-            resource: resource.as_str(),
-            token_type: "Bearer",
-            client_id: grant.client_id.as_deref(),
-        };
-        body::token(&body, 192 + access_token.len() + resource.as_str().len())
+        TokenBody::with_capacity(192 + access_token.len() + resource.as_str().len())
+            .str("access_token", access_token)
+            .digits("expires_on", grant.token.expires_on)
+            .str("resource", resource.as_str())
+            .str("token_type", "Bearer")
+            .opt_str("client_id", grant.client_id.as_deref())
+            .into_response()
     }
 
     fn error(error: &RequestError) -> Response {
@@ -60,16 +59,6 @@ impl Dialect for AppService {
         let body = AppServiceError { status_code: status.as_u16(), message: &description, correlation_id };
         super::with_retry_after(body::json(status, &body, 128 + description.len()), error)
     }
-}
-
-#[derive(Serialize)]
-struct AppServiceToken<'a> {
-    access_token: &'a str,
-    expires_on: DigitString,
-    resource: &'a str,
-    token_type: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_id: Option<&'a str>,
 }
 
 #[derive(Serialize)]

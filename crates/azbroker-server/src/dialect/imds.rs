@@ -11,10 +11,9 @@ use axum::response::Response;
 use azbroker_core::{Grant, Resource};
 use http::HeaderMap;
 use http::request::Parts;
-use serde::Serialize;
 
 use super::{Dialect, TokenRequest};
-use crate::body::{self, DigitString};
+use crate::body::{self, TokenBody};
 use crate::error::RequestError;
 use crate::state::AppState;
 
@@ -36,41 +35,26 @@ impl Dialect for Imds {
 
     fn success(resource: &Resource, grant: &Grant) -> Response {
         let token = &grant.token;
-        let expires_in = DigitString(token.expires_in_secs());
         let access_token = token.secret().expose();
-        let body = ImdsToken {
-            access_token,
-            refresh_token: "",
-            expires_in,
-            expires_on: DigitString(token.expires_on),
-            ext_expires_in: expires_in,
-            not_before: DigitString(token.not_before),
-            resource: resource.as_str(),
-            token_type: "Bearer",
-            client_id: grant.client_id.as_deref(),
-        };
-        body::token(&body, 256 + access_token.len() + resource.as_str().len())
+        let expires_in = token.expires_in_secs();
+        // The real IMDS body: every value a string.
+        TokenBody::with_capacity(256 + access_token.len() + resource.as_str().len())
+            .str("access_token", access_token)
+            .str("refresh_token", "")
+            .digits("expires_in", expires_in)
+            .digits("expires_on", token.expires_on)
+            .digits("ext_expires_in", expires_in)
+            .digits("not_before", token.not_before)
+            .str("resource", resource.as_str())
+            .str("token_type", "Bearer")
+            .opt_str("client_id", grant.client_id.as_deref())
+            .into_response()
     }
 
     fn error(error: &RequestError) -> Response {
         let response = body::error(error.status(), error.code(), &error.description());
         super::with_retry_after(response, error)
     }
-}
-
-/// The real IMDS success body: every value a string.
-#[derive(Serialize)]
-struct ImdsToken<'a> {
-    access_token: &'a str,
-    refresh_token: &'static str,
-    expires_in: DigitString,
-    expires_on: DigitString,
-    ext_expires_in: DigitString,
-    not_before: DigitString,
-    resource: &'a str,
-    token_type: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_id: Option<&'a str>,
 }
 
 /// `Metadata: true`, compared case-insensitively (some samples send `True`).
