@@ -1,19 +1,20 @@
-//! The route table and the front service in front of it.
+//! The route table, the guard every route passes through, and path canonicalisation.
 //!
-//! The front service runs before routing, on every request: it canonicalises the path (strips a
-//! `/p/{profile}` prefix into a [`PathProfile`] extension, lower-cases, drops one trailing slash),
-//! so every dialect gets profile prefixes and lenient matching for free, and it applies the
-//! connection guards. The route table then only knows canonical paths. Unknown paths and wrong
-//! methods get JSON bodies too. This module never looks at query strings or credentials.
+//! Canonical paths (lower-case, no trailing slash, no prefix) — what clients normally send — are
+//! routed in one dispatch. Anything else falls through to a rewrite service that canonicalises
+//! the path (strips a `/p/{profile}` prefix into a [`PathProfile`] extension, lower-cases, drops
+//! one trailing slash) and dispatches again, so every dialect gets profile prefixes and lenient
+//! matching for free. Every route, fallback included, is registered through [`guarded`], so none
+//! can skip the connection guards. Unknown paths and wrong methods get JSON bodies too. This
+//! module never looks at query strings or credentials.
 
 use std::convert::Infallible;
-use std::future::{Future, Ready, ready};
-use std::pin::Pin;
+use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::response::Response;
 use axum::routing::future::RouteFuture;
 use axum::routing::get;
@@ -23,9 +24,10 @@ use http::uri::{PathAndQuery, Uri};
 use tower::Service;
 
 use crate::dialect::{self, AppService, Dialect, Imds};
+use crate::health::{Healthz, Readyz};
 use crate::select::PathProfile;
 use crate::state::AppState;
-use crate::{body, guard, health};
+use crate::{body, guard};
 
 /// What every route of one listener shares.
 pub(crate) struct RouteCtx {
@@ -34,66 +36,81 @@ pub(crate) struct RouteCtx {
     pub(crate) listener_profile: Option<ProfileName>,
 }
 
+/// Something a route serves once the guards have passed.
+pub(crate) trait Endpoint: Send + Sync + 'static {
+    fn call(ctx: Arc<RouteCtx>, req: Request) -> impl Future<Output = Response> + Send;
+}
+
 /// All dialects + `/healthz` + `/readyz`. `listener_profile`: the profile that owns this listener,
 /// if any (selection rule 2).
 pub fn router(state: AppState, listener_profile: Option<ProfileName>) -> Router {
     let ctx = Arc::new(RouteCtx { app: state, listener_profile });
     let canonical = Router::new()
-        .route(Imds::PATH, get(dialect::token::<Imds>))
-        .route(AppService::PATH, get(dialect::token::<AppService>))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .method_not_allowed_fallback(method_not_allowed)
-        .fallback(not_found)
+        .route(Imds::PATH, get(guarded::<dialect::Token<Imds>>))
+        .route(AppService::PATH, get(guarded::<dialect::Token<AppService>>))
+        .route("/healthz", get(guarded::<Healthz>))
+        .route("/readyz", get(guarded::<Readyz>))
+        .method_not_allowed_fallback(guarded::<MethodNotAllowed>)
+        .fallback(guarded::<NotFound>)
         .with_state(ctx);
-    Router::new().fallback_service(Front { routes: canonical })
+    canonical.clone().fallback_service(Canonicalize { routes: canonical })
 }
 
-/// Canonicalises and guards, then hands over to the route table.
-#[derive(Clone)]
-struct Front {
-    routes: Router,
-}
-
-impl Service<Request> for Front {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = FrontFuture;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, mut req: Request) -> FrontFuture {
-        canonicalize(&mut req);
-        if let Err(error) = guard::check(&req) {
+/// The handler behind every route: guards first, then the endpoint.
+async fn guarded<E: Endpoint>(State(ctx): State<Arc<RouteCtx>>, req: Request) -> Response {
+    match guard::check(&req) {
+        Ok(()) => E::call(ctx, req).await,
+        Err(error) => {
             tracing::debug!(
                 peer = ?guard::peer(&req),
                 reason = error.kind(),
                 status = error.status().as_u16(),
                 "request refused by guard"
             );
-            return FrontFuture::Refused(ready(Ok(dialect::refuse(req.uri().path(), &error))));
+            dialect::refuse(req.uri().path(), &error)
         }
-        // `Router` is always ready, so calling it without `poll_ready` is fine.
-        FrontFuture::Routed(self.routes.call(req))
     }
 }
 
-/// Either an immediate refusal or the routed request; no boxing on the hot path.
-enum FrontFuture {
-    Refused(Ready<Result<Response, Infallible>>),
-    Routed(RouteFuture<Infallible>),
+/// Canonicalises the path of a request the route table did not match, then dispatches again.
+#[derive(Clone)]
+struct Canonicalize {
+    routes: Router,
 }
 
-impl Future for FrontFuture {
-    type Output = Result<Response, Infallible>;
+impl Service<Request> for Canonicalize {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = RouteFuture<Infallible>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.get_mut() {
-            Self::Refused(f) => Pin::new(f).poll(cx),
-            Self::Routed(f) => Pin::new(f).poll(cx),
-        }
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        canonicalize(&mut req);
+        // `Router` is always ready, so calling it without `poll_ready` is fine.
+        self.routes.call(req)
+    }
+}
+
+struct NotFound;
+
+impl Endpoint for NotFound {
+    async fn call(_ctx: Arc<RouteCtx>, _req: Request) -> Response {
+        body::error(StatusCode::NOT_FOUND, "not_found", "No such endpoint on this broker")
+    }
+}
+
+struct MethodNotAllowed;
+
+impl Endpoint for MethodNotAllowed {
+    async fn call(_ctx: Arc<RouteCtx>, _req: Request) -> Response {
+        body::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "This endpoint does not accept that method",
+        )
     }
 }
 
@@ -136,18 +153,6 @@ fn split_profile(path: &str) -> (Option<&str>, &str) {
         None => (after, ""),
     };
     if profile.is_empty() { (None, path) } else { (Some(profile), rest) }
-}
-
-async fn not_found() -> Response {
-    body::error(StatusCode::NOT_FOUND, "not_found", "No such endpoint on this broker")
-}
-
-async fn method_not_allowed() -> Response {
-    body::error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "This endpoint does not accept that method",
-    )
 }
 
 #[cfg(test)]

@@ -7,10 +7,11 @@
 //!
 //! Dialects never call upstream, never cache, and never put a token anywhere but a success body.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::response::Response;
 use azbroker_core::{CacheState, Freshness, Grant, ProfileName, Resource};
 use http::header::{FORWARDED, RETRY_AFTER};
@@ -19,7 +20,7 @@ use http::{HeaderMap, HeaderValue};
 
 use crate::error::RequestError;
 use crate::query::QueryParams;
-use crate::routes::RouteCtx;
+use crate::routes::{Endpoint, RouteCtx};
 use crate::select::{self, PathProfile, Selector};
 use crate::state::AppState;
 
@@ -52,11 +53,20 @@ pub(crate) struct TokenRequest<'r> {
     pub(crate) selector: Option<Selector<'r>>,
 }
 
-/// The handler every dialect's route uses.
-pub(crate) async fn token<D: Dialect>(State(ctx): State<Arc<RouteCtx>>, req: Request) -> Response {
+/// The token endpoint of dialect `D`: every dialect's route serves this.
+pub(crate) struct Token<D>(PhantomData<D>);
+
+impl<D: Dialect> Endpoint for Token<D> {
+    async fn call(ctx: Arc<RouteCtx>, req: Request) -> Response {
+        serve_token::<D>(&ctx, req).await
+    }
+}
+
+/// Parse, select, fetch, encode — and the request's log lines, written here once for all dialects.
+async fn serve_token<D: Dialect>(ctx: &RouteCtx, req: Request) -> Response {
     let started = Instant::now();
     let (parts, _body) = req.into_parts();
-    match obtain::<D>(&ctx, &parts).await {
+    match obtain::<D>(ctx, &parts).await {
         Ok(served) => {
             tracing::info!(
                 target: "azbroker::audit",

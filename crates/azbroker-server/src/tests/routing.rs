@@ -25,8 +25,11 @@ async fn non_loopback_peers_are_403_in_the_dialects_shape() {
         let r = send(&app, get(APP_SERVICE_URI).header("X-IDENTITY-HEADER", IDENTITY_HEADER)).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN);
         assert_eq!(r.json["statusCode"], 403);
-        assert_eq!(send(&app, get("/healthz")).await.status, StatusCode::FORBIDDEN);
-        assert_eq!(send(&app, get("/nothing")).await.status, StatusCode::FORBIDDEN);
+        for path in ["/healthz", "/readyz", "/nothing", "/p/contoso/MSI/token/"] {
+            assert_eq!(send(&app, get(path)).await.status, StatusCode::FORBIDDEN, "{path}");
+        }
+        let wrong_method = Request::post("/healthz").header("Host", "localhost");
+        assert_eq!(send(&app, wrong_method).await.status, StatusCode::FORBIDDEN);
     }
 }
 
