@@ -2,7 +2,7 @@
 //! machine (loopback), and `Host` (and an absolute request target's authority) must name this
 //! machine, which defeats DNS rebinding from a browser.
 //!
-//! Guards only decide; they never build a response (the front service picks the body shape) and
+//! Guards only decide; they never build a response (the route's dialect picks the body shape) and
 //! never read the body. Dialect-level checks (`Metadata`, secrets, `X-Forwarded-For`) live with
 //! the dialects because their order relative to other checks is part of each protocol.
 

@@ -19,7 +19,7 @@ pub(crate) struct Selector<'q> {
     pub(crate) value: Cow<'q, str>,
 }
 
-/// The profile named by a `/p/{profile}` path prefix, set by the front service.
+/// The profile named by a `/p/{profile}` path prefix, set when the path is canonicalised.
 #[derive(Debug, Clone)]
 pub(crate) struct PathProfile(pub(crate) String);
 

@@ -3,7 +3,7 @@
 //! A dialect ([`Dialect`]) owns three things: parsing a request into a [`TokenRequest`] (its
 //! auth header, parameter names and check order), the success body its clients parse, and the
 //! error body shape. Everything else — profile selection, the engine call, the audit and request
-//! log lines — happens once, in [`token`], so dialects cannot drift apart on it.
+//! log lines — happens once, in [`serve_token`], so dialects cannot drift apart on it.
 //!
 //! Dialects never call upstream, never cache, and never put a token anywhere but a success body.
 
