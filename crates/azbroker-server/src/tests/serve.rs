@@ -24,7 +24,8 @@ async fn serves_real_connections_and_drains_on_shutdown() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let cancel = CancellationToken::new();
-    let server = tokio::spawn(serve(listener, router(state(), None), cancel.clone()));
+    let st = state();
+    let server = tokio::spawn(serve(listener, router(st.clone(), None), cancel.clone()));
 
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let (status, body) = raw(&mut stream, "/healthz", "").await;
@@ -37,11 +38,19 @@ async fn serves_real_connections_and_drains_on_shutdown() {
     assert_eq!(status, "HTTP/1.1 200 OK", "the real peer address passes the loopback guard: {body}");
     assert!(body.contains("\"access_token\":\"fake.contoso.example."));
 
-    // A request in flight when shutdown starts still gets its answer.
+    // A request in flight when shutdown starts still gets its answer: cancel once its (300 ms)
+    // upstream call has started.
+    let calls_before = st.engine().stats().upstream_calls;
     let slow = format!("/p/slow{imds}");
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let in_flight = tokio::spawn(async move { raw(&mut stream, &slow, "Metadata: true\r\n").await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while st.engine().stats().upstream_calls == calls_before {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .expect("the slow request reaches the engine");
     cancel.cancel();
     let (status, _) = tokio::time::timeout(Duration::from_secs(5), in_flight).await.unwrap().unwrap();
     assert_eq!(status, "HTTP/1.1 200 OK");
