@@ -19,7 +19,11 @@ pub fn binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe.parent().and_then(Path::parent).expect("target directory");
     let bin = dir.join("azbroker");
-    assert!(bin.exists(), "{} not found: build it with `cargo build -p azbroker` (tests/run does)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} not found: build it with `cargo build -p azbroker` (tests/run does)",
+        bin.display()
+    );
     bin
 }
 
@@ -84,7 +88,9 @@ impl Daemon {
 
     /// Stops (SIGTERM) and starts the daemon again with the same directories.
     pub fn restart(&mut self, extra: &[&str]) -> Result<()> {
-        self.stop()?;
+        if self.child.is_some() {
+            self.stop()?;
+        }
         self.spawn(extra)
     }
 
@@ -112,10 +118,8 @@ impl Daemon {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 bail!("daemon exited early ({status}):\n{}", self.log());
             }
-            if let Ok(resp) = blocking_get(&url) {
-                if resp == 200 {
-                    return Ok(());
-                }
+            if matches!(blocking_get(&url), Ok(200)) {
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
         }

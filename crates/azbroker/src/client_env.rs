@@ -28,11 +28,11 @@ pub fn identity_header_path(config: &Config) -> PathBuf {
 /// `http://ADDR[/p/PROFILE]` for the daemon's first listener.
 pub fn base_url(config: &Config, profile: Option<&str>) -> Result<String> {
     let Some(addr) = config.server.listen.first() else { bail!("no listener is configured") };
-    if let Some(p) = profile {
-        if !config.profiles.keys().any(|k| k.as_str() == p) {
-            let known: Vec<_> = config.profiles.keys().map(|k| k.as_str()).collect();
-            bail!("profile '{p}' is not configured (configured: {})", known.join(", "));
-        }
+    if let Some(p) = profile
+        && !config.profiles.keys().any(|k| k.as_str() == p)
+    {
+        let known: Vec<_> = config.profiles.keys().map(|k| k.as_str()).collect();
+        bail!("profile '{p}' is not configured (configured: {})", known.join(", "));
     }
     Ok(match profile {
         Some(p) => format!("http://{addr}/p/{p}"),

@@ -26,8 +26,9 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
 pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
     state::ensure_private_dir(&config.server.state_dir)?;
-    std::fs::create_dir_all(&config.server.runtime_dir)
-        .with_context(|| format!("cannot create runtime directory {}", config.server.runtime_dir.display()))?;
+    std::fs::create_dir_all(&config.server.runtime_dir).with_context(|| {
+        format!("cannot create runtime directory {}", config.server.runtime_dir.display())
+    })?;
     let identity_header = client_env::identity_header(&config)?;
 
     let local = if args.local_authority { Some(start_local_authority(&mut config).await?) } else { None };
@@ -88,7 +89,12 @@ fn bind_hint(addr: SocketAddr) -> String {
     )
 }
 
-async fn wait_for_signals(config: &mut Config, app: &AppState, client: &azbroker_entra::EntraClient, cancel: &CancellationToken) {
+async fn wait_for_signals(
+    config: &mut Config,
+    app: &AppState,
+    client: &azbroker_entra::EntraClient,
+    cancel: &CancellationToken,
+) {
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
         (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
     else {

@@ -60,7 +60,8 @@ pub fn read_secret_file(path: &Path) -> Result<Secret> {
 /// Writes `bytes` to `path` with mode 0600: temp file, fsync, rename.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().context("secret path has no parent directory")?;
-    let tmp: PathBuf = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("secret")));
+    let tmp: PathBuf =
+        dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("secret")));
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)

@@ -73,7 +73,8 @@ fn env_for_an_unknown_profile_fails_clearly() {
 fn run_passes_the_variables_to_the_command() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_in(dir.path());
-    let out = azbroker(&cfg, &["run", "--profile", "one", "--", "sh", "-c", "echo $IDENTITY_ENDPOINT; exit 7"]);
+    let out =
+        azbroker(&cfg, &["run", "--profile", "one", "--", "sh", "-c", "echo $IDENTITY_ENDPOINT; exit 7"]);
     assert_eq!(out.status.code(), Some(7));
     assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "http://127.0.0.1:50999/p/one/msi/token");
 }

@@ -22,7 +22,9 @@ fn invalid_config_exits_64_and_binds_nothing() {
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("3 problem"), "{err}");
-    assert!(err.contains("server.bogus") && err.contains("refresh.margin") && err.contains("profiles.x.login"));
+    assert!(
+        err.contains("server.bogus") && err.contains("refresh.margin") && err.contains("profiles.x.login")
+    );
     // Nothing is listening.
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
 }
@@ -41,7 +43,9 @@ async fn identity_header_survives_restart_and_sigterm_exits_zero() {
     assert_eq!(std::fs::metadata(&header_file).unwrap().mode() & 0o777, 0o600);
     assert_eq!(std::fs::metadata(daemon.dir.path().join("state")).unwrap().mode() & 0o777, 0o700);
     // The token subcommand works against the running daemon.
-    let out = daemon.cli(&["token", "--profile", "fabrikam", "--resource", "https://management.azure.com/"]).unwrap();
+    let out = daemon
+        .cli(&["token", "--profile", "fabrikam", "--resource", "https://management.azure.com/"])
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let claims = azbroker_testkit::decode_claims(v["accessToken"].as_str().unwrap()).unwrap();
@@ -104,11 +108,11 @@ async fn local_authority_mode_needs_no_config_and_no_account() {
     );
     let mut body = None;
     for _ in 0..200 {
-        if let Ok(r) = http().get(&url).header("Metadata", "true").send().await {
-            if r.status() == 200 {
-                body = Some(r.json::<Value>().await.unwrap());
-                break;
-            }
+        if let Ok(r) = http().get(&url).header("Metadata", "true").send().await
+            && r.status() == 200
+        {
+            body = Some(r.json::<Value>().await.unwrap());
+            break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -22,7 +22,8 @@ pub fn two_tenants(extra_profile_keys: &str) -> (Authority, Daemon) {
         "[profiles.contoso]\nlogin = \"app\"\n\n[profiles.fabrikam]\nlogin = \"app\"\ntenant = \"{FABRIKAM}\"\naliases = [\"{FABRIKAM_ALIAS}\"]\n{extra_profile_keys}\n"
     );
     let body = sp_config(&auth.url(), CONTOSO, CLIENT_ID, CLIENT_SECRET, &profiles);
-    let daemon = Daemon::start_with_server(&body, "default_profile = \"contoso\"", &[]).expect("daemon starts");
+    let daemon =
+        Daemon::start_with_server(&body, "default_profile = \"contoso\"", &[]).expect("daemon starts");
     (auth, daemon)
 }
 
@@ -31,5 +32,8 @@ pub fn http() -> reqwest::Client {
 }
 
 pub fn env_value(vars: &[(String, String)], key: &str) -> String {
-    vars.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap_or_else(|| panic!("{key} not exported"))
+    vars.iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| panic!("{key} not exported"))
 }

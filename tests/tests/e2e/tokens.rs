@@ -65,7 +65,8 @@ async fn app_service_and_imds_serve_the_chosen_tenant() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn selection_by_alias_prefix_and_errors() {
     let (auth, daemon) = two_tenants("");
-    let (status, body) = app_service(&daemon, "", &format!("resource={ARM}&client_id={FABRIKAM_ALIAS}")).await;
+    let (status, body) =
+        app_service(&daemon, "", &format!("resource={ARM}&client_id={FABRIKAM_ALIAS}")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(tid(&auth, &body), tenant_guid(FABRIKAM));
 
@@ -150,7 +151,8 @@ async fn refreshes_ahead_without_client_requests_and_survives_an_outage() {
     let scope = "api://refresh/.default";
     assert_eq!(auth.requests_for(CONTOSO, "client_credentials", scope), 1);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while auth.requests_for(CONTOSO, "client_credentials", scope) < 2 && std::time::Instant::now() < deadline {
+    while auth.requests_for(CONTOSO, "client_credentials", scope) < 2 && std::time::Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(auth.requests_for(CONTOSO, "client_credentials", scope), 2, "no background refresh");

@@ -259,11 +259,17 @@ fn logins_section(s: Option<Section<'_>>, p: &mut Problems) -> BTreeMap<ProfileN
         let kind = match kind {
             Some("service-principal") => service_principal(&l, p),
             Some(other @ ("user" | "workload-identity" | "azure-cli" | "managed-identity")) => {
-                p.push(&format!("{}.kind", l.path), format!("'{other}' logins are not available in this version yet"));
+                p.push(
+                    &format!("{}.kind", l.path),
+                    format!("'{other}' logins are not available in this version yet"),
+                );
                 None
             }
             Some(other) => {
-                p.push(&format!("{}.kind", l.path), format!("unknown kind '{other}' (expected service-principal)"));
+                p.push(
+                    &format!("{}.kind", l.path),
+                    format!("unknown kind '{other}' (expected service-principal)"),
+                );
                 None
             }
             None => None,
@@ -290,7 +296,7 @@ fn service_principal(l: &Section<'_>, p: &mut Problems) -> Option<LoginKind> {
             p.push(&l.path, "set client_secret or client_secret_file, not both");
             None
         }
-        (Some(s), None) if s.is_empty() => {
+        (Some(""), None) => {
             p.push(&format!("{}.client_secret", l.path), "must not be empty");
             None
         }

@@ -55,7 +55,9 @@ impl<'a> Section<'a> {
         for (name, value) in self.table {
             match value {
                 Value::Table(t) => out.push((name.clone(), Section::new(self.key_path(name), t))),
-                other => p.push(&self.key_path(name), format!("expected a table, found {}", other.type_str())),
+                other => {
+                    p.push(&self.key_path(name), format!("expected a table, found {}", other.type_str()))
+                }
             }
         }
         out
@@ -109,7 +111,10 @@ impl<'a> Section<'a> {
                 out
             }
             Some(other) => {
-                p.push(&self.key_path(key), format!("expected an array of strings, found {}", other.type_str()));
+                p.push(
+                    &self.key_path(key),
+                    format!("expected an array of strings, found {}", other.type_str()),
+                );
                 Vec::new()
             }
         }
