@@ -1,0 +1,1 @@
+//! Benchmark helpers (see BENCHMARKS.md and bench/run).
