@@ -2,7 +2,7 @@
 //! explicit, first match wins (DESIGN.md "How a client picks tenant/profile"):
 //!
 //! 1. a `/p/{profile}` path prefix;
-//! 2. the profile that owns the listener the request arrived on;
+//! 2. the profile that owns the listener the request arrived on (selectors are then ignored);
 //! 3. an identity selector (`client_id`, `object_id`, `mi_res_id`, ...) matching a profile's name
 //!    or one of its aliases;
 //! 4. the caller's per-user default profile;
@@ -115,10 +115,10 @@ impl Directory {
         if let Some(p) = sel.path_profile {
             return self.lookup(p).cloned().ok_or_else(|| SelectError::UnknownProfile(p.to_owned()));
         }
-        let fallback = sel
-            .listener_profile
-            .or_else(|| sel.uid.and_then(|uid| self.user_defaults.get(&uid)))
-            .or(self.default_profile.as_ref());
+        if let Some(p) = sel.listener_profile {
+            return Ok(p.clone());
+        }
+        let fallback = sel.uid.and_then(|uid| self.user_defaults.get(&uid)).or(self.default_profile.as_ref());
         if let Some(id) = sel.id.filter(|id| !id.value.is_empty()) {
             if let Some(p) = self.aliases.get(&id.value.to_ascii_lowercase()) {
                 return Ok(p.clone());
@@ -212,6 +212,9 @@ mod tests {
         assert_eq!(d.select(&Selection { uid: Some(7), ..Default::default() }).unwrap(), name("contoso"));
         let con = name("contoso");
         let sel = Selection { listener_profile: Some(&con), uid: Some(1001), ..Default::default() };
+        assert_eq!(d.select(&sel).unwrap(), con);
+        // The listener's profile outranks an alias of another profile (rule 2 before rule 3).
+        let sel = Selection { listener_profile: Some(&con), id: id("bbbb-2"), ..Default::default() };
         assert_eq!(d.select(&sel).unwrap(), con);
     }
 
