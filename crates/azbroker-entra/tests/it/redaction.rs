@@ -1,8 +1,9 @@
 //! No secret in `Debug`, `Display` or log output: every public type, every error, and the debug
 //! line of an upstream call.
 
+use std::cell::RefCell;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::OnceLock;
 
 use azbroker_core::{FetchRequest, Resource, Secret, TokenSource};
 use azbroker_entra::{ClientCredential, HttpSettings, SecretRef, ServicePrincipalSource};
@@ -76,13 +77,16 @@ async fn setup_error_debug_names_path_only() {
     assert_clean(&format!("{err} {err:?}"));
 }
 
-/// Collects formatted log output in memory.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+thread_local! {
+    static CAPTURED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
-impl Write for Captured {
+/// Writes formatted log output into the current thread's `CAPTURED` buffer.
+struct ThreadBuffer;
+
+impl Write for ThreadBuffer {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
+        CAPTURED.with(|c| c.borrow_mut().extend_from_slice(buf));
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -90,16 +94,25 @@ impl Write for Captured {
     }
 }
 
+/// Starts capturing this thread's log output. The subscriber is the binary's *global* default:
+/// with a single thread-scoped subscriber, tracing computes a callsite's interest from whichever
+/// thread registers it first, so a concurrent test could switch the callsite off for good.
+fn capture_this_thread() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(|| ThreadBuffer)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber");
+    });
+    CAPTURED.with(|c| c.borrow_mut().clear());
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn upstream_call_logs_one_line_without_secrets() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    capture_this_thread();
 
     let stub = Stub::start(vec![Reply::token(TOKEN, 3600)]).await;
     let source = ServicePrincipalSource::new(
@@ -111,7 +124,7 @@ async fn upstream_call_logs_one_line_without_secrets() {
         FetchRequest { tenant: tenant(), resource: Resource::parse("https://vault.azure.net").unwrap() };
     source.fetch(&request).await.unwrap();
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = String::from_utf8(CAPTURED.with(|c| c.borrow().clone())).unwrap();
     assert_clean(&logs);
     let ours: Vec<&str> = logs.lines().filter(|l| l.contains("entra token request")).collect();
     assert_eq!(ours.len(), 1, "{logs}");
