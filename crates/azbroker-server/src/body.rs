@@ -77,6 +77,14 @@ impl TokenBody {
         self
     }
 
+    /// `"key":123`: an integer as a JSON number (Azure ML, Service Fabric).
+    pub(crate) fn num(mut self, key: &'static str, value: u64) -> Self {
+        self.key(key);
+        // Serialising an integer into a `Vec` cannot fail.
+        let _ = serde_json::to_writer(&mut self.buf, &value);
+        self
+    }
+
     /// The 200 response: JSON, and never stored by caches along the way.
     pub(crate) fn into_response(mut self) -> Response {
         self.buf.push(b'}');
@@ -138,11 +146,12 @@ mod tests {
             .str("nasty", nasty)
             .opt_str("absent", None)
             .opt_str("present", Some(""))
-            .digits("n", 1_763_823_599);
+            .digits("n", 1_763_823_599)
+            .num("m", 42);
         let json = parse(body.into_response()).await;
         assert_eq!(
             json,
-            serde_json::json!({"plain":"eyJ0eXAi.eyJhdWQi.c2ln-_","nasty":nasty,"present":"","n":"1763823599"})
+            serde_json::json!({"plain":"eyJ0eXAi.eyJhdWQi.c2ln-_","nasty":nasty,"present":"","n":"1763823599","m":42})
         );
     }
 

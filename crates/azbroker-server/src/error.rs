@@ -40,6 +40,16 @@ pub(crate) enum RequestError {
     MissingParam(&'static str),
     InvalidResource(NameError),
     ConflictingSelectors(&'static str, &'static str),
+    /// A request body that cannot be read or parsed (form or JSON).
+    BadBody(&'static str),
+    /// A parameter with a malformed value: (name, what it must be).
+    BadParam(&'static str, &'static str),
+    /// Native API: scopes that do not name exactly one resource's `/.default`.
+    BadScopes(&'static str),
+    /// Native API: no configured profile has this tenant.
+    UnknownTenant(String),
+    /// This dialect cannot be served by this daemon (e.g. Arc without access to its key directory).
+    Unavailable(&'static str),
     Select(SelectError),
     Engine(EngineError),
 }
@@ -47,7 +57,7 @@ pub(crate) enum RequestError {
 impl RequestError {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
-            Self::NotLoopback => StatusCode::FORBIDDEN,
+            Self::NotLoopback | Self::Unavailable(_) => StatusCode::FORBIDDEN,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::Engine(EngineError::Upstream(e)) => upstream_status(e),
             Self::Engine(EngineError::ShuttingDown) => StatusCode::SERVICE_UNAVAILABLE,
@@ -60,6 +70,10 @@ impl RequestError {
             | Self::MissingParam(_)
             | Self::InvalidResource(_)
             | Self::ConflictingSelectors(..)
+            | Self::BadBody(_)
+            | Self::BadParam(..)
+            | Self::BadScopes(_)
+            | Self::UnknownTenant(_)
             | Self::Select(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -67,7 +81,7 @@ impl RequestError {
     /// The OAuth-style `error` code for dialects that have one (IMDS).
     pub(crate) fn code(&self) -> &'static str {
         match self {
-            Self::NotLoopback => "forbidden",
+            Self::NotLoopback | Self::Unavailable(_) => "forbidden",
             Self::Unauthorized { .. } => "unauthorized",
             Self::Engine(EngineError::Upstream(UpstreamError::InvalidResource { .. })) => "invalid_resource",
             Self::Engine(EngineError::Upstream(UpstreamError::Throttled { .. })) => "throttled",
@@ -102,6 +116,13 @@ impl RequestError {
             Self::ConflictingSelectors(a, b) => {
                 format!("Only one identity selector may be given, found '{a}' and '{b}'").into()
             }
+            Self::BadBody(what) => (*what).into(),
+            Self::BadParam(name, must) => format!("Query parameter '{name}' must be {must}").into(),
+            Self::BadScopes(what) => format!("Invalid scopes: {what}").into(),
+            Self::UnknownTenant(t) => {
+                format!("No profile of this broker is configured for tenant '{t}'").into()
+            }
+            Self::Unavailable(why) => (*why).into(),
             Self::Select(e) => e.to_string().into(),
             Self::Engine(EngineError::Upstream(e)) => upstream_description(e).into(),
             Self::Engine(EngineError::ShuttingDown) => "The broker is shutting down; retry shortly".into(),
@@ -132,6 +153,9 @@ impl RequestError {
             Self::TooManyParams | Self::DuplicateParam(_) | Self::MissingParam(_) => "bad_query",
             Self::InvalidResource(_) => "invalid_resource",
             Self::ConflictingSelectors(..) => "conflicting_selectors",
+            Self::BadBody(_) | Self::BadParam(..) | Self::BadScopes(_) => "bad_request",
+            Self::UnknownTenant(_) => "unknown_tenant",
+            Self::Unavailable(_) => "unavailable",
             Self::Select(SelectError::IdentityNotFound { .. }) => "identity_not_found",
             Self::Select(SelectError::UnknownProfile(_)) | Self::Engine(EngineError::UnknownProfile(_)) => {
                 "unknown_profile"

@@ -12,6 +12,7 @@
 //! `azbroker-entra`, never caches tokens itself, and never writes a token or secret into a log
 //! line, error message or `Debug` output (tokens are identified by `AccessToken::hash`).
 
+mod arc_keys;
 mod body;
 mod dialect;
 mod error;
@@ -21,11 +22,16 @@ mod query;
 mod routes;
 mod select;
 mod serve;
+mod serve_tls;
 mod state;
 
-pub use routes::router;
+pub use arc_keys::{ARC_TOKENS_DIR, ArcKeys, KEY_TTL};
+pub use dialect::azure_ml::DEFAULT_IDENTITY_CLIENT_ID;
+pub use routes::{link_local_router, router, service_fabric_router};
 pub use serve::serve;
+pub use serve_tls::{serve_tls, tls_config};
 pub use state::{AppState, RuntimeSecrets};
+pub use tokio_rustls::rustls;
 
 #[cfg(test)]
 mod tests;

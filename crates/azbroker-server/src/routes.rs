@@ -17,13 +17,16 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use axum::routing::future::RouteFuture;
-use axum::routing::get;
+use axum::routing::{any, get, post};
 use azbroker_core::ProfileName;
 use http::StatusCode;
 use http::uri::{PathAndQuery, Uri};
 use tower::Service;
 
-use crate::dialect::{self, AppService, Dialect, Imds};
+use crate::dialect::arc::ArcToken;
+use crate::dialect::imds::ImdsV2;
+use crate::dialect::native::{self, Native};
+use crate::dialect::{self, AppService, ArcDialect, AzureMl, CloudShell, Dialect, Imds, ServiceFabric};
 use crate::health::{Healthz, Readyz};
 use crate::select::PathProfile;
 use crate::state::AppState;
@@ -34,6 +37,19 @@ pub(crate) struct RouteCtx {
     pub(crate) app: AppState,
     /// The profile that owns this listener, if any (selection rule 2).
     pub(crate) listener_profile: Option<ProfileName>,
+    pub(crate) kind: ListenerKind,
+}
+
+/// Which routes a listener serves and which peers count as local there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ListenerKind {
+    /// Plain HTTP on loopback: every dialect but Service Fabric.
+    Http,
+    /// HTTP on 169.254.169.254:80 (`imds_link_local`): the same routes, and that address counts
+    /// as a local peer (a client on this machine connecting to it comes from it).
+    LinkLocal,
+    /// HTTPS: Service Fabric on `/msi/token`.
+    ServiceFabric,
 }
 
 /// Something a route serves once the guards have passed.
@@ -41,13 +57,45 @@ pub(crate) trait Endpoint: Send + Sync + 'static {
     fn call(ctx: Arc<RouteCtx>, req: Request) -> impl Future<Output = Response> + Send;
 }
 
-/// All dialects + `/healthz` + `/readyz`. `listener_profile`: the profile that owns this listener,
-/// if any (selection rule 2).
+/// All HTTP dialects + `/healthz` + `/readyz`. `listener_profile`: the profile that owns this
+/// listener, if any (selection rule 2).
 pub fn router(state: AppState, listener_profile: Option<ProfileName>) -> Router {
-    let ctx = Arc::new(RouteCtx { app: state, listener_profile });
-    let canonical = Router::new()
-        .route(Imds::PATH, get(guarded::<dialect::Token<Imds>>))
-        .route(AppService::PATH, get(guarded::<dialect::Token<AppService>>))
+    build(RouteCtx { app: state, listener_profile, kind: ListenerKind::Http })
+}
+
+/// The router for the 169.254.169.254:80 listener: the HTTP dialects, with that address accepted
+/// as a local peer.
+pub fn link_local_router(state: AppState) -> Router {
+    build(RouteCtx { app: state, listener_profile: None, kind: ListenerKind::LinkLocal })
+}
+
+/// The router for the HTTPS listener: Service Fabric on `/msi/token`, plus health.
+pub fn service_fabric_router(state: AppState, listener_profile: Option<ProfileName>) -> Router {
+    build(RouteCtx { app: state, listener_profile, kind: ListenerKind::ServiceFabric })
+}
+
+fn build(ctx: RouteCtx) -> Router {
+    let kind = ctx.kind;
+    let ctx = Arc::new(ctx);
+    let mut canonical = Router::new();
+    if kind == ListenerKind::ServiceFabric {
+        canonical = canonical.route(ServiceFabric::PATH, get(guarded::<dialect::Token<ServiceFabric>>));
+    } else {
+        canonical = canonical
+            .route(Imds::PATH, get(guarded::<dialect::Token<Imds>>))
+            .route(AppService::PATH, get(guarded::<dialect::Token<AppService>>))
+            .route(
+                AzureMl::PATH,
+                get(guarded::<dialect::Token<AzureMl>>).post(guarded::<dialect::Token<CloudShell>>),
+            )
+            .route(CloudShell::PATH, post(guarded::<dialect::Token<CloudShell>>))
+            .route(ArcDialect::PATH, get(guarded::<ArcToken>))
+            .route(native::PATH, post(guarded::<Native>));
+        for path in ImdsV2::PATHS {
+            canonical = canonical.route(path, any(guarded::<ImdsV2>));
+        }
+    }
+    let canonical = canonical
         .route("/healthz", get(guarded::<Healthz>))
         .route("/readyz", get(guarded::<Readyz>))
         .method_not_allowed_fallback(guarded::<MethodNotAllowed>)
@@ -58,7 +106,7 @@ pub fn router(state: AppState, listener_profile: Option<ProfileName>) -> Router 
 
 /// The handler behind every route: guards first, then the endpoint.
 async fn guarded<E: Endpoint>(State(ctx): State<Arc<RouteCtx>>, req: Request) -> Response {
-    match guard::check(&req) {
+    match guard::check(&req, ctx.kind == ListenerKind::LinkLocal) {
         Ok(()) => E::call(ctx, req).await,
         Err(error) => {
             tracing::debug!(
@@ -67,7 +115,7 @@ async fn guarded<E: Endpoint>(State(ctx): State<Arc<RouteCtx>>, req: Request) ->
                 status = error.status().as_u16(),
                 "request refused by guard"
             );
-            dialect::refuse(req.uri().path(), &error)
+            dialect::refuse(ctx.kind, req.uri().path(), &error)
         }
     }
 }

@@ -4,18 +4,26 @@
 //! It owns no per-request data and never holds a lock across an `.await`: the directory lock is
 //! taken only around a synchronous `Directory::select`.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
-use azbroker_core::{Directory, Engine, ProfileName, Secret, SelectError, Selection};
+use azbroker_core::{Directory, Engine, Grant, ProfileName, Secret, SelectError, Selection};
+
+use crate::arc_keys::ArcKeys;
 
 /// Secrets generated or configured at start that clients must present.
 ///
 /// `Debug` shows only redacted values (`Secret` redacts).
 #[derive(Debug, Clone)]
 pub struct RuntimeSecrets {
-    /// The App Service `X-IDENTITY-HEADER` value (exported to clients as `IDENTITY_HEADER`).
+    /// The App Service `X-IDENTITY-HEADER` value (exported to clients as `IDENTITY_HEADER`); also
+    /// the Service Fabric `secret`.
     pub identity_header: Secret,
+    /// The Azure ML `secret` header value (exported as `MSI_SECRET`).
+    pub msi_secret: Secret,
+    /// The native API's bearer key (exported as `AZD_AUTH_KEY`).
+    pub native_key: Secret,
 }
 
 /// A cheap-clone handle over the shared serving state.
@@ -29,6 +37,10 @@ struct Inner {
     directory: RwLock<Arc<Directory>>,
     secrets: RuntimeSecrets,
     ready: AtomicBool,
+    /// Set once at start when the Arc key directory is usable.
+    arc_keys: OnceLock<Arc<ArcKeys>>,
+    /// Tenant ids (`tid`) seen in tokens per profile, for the native API's tenant matching.
+    tids: RwLock<HashMap<ProfileName, String>>,
 }
 
 impl AppState {
@@ -40,6 +52,8 @@ impl AppState {
                 directory: RwLock::new(Arc::new(directory)),
                 secrets,
                 ready: AtomicBool::new(false),
+                arc_keys: OnceLock::new(),
+                tids: RwLock::new(HashMap::new()),
             }),
         }
     }
@@ -67,6 +81,27 @@ impl AppState {
     /// The selection table in force now.
     pub fn directory(&self) -> Arc<Directory> {
         self.inner.directory.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Enables the Arc dialect with these key files (once; later calls are ignored).
+    pub fn set_arc_keys(&self, keys: Arc<ArcKeys>) {
+        let _ = self.inner.arc_keys.set(keys);
+    }
+
+    pub(crate) fn arc_keys(&self) -> Option<Arc<ArcKeys>> {
+        self.inner.arc_keys.get().cloned()
+    }
+
+    /// Records the tenant id of `grant`'s token for `profile`; returns it.
+    pub(crate) fn remember_tid(&self, profile: &ProfileName, grant: &Grant) -> Option<String> {
+        let tid = crate::dialect::native::jwt_tid(grant.token.secret().expose())?;
+        let mut tids = self.inner.tids.write().unwrap_or_else(PoisonError::into_inner);
+        tids.insert(profile.clone(), tid.clone());
+        Some(tid)
+    }
+
+    pub(crate) fn learned_tid(&self, profile: &ProfileName) -> Option<String> {
+        self.inner.tids.read().unwrap_or_else(PoisonError::into_inner).get(profile).cloned()
     }
 
     pub(crate) fn secrets(&self) -> &RuntimeSecrets {

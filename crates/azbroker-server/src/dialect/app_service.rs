@@ -8,7 +8,7 @@
 //! `expires_on` of 2017-09-01.
 
 use axum::response::Response;
-use azbroker_core::{Grant, Resource};
+use azbroker_core::Grant;
 use http::request::Parts;
 use serde::Serialize;
 
@@ -27,20 +27,18 @@ impl Dialect for AppService {
     const NAME: &'static str = "app_service";
     const PATH: &'static str = "/msi/token";
 
-    fn parse<'r>(state: &AppState, parts: &'r Parts) -> Result<TokenRequest<'r>, RequestError> {
-        let presented = parts.headers.get(IDENTITY_HEADER).map(|v| v.as_bytes()).filter(|v| !v.is_empty());
-        match presented {
-            None => return Err(RequestError::Unauthorized { header: IDENTITY_HEADER, missing: true }),
-            Some(v) if !state.secrets().identity_header.matches(v) => {
-                return Err(RequestError::Unauthorized { header: IDENTITY_HEADER, missing: false });
-            }
-            Some(_) => {}
-        }
+    fn parse<'r>(
+        state: &AppState,
+        parts: &'r Parts,
+        _body: &'r [u8],
+    ) -> Result<TokenRequest<'r>, RequestError> {
+        super::require_secret(&parts.headers, IDENTITY_HEADER, &state.secrets().identity_header)?;
         super::reject_forwarded(&parts.headers)?;
         super::parse_v1_query(parts.uri.query(), SELECTORS)
     }
 
-    fn success(resource: &Resource, grant: &Grant) -> Response {
+    fn success(request: &TokenRequest<'_>, grant: &Grant) -> Response {
+        let resource = &request.resource;
         let access_token = grant.token.secret().expose();
         TokenBody::with_capacity(192 + access_token.len() + resource.as_str().len())
             .str("access_token", access_token)
@@ -52,13 +50,19 @@ impl Dialect for AppService {
     }
 
     fn error(error: &RequestError) -> Response {
-        let status = error.status();
-        let mut id_buf = uuid::Uuid::encode_buffer();
-        let correlation_id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut id_buf);
-        let description = error.description();
-        let body = AppServiceError { status_code: status.as_u16(), message: &description, correlation_id };
-        super::with_retry_after(body::json(status, &body, 128 + description.len()), error)
+        status_message_error(error)
     }
+}
+
+/// `{"statusCode","message","correlationId"}`: App Service's error shape, which the Azure ML
+/// parsers read too (MSAL Python takes `statusCode` and `message`).
+pub(crate) fn status_message_error(error: &RequestError) -> Response {
+    let status = error.status();
+    let mut id_buf = uuid::Uuid::encode_buffer();
+    let correlation_id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut id_buf);
+    let description = error.description();
+    let body = AppServiceError { status_code: status.as_u16(), message: &description, correlation_id };
+    super::with_retry_after(body::json(status, &body, 128 + description.len()), error)
 }
 
 #[derive(Serialize)]

@@ -20,15 +20,27 @@ use http::{HeaderMap, HeaderValue};
 
 use crate::error::RequestError;
 use crate::query::QueryParams;
-use crate::routes::{Endpoint, RouteCtx};
+use crate::routes::{Endpoint, ListenerKind, RouteCtx};
 use crate::select::{self, PathProfile, Selector};
 use crate::state::AppState;
 
 pub(crate) mod app_service;
+pub(crate) mod arc;
+pub(crate) mod azure_ml;
+pub(crate) mod cloud_shell;
 pub(crate) mod imds;
+pub(crate) mod native;
+pub(crate) mod service_fabric;
 
 pub(crate) use app_service::AppService;
+pub(crate) use arc::Arc as ArcDialect;
+pub(crate) use azure_ml::AzureMl;
+pub(crate) use cloud_shell::CloudShell;
 pub(crate) use imds::Imds;
+pub(crate) use service_fabric::ServiceFabric;
+
+/// Largest form body a POST dialect reads (a `resource=` form is well under 1 KiB).
+pub(crate) const MAX_FORM_BYTES: usize = 16 * 1024;
 
 /// One managed-identity protocol.
 pub(crate) trait Dialect: Send + Sync + 'static {
@@ -37,10 +49,18 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// Canonical path (lower-case, no trailing slash) the route table serves it on.
     const PATH: &'static str;
 
-    /// Checks the request's auth and parameters in this dialect's order.
-    fn parse<'r>(state: &AppState, parts: &'r Parts) -> Result<TokenRequest<'r>, RequestError>;
+    /// Bytes of request body [`Dialect::parse`] gets; 0 (the default) reads none.
+    const BODY_LIMIT: usize = 0;
+
+    /// Checks the request's auth and parameters in this dialect's order. `body` is empty unless
+    /// [`Dialect::BODY_LIMIT`] is set.
+    fn parse<'r>(
+        state: &AppState,
+        parts: &'r Parts,
+        body: &'r [u8],
+    ) -> Result<TokenRequest<'r>, RequestError>;
     /// The 200 body for a granted token.
-    fn success(resource: &Resource, grant: &Grant) -> Response;
+    fn success(request: &TokenRequest<'_>, grant: &Grant) -> Response;
     /// The error body, status and headers for a refusal.
     fn error(error: &RequestError) -> Response;
 }
@@ -51,6 +71,14 @@ pub(crate) struct TokenRequest<'r> {
     /// Exactly as the client sent it: the cache key and the echoed value.
     pub(crate) resource: Resource,
     pub(crate) selector: Option<Selector<'r>>,
+    /// Cached unless the client asked for a different token (Service Fabric).
+    pub(crate) freshness: Freshness,
+}
+
+impl<'r> TokenRequest<'r> {
+    pub(crate) fn new(resource: Resource, selector: Option<Selector<'r>>) -> Self {
+        Self { resource, selector, freshness: Freshness::Cached }
+    }
 }
 
 /// The token endpoint of dialect `D`: every dialect's route serves this.
@@ -63,25 +91,25 @@ impl<D: Dialect> Endpoint for Token<D> {
 }
 
 /// Parse, select, fetch, encode — and the request's log lines, written here once for all dialects.
-async fn serve_token<D: Dialect>(ctx: &RouteCtx, req: Request) -> Response {
+pub(crate) async fn serve_token<D: Dialect>(ctx: &RouteCtx, req: Request) -> Response {
     let started = Instant::now();
-    let (parts, _body) = req.into_parts();
-    match obtain::<D>(ctx, &parts).await {
+    let (parts, body) = req.into_parts();
+    let body = if D::BODY_LIMIT == 0 {
+        Default::default()
+    } else {
+        match axum::body::to_bytes(body, D::BODY_LIMIT).await {
+            Ok(bytes) => bytes,
+            Err(_) => return D::error(&RequestError::BadBody("request body too large or unreadable")),
+        }
+    };
+    match obtain::<D>(ctx, &parts, &body).await {
         Ok(served) => {
-            tracing::info!(
-                target: "azbroker::audit",
-                profile = %served.profile,
-                dialect = D::NAME,
-                resource = %served.resource,
-                token_hash = %served.grant.token.hash(),
-                cache = served.grant.cache.as_str(),
-                "token granted"
-            );
-            let response = D::success(&served.resource, &served.grant);
+            audit(D::NAME, &served.profile, &served.request.resource, &served.grant);
+            let response = D::success(&served.request, &served.grant);
             log_request(
                 D::NAME,
                 Some(&served.profile),
-                Some(&served.resource),
+                Some(&served.request.resource),
                 &response,
                 Ok(served.grant.cache),
                 started,
@@ -105,9 +133,16 @@ async fn serve_token<D: Dialect>(ctx: &RouteCtx, req: Request) -> Response {
 }
 
 /// The error body for a request refused before it reached a dialect (guards), in the shape of the
-/// dialect that serves `path`.
-pub(crate) fn refuse(path: &str, error: &RequestError) -> Response {
-    if path == AppService::PATH { AppService::error(error) } else { Imds::error(error) }
+/// dialect that serves `path` on a listener of `kind`.
+pub(crate) fn refuse(kind: ListenerKind, path: &str, error: &RequestError) -> Response {
+    match (kind, path) {
+        (ListenerKind::ServiceFabric, _) => ServiceFabric::error(error),
+        (_, AppService::PATH) => AppService::error(error),
+        (_, AzureMl::PATH) => AzureMl::error(error),
+        (_, CloudShell::PATH) => CloudShell::error(error),
+        (_, native::PATH) => native::error(error),
+        _ => Imds::error(error),
+    }
 }
 
 /// Parses the v1 query every token dialect shares: `api-version` (any non-empty value) and
@@ -120,7 +155,41 @@ pub(crate) fn parse_v1_query<'r>(
     query.require("api-version")?;
     let resource = Resource::parse(query.require("resource")?).map_err(RequestError::InvalidResource)?;
     let selector = select::take_selector(&mut query, selectors)?;
-    Ok(TokenRequest { resource, selector })
+    Ok(TokenRequest::new(resource, selector))
+}
+
+/// Parses a `resource=...` form body (Cloud Shell and the Azure ML POST): `resource` required,
+/// no api-version, then at most one of `selectors`.
+pub(crate) fn parse_form<'r>(
+    body: &'r [u8],
+    selectors: &[&'static str],
+) -> Result<TokenRequest<'r>, RequestError> {
+    let text = std::str::from_utf8(body).map_err(|_| RequestError::BadBody("the form body is not UTF-8"))?;
+    let mut form = QueryParams::parse(Some(text))?;
+    let resource = Resource::parse(form.require("resource")?).map_err(RequestError::InvalidResource)?;
+    let selector = select::take_selector(&mut form, selectors)?;
+    Ok(TokenRequest::new(resource, selector))
+}
+
+/// `Metadata: true`, compared case-insensitively (some samples send `True`).
+pub(crate) fn require_metadata(headers: &HeaderMap) -> Result<(), RequestError> {
+    match headers.get("metadata") {
+        Some(v) if v.as_bytes().eq_ignore_ascii_case(b"true") => Ok(()),
+        _ => Err(RequestError::MissingMetadata),
+    }
+}
+
+/// A secret header (`header`) that must equal `expected` (constant-time).
+pub(crate) fn require_secret(
+    headers: &HeaderMap,
+    header: &'static str,
+    expected: &azbroker_core::Secret,
+) -> Result<(), RequestError> {
+    match headers.get(header).map(|v| v.as_bytes()).filter(|v| !v.is_empty()) {
+        None => Err(RequestError::Unauthorized { header, missing: true }),
+        Some(v) if !expected.matches(v) => Err(RequestError::Unauthorized { header, missing: false }),
+        Some(_) => Ok(()),
+    }
 }
 
 /// Refuses requests that came through a proxy: a local proxy must not turn into a way for remote
@@ -143,9 +212,9 @@ pub(crate) fn with_retry_after(mut response: Response, error: &RequestError) -> 
     response
 }
 
-struct Served {
+struct Served<'r> {
     profile: ProfileName,
-    resource: Resource,
+    request: TokenRequest<'r>,
     grant: Grant,
 }
 
@@ -155,24 +224,48 @@ struct Failed {
     error: RequestError,
 }
 
-async fn obtain<D: Dialect>(ctx: &RouteCtx, parts: &Parts) -> Result<Served, Failed> {
+async fn obtain<'r, D: Dialect>(
+    ctx: &RouteCtx,
+    parts: &'r Parts,
+    body: &'r [u8],
+) -> Result<Served<'r>, Failed> {
     let request =
-        D::parse(&ctx.app, parts).map_err(|error| Failed { profile: None, resource: None, error })?;
-    let TokenRequest { resource, selector } = request;
-    let path_profile = parts.extensions.get::<PathProfile>();
-    let profile =
-        match select::profile(&ctx.app, path_profile, ctx.listener_profile.as_ref(), selector.as_ref()) {
-            Ok(p) => p,
-            Err(error) => return Err(Failed { profile: None, resource: Some(resource), error }),
-        };
-    match ctx.app.engine().get_token_with(profile.as_str(), &resource, &Freshness::Cached).await {
-        Ok(grant) => Ok(Served { profile, resource, grant }),
-        Err(e) => Err(Failed { profile: Some(profile), resource: Some(resource), error: e.into() }),
+        D::parse(&ctx.app, parts, body).map_err(|error| Failed { profile: None, resource: None, error })?;
+    let profile = match select_profile(ctx, parts, &request) {
+        Ok(p) => p,
+        Err(error) => return Err(Failed { profile: None, resource: Some(request.resource), error }),
+    };
+    match ctx.app.engine().get_token_with(profile.as_str(), &request.resource, &request.freshness).await {
+        Ok(grant) => Ok(Served { profile, request, grant }),
+        Err(e) => Err(Failed { profile: Some(profile), resource: Some(request.resource), error: e.into() }),
     }
 }
 
+/// The profile for a parsed request (path prefix, listener, selector, defaults).
+pub(crate) fn select_profile(
+    ctx: &RouteCtx,
+    parts: &Parts,
+    request: &TokenRequest<'_>,
+) -> Result<ProfileName, RequestError> {
+    let path_profile = parts.extensions.get::<PathProfile>();
+    select::profile(&ctx.app, path_profile, ctx.listener_profile.as_ref(), request.selector.as_ref())
+}
+
+/// The one info-level audit line per token grant — never the token, only its short hash.
+pub(crate) fn audit(dialect: &'static str, profile: &ProfileName, resource: &Resource, grant: &Grant) {
+    tracing::info!(
+        target: "azbroker::audit",
+        profile = %profile,
+        dialect,
+        resource = %resource,
+        token_hash = %grant.token.hash(),
+        cache = grant.cache.as_str(),
+        "token granted"
+    );
+}
+
 /// The one debug line per token request.
-fn log_request(
+pub(crate) fn log_request(
     dialect: &'static str,
     profile: Option<&ProfileName>,
     resource: Option<&Resource>,

@@ -31,6 +31,8 @@ use tower::ServiceExt;
 use crate::{AppState, RuntimeSecrets, router};
 
 pub(crate) const IDENTITY_HEADER: &str = "s3cr3t-identity-header-value";
+pub(crate) const MSI_SECRET: &str = "s3cr3t-msi-secret-value";
+pub(crate) const NATIVE_KEY: &str = "s3cr3t-native-key-value";
 pub(crate) const CONTOSO_CLIENT_ID: &str = "11111111-1111-1111-1111-111111111111";
 pub(crate) const FABRIKAM_CLIENT_ID: &str = "22222222-2222-2222-2222-222222222222";
 pub(crate) const CONTOSO_MI_RES_ID: &str =
@@ -144,7 +146,12 @@ pub(crate) fn directory(default: &str, accept_any_client_id: bool) -> Directory 
 
 pub(crate) fn state_with(directory: Directory) -> AppState {
     let engine = Engine::new(EngineConfig::default(), bindings());
-    AppState::new(engine, directory, RuntimeSecrets { identity_header: Secret::new(IDENTITY_HEADER) })
+    let secrets = RuntimeSecrets {
+        identity_header: Secret::new(IDENTITY_HEADER),
+        msi_secret: Secret::new(MSI_SECRET),
+        native_key: Secret::new(NATIVE_KEY),
+    };
+    AppState::new(engine, directory, secrets)
 }
 
 pub(crate) fn state() -> AppState {

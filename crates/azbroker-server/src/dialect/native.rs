@@ -1,0 +1,266 @@
+//! The native, tenant-aware API in the shape of azd's external-authentication protocol:
+//! `POST /token?api-version=2023-07-12-preview`, `Authorization: Bearer $AZD_AUTH_KEY`, JSON
+//! `{"scopes":[...],"tenantId":"..."}` → `{"status":"success","token":..,"expiresOn":RFC 3339}`.
+//!
+//! Unlike the managed-identity dialects the request names its tenant; it must match a configured
+//! profile, by the tenant the profile is configured with (GUID or domain) or by the tenant id
+//! (`tid`) of a token that profile issued. A GUID that matches no profile yet is resolved by
+//! asking each domain-configured profile once for a token and reading its `tid`. No tenant: the
+//! path prefix, listener or default profile, as everywhere.
+//!
+//! Errors: a wrong key is 401 and a malformed request 400; a request that is well-formed but
+//! cannot be served is **200** with `{"status":"error","code":"NotSignedInError"|"GetTokenError",
+//! "message":..}`, because azd reads the body only of a 200 (any other status is an opaque
+//! "unexpected status code"). `NotSignedInError` means a login needs attention.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use axum::extract::Request;
+use axum::response::Response;
+use azbroker_core::{EngineError, Grant, ProfileName, Resource, UpstreamError};
+use base64::Engine as _;
+use http::StatusCode;
+use http::header::AUTHORIZATION;
+use http::request::Parts;
+use serde::{Deserialize, Serialize};
+
+use crate::body;
+use crate::error::RequestError;
+use crate::query::QueryParams;
+use crate::routes::{Endpoint, RouteCtx};
+use crate::select::PathProfile;
+
+pub(crate) const PATH: &str = "/token";
+const NAME: &str = "native";
+const MAX_BODY: usize = 16 * 1024;
+
+pub(crate) struct Native;
+
+impl Endpoint for Native {
+    async fn call(ctx: Arc<RouteCtx>, req: Request) -> Response {
+        let started = Instant::now();
+        let (parts, body) = req.into_parts();
+        let result = match check(&ctx, &parts) {
+            Ok(()) => match axum::body::to_bytes(body, MAX_BODY).await {
+                Ok(bytes) => serve(&ctx, &parts, &bytes).await,
+                Err(_) => Err(RequestError::BadBody("request body too large or unreadable")),
+            },
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok((profile, resource, grant)) => {
+                super::audit(NAME, &profile, &resource, &grant);
+                let response = success(&grant);
+                super::log_request(
+                    NAME,
+                    Some(&profile),
+                    Some(&resource),
+                    &response,
+                    Ok(grant.cache),
+                    started,
+                );
+                response
+            }
+            Err(error) => {
+                let response = self::error(&error);
+                super::log_request(NAME, None, None, &response, Err(error.kind()), started);
+                response
+            }
+        }
+    }
+}
+
+/// The error body (also used when a guard refuses a request on this path).
+pub(crate) fn error(error: &RequestError) -> Response {
+    let status = match error {
+        RequestError::NotLoopback | RequestError::Unauthorized { .. } => error.status(),
+        RequestError::BadHost
+        | RequestError::Forwarded { .. }
+        | RequestError::TooManyParams
+        | RequestError::DuplicateParam(_)
+        | RequestError::MissingParam(_)
+        | RequestError::BadBody(_)
+        | RequestError::BadParam(..) => StatusCode::BAD_REQUEST,
+        // Everything else is an answer azd must be able to read.
+        _ => StatusCode::OK,
+    };
+    let code = match error {
+        RequestError::Engine(EngineError::Upstream(
+            UpstreamError::LoginRequired { .. }
+            | UpstreamError::InteractionRequired { .. }
+            | UpstreamError::InvalidGrant { .. },
+        )) => "NotSignedInError",
+        _ => "GetTokenError",
+    };
+    let message = error.description();
+    body::json(status, &ErrorBody { status: "error", code, message: &message }, 96 + message.len())
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    status: &'static str,
+    code: &'static str,
+    message: &'a str,
+}
+
+#[derive(Deserialize)]
+struct TokenRequestBody {
+    scopes: Vec<String>,
+    #[serde(rename = "tenantId", default)]
+    tenant_id: Option<String>,
+}
+
+/// Key, proxy headers and api-version, before the body is read.
+fn check(ctx: &RouteCtx, parts: &Parts) -> Result<(), RequestError> {
+    let presented = parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes());
+    let key = presented.and_then(|v| v.strip_prefix(b"Bearer ").or_else(|| v.strip_prefix(b"bearer ")));
+    match key {
+        None => {
+            return Err(RequestError::Unauthorized { header: "Authorization", missing: presented.is_none() });
+        }
+        Some(k) if !ctx.app.secrets().native_key.matches(k) => {
+            return Err(RequestError::Unauthorized { header: "Authorization", missing: false });
+        }
+        Some(_) => {}
+    }
+    super::reject_forwarded(&parts.headers)?;
+    QueryParams::parse(parts.uri.query())?.require("api-version")?;
+    Ok(())
+}
+
+async fn serve(
+    ctx: &RouteCtx,
+    parts: &Parts,
+    body: &[u8],
+) -> Result<(ProfileName, Resource, Grant), RequestError> {
+    let request: TokenRequestBody = serde_json::from_slice(body).map_err(|_| {
+        RequestError::BadBody("the body must be JSON: {\"scopes\":[...],\"tenantId\":\"...\"}")
+    })?;
+    let resource = resource_of(&request.scopes)?;
+    let engine = ctx.app.engine();
+    let tenant = request.tenant_id.as_deref().map(str::trim).filter(|t| !t.is_empty());
+    let Some(tenant) = tenant else {
+        let path_profile = parts.extensions.get::<PathProfile>();
+        let profile = crate::select::profile(&ctx.app, path_profile, ctx.listener_profile.as_ref(), None)?;
+        let grant = engine.get_token(profile.as_str(), &resource).await?;
+        ctx.app.remember_tid(&profile, &grant);
+        return Ok((profile, resource, grant));
+    };
+    let preferred = preferred_profile(ctx, parts);
+    let (exact, unresolved) = candidates(ctx, tenant);
+    if let Some(profile) = pick(&exact, preferred.as_ref()) {
+        let grant = engine.get_token(profile.as_str(), &resource).await?;
+        ctx.app.remember_tid(&profile, &grant);
+        return Ok((profile, resource, grant));
+    }
+    for profile in unresolved {
+        // A profile that cannot issue a token right now cannot be the one asked for.
+        let Ok(grant) = engine.get_token(profile.as_str(), &resource).await else { continue };
+        let tid = ctx.app.remember_tid(&profile, &grant);
+        if tid.is_some_and(|t| t.eq_ignore_ascii_case(tenant)) {
+            return Ok((profile, resource, grant));
+        }
+    }
+    Err(RequestError::UnknownTenant(tenant.to_owned()))
+}
+
+/// Profiles configured with (or known to have) `tenant`, and domain-configured profiles whose
+/// tenant id is not known yet (only when `tenant` is a GUID).
+fn candidates(ctx: &RouteCtx, tenant: &str) -> (Vec<ProfileName>, Vec<ProfileName>) {
+    let engine = ctx.app.engine();
+    let tenant_is_guid = uuid::Uuid::try_parse(tenant).is_ok();
+    let (mut exact, mut unresolved) = (Vec::new(), Vec::new());
+    for name in engine.profile_names() {
+        let Ok(binding) = engine.binding(name.as_str()) else { continue };
+        let learned = ctx.app.learned_tid(&name);
+        if binding.tenant.as_str().eq_ignore_ascii_case(tenant)
+            || learned.as_deref().is_some_and(|t| t.eq_ignore_ascii_case(tenant))
+        {
+            exact.push(name);
+        } else if tenant_is_guid && !binding.tenant.is_guid() && learned.is_none() {
+            unresolved.push(name);
+        }
+    }
+    (exact, unresolved)
+}
+
+/// Among profiles with the right tenant, the one the request would pick anyway, else the first.
+fn pick(exact: &[ProfileName], preferred: Option<&ProfileName>) -> Option<ProfileName> {
+    preferred.filter(|p| exact.contains(p)).or(exact.first()).cloned()
+}
+
+fn preferred_profile(ctx: &RouteCtx, parts: &Parts) -> Option<ProfileName> {
+    let path_profile = parts.extensions.get::<PathProfile>();
+    crate::select::profile(&ctx.app, path_profile, ctx.listener_profile.as_ref(), None).ok()
+}
+
+/// The v1 resource behind `scopes`: each must be `<resource>/.default` of one resource.
+fn resource_of(scopes: &[String]) -> Result<Resource, RequestError> {
+    let mut resource: Option<&str> = None;
+    for scope in scopes {
+        let Some(r) = scope.strip_suffix("/.default") else {
+            return Err(RequestError::BadScopes("only '<resource>/.default' scopes are supported"));
+        };
+        match resource {
+            Some(prev) if prev != r => {
+                return Err(RequestError::BadScopes("all scopes must belong to one resource"));
+            }
+            _ => resource = Some(r),
+        }
+    }
+    let r = resource.ok_or(RequestError::BadScopes("at least one scope is required"))?;
+    Resource::parse(r).map_err(RequestError::InvalidResource)
+}
+
+fn success(grant: &Grant) -> Response {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Success<'a> {
+        status: &'static str,
+        token: &'a str,
+        expires_on: String,
+    }
+    let token = grant.token.secret().expose();
+    let expires = UNIX_EPOCH + Duration::from_secs(grant.token.expires_on);
+    let body = Success {
+        status: "success",
+        token,
+        expires_on: humantime::format_rfc3339_seconds(expires).to_string(),
+    };
+    let mut response = body::json(StatusCode::OK, &body, 96 + token.len());
+    response.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The `tid` claim of a JWT access token, read without verification (it came from upstream).
+pub(crate) fn jwt_tid(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    let bytes =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("tid")?.as_str().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_map_to_one_resource_keeping_slashes() {
+        let r = resource_of(&["https://management.azure.com//.default".into()]).unwrap();
+        assert_eq!(r.as_str(), "https://management.azure.com/");
+        assert!(resource_of(&[]).is_err());
+        assert!(resource_of(&["https://graph.microsoft.com/User.Read".into()]).is_err());
+        assert!(resource_of(&["a/.default".into(), "b/.default".into()]).is_err());
+        assert!(resource_of(&["a/.default".into(), "a/.default".into()]).is_ok());
+    }
+
+    #[test]
+    fn tid_is_read_from_the_payload() {
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"tid":"t-1","aud":"x"}"#);
+        assert_eq!(jwt_tid(&format!("h.{payload}.s")).as_deref(), Some("t-1"));
+        assert_eq!(jwt_tid("not-a-jwt"), None);
+        assert_eq!(jwt_tid("h.!!.s"), None);
+    }
+}

@@ -1,0 +1,92 @@
+//! The Service Fabric dialect (PROTOCOLS.md §8), served only on the HTTPS listener:
+//! `GET https://...$IDENTITY_ENDPOINT?api-version=2019-07-01-preview&resource=..` with header
+//! `secret`/`Secret: $IDENTITY_HEADER`; clients pin the listener's certificate by the SHA-1
+//! thumbprint exported as `IDENTITY_SERVER_THUMBPRINT`.
+//!
+//! Owns the secret check (first), `token_sha256_to_refresh` (a client found that token rejected:
+//! answer with any other, fetching a fresh one upstream), the body with a numeric `expires_on`
+//! and the `{"error":{"correlationId","code","message"}}` error shape with Service Fabric's codes.
+
+use axum::response::Response;
+use azbroker_core::{Freshness, Grant};
+use http::request::Parts;
+use serde::Serialize;
+
+use super::{Dialect, TokenRequest};
+use crate::body::{self, TokenBody};
+use crate::error::RequestError;
+use crate::query::QueryParams;
+use crate::state::AppState;
+
+/// Real Service Fabric has no selectors; MSAL.NET sends `principalId` for an object id. Accepted
+/// so that profiles can still be chosen by alias.
+const SELECTORS: &[&str] =
+    &["principalId", "client_id", "object_id", "principal_id", "mi_res_id", "msi_res_id"];
+const SECRET_HEADER: &str = "secret";
+
+pub(crate) struct ServiceFabric;
+
+impl Dialect for ServiceFabric {
+    const NAME: &'static str = "service_fabric";
+    const PATH: &'static str = "/msi/token";
+
+    fn parse<'r>(
+        state: &AppState,
+        parts: &'r Parts,
+        _body: &'r [u8],
+    ) -> Result<TokenRequest<'r>, RequestError> {
+        super::require_secret(&parts.headers, SECRET_HEADER, &state.secrets().identity_header)?;
+        super::reject_forwarded(&parts.headers)?;
+        let mut request = super::parse_v1_query(parts.uri.query(), SELECTORS)?;
+        // Parsed twice (cheap, bounded) so the shared v1 parser stays free of dialect extras.
+        let query = QueryParams::parse(parts.uri.query())?;
+        if let Some(hash) = query.get("token_sha256_to_refresh").filter(|h| !h.is_empty()) {
+            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(RequestError::BadParam("token_sha256_to_refresh", "64 hex digits (SHA-256)"));
+            }
+            request.freshness = Freshness::NotHash(hash.to_ascii_lowercase());
+        }
+        Ok(request)
+    }
+
+    fn success(request: &TokenRequest<'_>, grant: &Grant) -> Response {
+        let resource = request.resource.as_str();
+        let access_token = grant.token.secret().expose();
+        TokenBody::with_capacity(128 + access_token.len() + resource.len())
+            .str("token_type", "Bearer")
+            .str("access_token", access_token)
+            .num("expires_on", grant.token.expires_on)
+            .str("resource", resource)
+            .into_response()
+    }
+
+    fn error(error: &RequestError) -> Response {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Inner<'a> {
+            correlation_id: &'a str,
+            code: &'a str,
+            message: &'a str,
+        }
+        #[derive(Serialize)]
+        struct Outer<'a> {
+            error: Inner<'a>,
+        }
+        let mut id_buf = uuid::Uuid::encode_buffer();
+        let correlation_id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut id_buf);
+        let description = error.description();
+        let body = Outer { error: Inner { correlation_id, code: code(error), message: &description } };
+        super::with_retry_after(body::json(error.status(), &body, 160 + description.len()), error)
+    }
+}
+
+/// Service Fabric's error codes, which MSAL Python maps to OAuth errors.
+fn code(error: &RequestError) -> &'static str {
+    match error {
+        RequestError::Unauthorized { .. } => "SecretHeaderNotFound",
+        RequestError::Select(_) => "ManagedIdentityNotFound",
+        RequestError::MissingParam(_) | RequestError::InvalidResource(_) => "ArgumentNullOrEmpty",
+        e if e.status().is_server_error() => "InternalServerError",
+        _ => "InvalidRequest",
+    }
+}
