@@ -5,10 +5,15 @@
 //! them: a JSON body with `Content-Type: application/json`, and `Retry-After` only on 429.
 
 mod app_service;
+mod arc;
+mod azure_ml;
 mod capture;
+mod cloud_shell;
 mod imds;
+mod native;
 mod routing;
 mod serve;
+mod service_fabric;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -201,7 +206,12 @@ impl Reply {
 
 /// Sends one request and checks the invariants every response must satisfy.
 pub(crate) async fn send(app: &Router, req: http::request::Builder) -> Reply {
-    let response = app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    send_body(app, req, "").await
+}
+
+/// Like [`send`], with a request body.
+pub(crate) async fn send_body(app: &Router, req: http::request::Builder, body: &str) -> Reply {
+    let response = app.clone().oneshot(req.body(Body::from(body.to_owned())).unwrap()).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
