@@ -57,8 +57,9 @@ impl Daemon {
     pub fn start_with_server(config_body: &str, server_extra: &str, extra: &[&str]) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let tls = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let config = format!(
-            "[server]\nlisten = [\"{addr}\"]\nstate_dir = \"{}\"\nruntime_dir = \"{}\"\n{server_extra}\n{config_body}",
+            "[server]\nlisten = [\"{addr}\"]\ntls_listen = [\"{tls}\"]\nstate_dir = \"{}\"\nruntime_dir = \"{}\"\n{server_extra}\n{config_body}",
             dir.path().join("state").display(),
             dir.path().join("run").display(),
         );

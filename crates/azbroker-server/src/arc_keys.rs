@@ -54,7 +54,7 @@ impl ArcKeys {
     }
 
     /// Creates the directory if needed (0750, group as configured), refuses a symlinked or
-    /// non-directory path, and removes key files an earlier run left behind.
+    /// non-directory path, and removes stale key files an earlier run left behind.
     pub fn prepare(&self) -> io::Result<()> {
         match fs::symlink_metadata(&self.dir) {
             Ok(meta) if meta.file_type().is_symlink() => {
@@ -76,10 +76,16 @@ impl ArcKeys {
             }
             Err(e) => return Err(e),
         }
+        // Leftovers of a run that died: ours by name, and older than any live key could be (other
+        // daemons on this machine may have live keys here right now).
         for entry in fs::read_dir(&self.dir)?.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with(PREFIX) && name.ends_with(".key") {
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > KEY_TTL * 2));
+            if name.starts_with(PREFIX) && name.ends_with(".key") && stale {
                 let _ = fs::remove_file(entry.path());
             }
         }
@@ -208,11 +214,17 @@ mod tests {
         fs::create_dir(&real).unwrap();
         std::os::unix::fs::symlink(&real, tmp.path().join("link")).unwrap();
         assert!(ArcKeys::new(tmp.path().join("link"), None).prepare().is_err());
-        fs::write(real.join("azbroker-old.key"), "x").unwrap();
-        fs::write(real.join("agent.key"), "y").unwrap();
+        let old = std::time::SystemTime::now() - KEY_TTL * 3;
+        for name in ["azbroker-old.key", "agent.key", "azbroker-live.key"] {
+            let f = fs::File::create(real.join(name)).unwrap();
+            if name != "azbroker-live.key" {
+                f.set_modified(old).unwrap();
+            }
+        }
         ArcKeys::new(&real, None).prepare().unwrap();
         assert!(!real.join("azbroker-old.key").exists());
         assert!(real.join("agent.key").exists(), "files that are not ours stay");
+        assert!(real.join("azbroker-live.key").exists(), "another daemon's live key stays");
     }
 
     #[test]

@@ -55,8 +55,20 @@ pub struct ServeArgs {
 pub enum Dialect {
     /// IDENTITY_ENDPOINT + IDENTITY_HEADER (every Azure SDK, az login --identity).
     AppService,
+    /// MSI_ENDPOINT + MSI_SECRET + DEFAULT_IDENTITY_CLIENT_ID (Azure ML compute instance; also azureml-core).
+    AzureMl,
+    /// MSI_ENDPOINT alone (Cloud Shell: azure-identity, JS, .NET, Go, azureml-core).
+    CloudShell,
     /// AZURE_POD_IDENTITY_AUTHORITY_HOST (Python, JS and .NET only).
     Imds,
+    /// IDENTITY_ENDPOINT + IMDS_ENDPOINT (Azure Arc; key files in /var/opt/azcmagent/tokens).
+    Arc,
+    /// IDENTITY_ENDPOINT (https) + IDENTITY_HEADER + IDENTITY_SERVER_THUMBPRINT (+ NODE_EXTRA_CA_CERTS).
+    ServiceFabric,
+    /// AZD_AUTH_ENDPOINT + AZD_AUTH_KEY (the native, tenant-aware API).
+    Azd,
+    /// The App Service pair plus the Azure ML trio: every SDK and azureml-core together.
+    All,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

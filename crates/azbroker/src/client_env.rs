@@ -1,33 +1,56 @@
 //! What a client process needs in its environment to reach the daemon, per dialect, and how to
 //! print it for each shell.
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use anyhow::{Result, bail};
 use azbroker_core::Secret;
+use azbroker_server::{DEFAULT_IDENTITY_CLIENT_ID, RuntimeSecrets};
 
 use crate::cli::{Dialect, EnvFormat};
 use crate::config::Config;
-use crate::state;
+use crate::{state, tls_identity};
 
-/// The runtime secrets a client may need, read (or generated) the way the daemon does.
+/// The App Service identity header, read (or generated) the way the daemon does.
 pub fn identity_header(config: &Config) -> Result<Secret> {
-    match &config.server.identity_header_file {
+    secret(config, config.server.identity_header_file.as_deref(), state::IDENTITY_HEADER_FILE)
+}
+
+/// Every runtime secret a client may need: configured files, or generated once in state_dir.
+pub fn runtime_secrets(config: &Config) -> Result<RuntimeSecrets> {
+    let d = &config.server.dialects;
+    Ok(RuntimeSecrets {
+        identity_header: identity_header(config)?,
+        msi_secret: secret(config, d.msi_secret_file.as_deref(), state::MSI_SECRET_FILE)?,
+        native_key: secret(config, d.native_key_file.as_deref(), state::NATIVE_KEY_FILE)?,
+    })
+}
+
+fn secret(config: &Config, configured: Option<&Path>, generated: &str) -> Result<Secret> {
+    match configured {
         Some(path) => state::read_secret_file(path),
         None => {
             state::ensure_private_dir(&config.server.state_dir)?;
-            state::load_or_create_secret(&identity_header_path(config))
+            state::load_or_create_secret(&config.server.state_dir.join(generated))
         }
     }
-}
-
-pub fn identity_header_path(config: &Config) -> PathBuf {
-    config.server.state_dir.join(state::IDENTITY_HEADER_FILE)
 }
 
 /// `http://ADDR[/p/PROFILE]` for the daemon's first listener.
 pub fn base_url(config: &Config, profile: Option<&str>) -> Result<String> {
     let Some(addr) = config.server.listen.first() else { bail!("no listener is configured") };
+    with_profile(config, &format!("http://{addr}"), profile)
+}
+
+/// `https://ADDR[/p/PROFILE]` for the daemon's first HTTPS listener.
+pub fn tls_base_url(config: &Config, profile: Option<&str>) -> Result<String> {
+    let Some(addr) = config.server.dialects.tls_listen.first() else {
+        bail!("no HTTPS listener is configured ([server] tls_listen), which Service Fabric needs")
+    };
+    with_profile(config, &format!("https://{addr}"), profile)
+}
+
+fn with_profile(config: &Config, base: &str, profile: Option<&str>) -> Result<String> {
     if let Some(p) = profile
         && !config.profiles.keys().any(|k| k.as_str() == p)
     {
@@ -35,20 +58,56 @@ pub fn base_url(config: &Config, profile: Option<&str>) -> Result<String> {
         bail!("profile '{p}' is not configured (configured: {})", known.join(", "));
     }
     Ok(match profile {
-        Some(p) => format!("http://{addr}/p/{p}"),
-        None => format!("http://{addr}"),
+        Some(p) => format!("{base}/p/{p}"),
+        None => base.to_owned(),
     })
 }
 
 /// The variables for one dialect, in a stable order.
 pub fn variables(config: &Config, profile: Option<&str>, dialect: Dialect) -> Result<Vec<(String, String)>> {
     let base = base_url(config, profile)?;
+    let var = |k: &str, v: String| (k.to_owned(), v);
     Ok(match dialect {
         Dialect::AppService => vec![
-            ("IDENTITY_ENDPOINT".into(), format!("{base}/msi/token")),
-            ("IDENTITY_HEADER".into(), identity_header(config)?.expose().to_owned()),
+            var("IDENTITY_ENDPOINT", format!("{base}/msi/token")),
+            var("IDENTITY_HEADER", identity_header(config)?.expose().to_owned()),
         ],
-        Dialect::Imds => vec![("AZURE_POD_IDENTITY_AUTHORITY_HOST".into(), base)],
+        Dialect::AzureMl => {
+            let secrets = runtime_secrets(config)?;
+            vec![
+                var("MSI_ENDPOINT", format!("{base}/MSI/auth")),
+                var("MSI_SECRET", secrets.msi_secret.expose().to_owned()),
+                var("DEFAULT_IDENTITY_CLIENT_ID", DEFAULT_IDENTITY_CLIENT_ID.to_owned()),
+            ]
+        }
+        Dialect::CloudShell => vec![var("MSI_ENDPOINT", format!("{base}/oauth2/token"))],
+        Dialect::Imds => vec![var("AZURE_POD_IDENTITY_AUTHORITY_HOST", base)],
+        Dialect::Arc => {
+            let root = base_url(config, None)?;
+            vec![
+                var("IDENTITY_ENDPOINT", format!("{base}/arc/metadata/identity/oauth2/token")),
+                var("IMDS_ENDPOINT", root),
+            ]
+        }
+        Dialect::ServiceFabric => {
+            let tls = tls_base_url(config, profile)?;
+            let identity = tls_identity::load_or_create(config)?;
+            vec![
+                var("IDENTITY_ENDPOINT", format!("{tls}/msi/token")),
+                var("IDENTITY_HEADER", identity_header(config)?.expose().to_owned()),
+                var("IDENTITY_SERVER_THUMBPRINT", identity.thumbprint.clone()),
+                var("NODE_EXTRA_CA_CERTS", tls_identity::public_cert_path(config).display().to_string()),
+            ]
+        }
+        Dialect::Azd => vec![
+            var("AZD_AUTH_ENDPOINT", base),
+            var("AZD_AUTH_KEY", runtime_secrets(config)?.native_key.expose().to_owned()),
+        ],
+        Dialect::All => {
+            let mut all = variables(config, profile, Dialect::AppService)?;
+            all.extend(variables(config, profile, Dialect::AzureMl)?);
+            all
+        }
     })
 }
 

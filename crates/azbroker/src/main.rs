@@ -5,11 +5,14 @@ mod cli;
 mod client_env;
 mod commands;
 mod config;
+mod link_local;
+mod listeners;
 mod paths;
 mod serve;
 mod sources;
 mod state;
 mod telemetry;
+mod tls_identity;
 
 use std::process::ExitCode;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use azbroker_core::{Engine, ProfileName, Secret, TenantId};
 use azbroker_entra::SecretRef;
-use azbroker_server::{AppState, RuntimeSecrets};
+use azbroker_server::AppState;
 use azbroker_testkit::FakeEntra;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -19,7 +19,7 @@ use url::Url;
 use crate::cli::ServeArgs;
 use crate::client_env;
 use crate::config::{Config, Login, LoginKind, Profile};
-use crate::{sources, state};
+use crate::{listeners, sources, state};
 
 /// How long in-flight requests may take to finish after SIGTERM.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -29,13 +29,13 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
     std::fs::create_dir_all(&config.server.runtime_dir).with_context(|| {
         format!("cannot create runtime directory {}", config.server.runtime_dir.display())
     })?;
-    let identity_header = client_env::identity_header(&config)?;
+    let secrets = client_env::runtime_secrets(&config)?;
 
     let local = if args.local_authority { Some(start_local_authority(&mut config).await?) } else { None };
     let authority = local.as_ref().map(|l| Url::parse(&l.url())).transpose()?;
     let client = sources::entra_client(&config, authority.as_ref())?;
     let engine = Engine::new(config.refresh.clone(), sources::bindings(&config, &client));
-    let app = AppState::new(engine.clone(), sources::directory(&config)?, RuntimeSecrets { identity_header });
+    let app = AppState::new(engine.clone(), sources::directory(&config)?, secrets);
 
     let listeners = bind_all(&config).await?;
     let cancel = CancellationToken::new();
@@ -55,6 +55,15 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
             }
         });
     }
+    let extras = listeners::start(&config, &app, &cancel, &tasks).await;
+    let extras = match extras {
+        Ok(e) => e,
+        Err(e) => {
+            cancel.cancel();
+            return Err(e);
+        }
+    };
+    bound.extend_from_slice(&extras.bound);
     app.set_ready(true);
     announce(&config, &bound, local.is_some());
 
@@ -64,6 +73,7 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
     if tokio::time::timeout(DRAIN_DEADLINE, tasks.wait()).await.is_err() {
         tracing::warn!("some requests did not finish within {DRAIN_DEADLINE:?}; exiting anyway");
     }
+    extras.finish();
     if let Some(local) = local {
         local.shutdown();
     }

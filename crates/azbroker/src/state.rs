@@ -13,6 +13,10 @@ use base64::Engine as _;
 
 /// The file holding the App Service identity header.
 pub const IDENTITY_HEADER_FILE: &str = "identity-header";
+/// The file holding the Azure ML `MSI_SECRET`.
+pub const MSI_SECRET_FILE: &str = "msi-secret";
+/// The file holding the native API key (`AZD_AUTH_KEY`).
+pub const NATIVE_KEY_FILE: &str = "native-key";
 
 /// Creates `dir` (and parents) if needed and makes sure it is private to its owner (0700).
 pub fn ensure_private_dir(dir: &Path) -> Result<()> {

@@ -87,9 +87,11 @@ async fn sighup_reload_applies_good_config_and_rejects_bad() {
 async fn local_authority_mode_needs_no_config_and_no_account() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    // Only a listener and private dirs: no logins, no profiles.
+    // Only listeners and private dirs: no logins, no profiles. (Tests never bind the default
+    // ports, so the HTTPS listener gets a free one too.)
+    let tls = free_port();
     let config = format!(
-        "[server]\nlisten = [\"127.0.0.1:{port}\"]\nstate_dir = \"{}\"\nruntime_dir = \"{}\"\n",
+        "[server]\nlisten = [\"127.0.0.1:{port}\"]\ntls_listen = [\"127.0.0.1:{tls}\"]\nstate_dir = \"{}\"\nruntime_dir = \"{}\"\n",
         dir.path().join("s").display(),
         dir.path().join("r").display()
     );

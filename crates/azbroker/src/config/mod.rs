@@ -3,7 +3,10 @@
 //! Nothing here binds sockets or talks to upstream; `serve` turns a [`Config`] into listeners,
 //! sources and profiles. See `config/azbroker.example.toml` for every key.
 
+mod dialects;
 mod reader;
+
+pub use dialects::DialectConfig;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -38,6 +41,8 @@ pub struct ServerConfig {
     pub default_profile: Option<ProfileName>,
     /// A file holding the App Service identity header; generated in state_dir when absent.
     pub identity_header_file: Option<PathBuf>,
+    /// HTTPS listener, secrets, Arc and link-local settings.
+    pub dialects: DialectConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -167,6 +172,7 @@ fn default_server() -> ServerConfig {
         state_dir: paths::default_state_dir(),
         default_profile: None,
         identity_header_file: None,
+        dialects: DialectConfig::default(),
     }
 }
 
@@ -191,7 +197,9 @@ fn listen_addr(raw: &str) -> Result<SocketAddr, String> {
 fn server_section(s: Option<Section<'_>>, p: &mut Problems) -> ServerConfig {
     let mut cfg = default_server();
     let Some(s) = s else { return cfg };
-    s.only(&["listen", "runtime_dir", "state_dir", "default_profile", "identity_header_file"], p);
+    let keys = ["listen", "runtime_dir", "state_dir", "default_profile", "identity_header_file"];
+    s.only(&[&keys[..], dialects::KEYS].concat(), p);
+    cfg.dialects = dialects::parse(&s, p);
     if s.contains("listen") {
         cfg.listen = s.parsed_list("listen", p, listen_addr);
         if cfg.listen.is_empty() && s.str_list("listen", &mut Problems::default()).is_empty() {

@@ -1,0 +1,125 @@
+//! The Service Fabric HTTPS listener's certificate: configured (`[server] tls_cert_file` and
+//! `tls_key_file`), or a self-signed one generated once and kept with its key in the state
+//! directory (0600), so the thumbprint clients pin (`IDENTITY_SERVER_THUMBPRINT`, the SHA-1 of the
+//! leaf's DER) survives restarts. `serve` publishes a world-readable copy of the public
+//! certificate in the runtime directory for `NODE_EXTRA_CA_CERTS` (Node does not pin; it verifies).
+
+use std::fs::{self, Permissions};
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::Config;
+use crate::state;
+
+/// In the state directory: the generated certificate and its private key.
+pub const CERT_FILE: &str = "service-fabric.crt";
+pub const KEY_FILE: &str = "service-fabric.key";
+
+/// A certificate chain, its key and the leaf's thumbprint.
+pub struct TlsIdentity {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    /// Upper-case hex SHA-1 of the leaf certificate's DER (40 characters).
+    pub thumbprint: String,
+    cert_pem: Vec<u8>,
+}
+
+/// The configured identity, or the generated one (created on first use).
+pub fn load_or_create(config: &Config) -> Result<TlsIdentity> {
+    if let Some((cert, key)) = &config.server.dialects.tls_cert {
+        return read(cert, key);
+    }
+    let dir = &config.server.state_dir;
+    let (cert, key) = (dir.join(CERT_FILE), dir.join(KEY_FILE));
+    if cert.exists() && key.exists() {
+        return read(&cert, &key);
+    }
+    state::ensure_private_dir(dir)?;
+    let (cert_pem, key_pem) = generate(&config.server.dialects.tls_listen)?;
+    // Key first: a certificate without its key on disk would be unusable after a crash.
+    state::write_private(&key, key_pem.as_bytes())?;
+    state::write_private(&cert, cert_pem.as_bytes())?;
+    read(&cert, &key)
+}
+
+/// Where the public certificate copy lives (`NODE_EXTRA_CA_CERTS`).
+pub fn public_cert_path(config: &Config) -> PathBuf {
+    config.server.runtime_dir.join(CERT_FILE)
+}
+
+/// Writes the public certificate (only) to the runtime directory, world-readable.
+pub fn publish(config: &Config, identity: &TlsIdentity) -> Result<PathBuf> {
+    let path = public_cert_path(config);
+    state::write_private(&path, &identity.cert_pem)?;
+    fs::set_permissions(&path, Permissions::from_mode(0o644))
+        .with_context(|| format!("cannot make {} world-readable", path.display()))?;
+    Ok(path)
+}
+
+fn read(cert: &Path, key: &Path) -> Result<TlsIdentity> {
+    let cert_pem = fs::read(cert).with_context(|| format!("cannot read {}", cert.display()))?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("{} is not a PEM certificate chain", cert.display()))?;
+    let Some(leaf) = chain.first() else { bail!("{} holds no certificate", cert.display()) };
+    let key_pem = fs::read(key).with_context(|| format!("cannot read {}", key.display()))?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+        .with_context(|| format!("{} is not a PEM private key", key.display()))?;
+    let thumbprint = thumbprint(leaf.as_ref());
+    Ok(TlsIdentity { chain, key, thumbprint, cert_pem })
+}
+
+/// Upper-case hex SHA-1 of `der`, as Service Fabric clients compare it.
+pub fn thumbprint(der: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, der);
+    digest.as_ref().iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// A self-signed certificate for localhost, the loopback addresses and every HTTPS listener.
+fn generate(listen: &[SocketAddr]) -> Result<(String, String)> {
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    for addr in listen {
+        let ip = addr.ip().to_string();
+        if !names.contains(&ip) {
+            names.push(ip);
+        }
+    }
+    let mut params = rcgen::CertificateParams::new(names).context("certificate names")?;
+    params.distinguished_name.push(rcgen::DnType::CommonName, "azbroker Service Fabric endpoint");
+    let key = rcgen::KeyPair::generate().context("cannot generate a key pair")?;
+    let cert = params.self_signed(&key).context("cannot sign the certificate")?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_once_private_and_pinned_by_sha1() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::builtin();
+        config.server.state_dir = dir.path().join("state");
+        config.server.runtime_dir = dir.path().join("run");
+        let a = load_or_create(&config).unwrap();
+        let b = load_or_create(&config).unwrap();
+        assert_eq!(a.thumbprint, b.thumbprint, "kept across loads");
+        assert_eq!(a.thumbprint.len(), 40);
+        assert!(a.thumbprint.bytes().all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c)));
+        use std::os::unix::fs::MetadataExt;
+        for f in [CERT_FILE, KEY_FILE] {
+            assert_eq!(fs::metadata(config.server.state_dir.join(f)).unwrap().mode() & 0o777, 0o600, "{f}");
+        }
+        fs::create_dir_all(&config.server.runtime_dir).unwrap();
+        let public = publish(&config, &a).unwrap();
+        assert_eq!(fs::metadata(&public).unwrap().mode() & 0o777, 0o644);
+        let text = fs::read_to_string(&public).unwrap();
+        assert!(text.contains("BEGIN CERTIFICATE") && !text.contains("PRIVATE KEY"));
+        assert_eq!(thumbprint(a.chain[0].as_ref()), a.thumbprint);
+    }
+}
