@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install the real SDK clients that judge azbroker's protocol compatibility:
 #   tests/clients/.venv               Python venv from python/requirements.txt (pinned)
+#   tests/clients/.venv-azureml       azureml-core from python/requirements-azureml.txt (pinned)
 #   tests/clients/node/node_modules   npm ci from node/package-lock.json (pinned)
+#   tests/clients/rust/target         the Rust azure_identity client (cargo, rust/Cargo.lock)
 #
 # Idempotent and quiet: each half is redone only when the hash of its pin file (and of the
 # interpreter's version) differs from the stamp written after its last successful install,
@@ -74,5 +76,44 @@ install_node() {
   echo "$want" >"$stamp_file"
 }
 
+# install_venv DIR REQUIREMENTS IMPORT-CHECK: a venv with exactly the pinned set (--no-deps:
+# the file lists every package, so pip resolves nothing).
+install_venv() {
+  local venv=$1 req=$2 check=$3
+  local stamp_file=$venv/.azbroker-install-stamp want have=""
+  want=$(stamp_of "$(python3 -c 'import sys; print(sys.version)')" "$req")
+  [[ -f $stamp_file ]] && have=$(<"$stamp_file")
+  if ((force == 0)) && [[ $have == "$want" ]] && "$venv/bin/python" -c '' 2>/dev/null; then
+    return 0
+  fi
+  echo "install.sh: creating $venv from ${req#"$here"/}" >&2
+  local started=$SECONDS
+  python3 -m venv --clear "$venv"
+  PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
+    "$venv/bin/python" -m pip install --quiet --no-deps --requirement "$req"
+  "$venv/bin/python" -c "$check" || die "$venv installed but does not import"
+  echo "install.sh: $venv ready in $((SECONDS - started)) s" >&2
+  echo "$want" >"$stamp_file"
+}
+
+install_rust() {
+  need cargo "the Rust toolchain builds the azure_identity client"
+  local dir=$here/rust stamp_file=$here/rust/target/.azbroker-install-stamp want have=""
+  want=$(stamp_of "$(cargo --version)" "$dir/Cargo.toml" "$dir/Cargo.lock" "$dir/src/main.rs")
+  [[ -f $stamp_file ]] && have=$(<"$stamp_file")
+  if ((force == 0)) && [[ $have == "$want" ]] && [[ -x $dir/target/debug/azbroker-rust-mi-client ]]; then
+    return 0
+  fi
+  echo "install.sh: rust client: cargo build in $dir" >&2
+  local started=$SECONDS
+  # Its own target dir: the client is not part of the azbroker workspace.
+  (cd "$dir" && CARGO_TARGET_DIR="$dir/target" cargo build --locked --quiet)
+  echo "install.sh: rust client ready in $((SECONDS - started)) s" >&2
+  echo "$want" >"$stamp_file"
+}
+
 install_python
+install_venv "$here/.venv-azureml" "$here/python/requirements-azureml.txt" \
+  'import azureml.core.authentication, msrestazure'
 install_node
+install_rust

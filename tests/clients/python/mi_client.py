@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 
-CLIENTS = ("azure-identity-mi", "azure-identity-mi-async", "azure-identity-dac", "msal-mi")
+CLIENTS = ("azure-identity-mi", "azure-identity-mi-async", "azure-identity-dac", "msal-mi", "azureml-core-msi")
 
 # Per-HTTP-request read timeout handed to the SDKs (seconds). Loopback answers come in
 # milliseconds; this only stops a hung server from stalling a run for azure-core's 300 s.
@@ -103,11 +103,15 @@ def non_loopback_reason(client):
     env = {v: os.environ.get(v) for v in ENDPOINT_VARS + ("IDENTITY_HEADER", "MSI_SECRET")}
     # Dialect selection as in PROTOCOLS.md section 2: does something other than default IMDS
     # win? MSI_ENDPOINT alone is Cloud Shell for azure-identity but falls to IMDS in MSAL Python.
-    selected = (
-        env["AZURE_POD_IDENTITY_AUTHORITY_HOST"]
-        or (env["IDENTITY_ENDPOINT"] and (env["IDENTITY_HEADER"] or env["IMDS_ENDPOINT"]))
-        or (env["MSI_ENDPOINT"] and (env["MSI_SECRET"] or client != "msal-mi"))
-    )
+    if client == "azureml-core-msi":
+        # msrestazure reads MSI_ENDPOINT only (PROTOCOLS.md section 2.7), else calls IMDS.
+        selected = env["MSI_ENDPOINT"]
+    else:
+        selected = (
+            env["AZURE_POD_IDENTITY_AUTHORITY_HOST"]
+            or (env["IDENTITY_ENDPOINT"] and (env["IDENTITY_HEADER"] or env["IMDS_ENDPOINT"]))
+            or (env["MSI_ENDPOINT"] and (env["MSI_SECRET"] or client != "msal-mi"))
+        )
     if not selected:
         return "the environment selects no endpoint, so the SDK would call IMDS at 169.254.169.254"
     for var in ENDPOINT_VARS:
@@ -237,11 +241,23 @@ def run_msal_mi(args):
     success(args.client, result["access_token"], expires_on, **extra)
 
 
+def run_azureml_msi(args):
+    # What Workspace(auth=MsiAuthentication()) does: an ARM token for the cloud's
+    # management resource (https://management.core.windows.net/), via msrestazure.
+    from azureml.core.authentication import MsiAuthentication
+
+    header = MsiAuthentication().get_authentication_header()
+    token = header["Authorization"].split(" ", 1)[1]
+    claims = jwt_claims(token)
+    success(args.client, token, claims.get("exp", 0), resource_used="https://management.core.windows.net/")
+
+
 RUNNERS = {
     "azure-identity-mi": run_identity_mi,
     "azure-identity-mi-async": run_identity_mi_async,
     "azure-identity-dac": run_identity_dac,
     "msal-mi": run_msal_mi,
+    "azureml-core-msi": run_azureml_msi,
 }
 
 
