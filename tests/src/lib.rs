@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub mod compat;
+
 /// Path of the `azbroker` binary built by `cargo test --workspace` (or `$AZBROKER_BIN`).
 pub fn binary() -> PathBuf {
     if let Some(p) = std::env::var_os("AZBROKER_BIN") {

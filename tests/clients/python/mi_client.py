@@ -246,7 +246,8 @@ def run_azureml_msi(args):
     # management resource (https://management.core.windows.net/), via msrestazure.
     from azureml.core.authentication import MsiAuthentication
 
-    header = MsiAuthentication().get_authentication_header()
+    identity_config = {"client_id": args.client_id} if args.client_id else None
+    header = MsiAuthentication(identity_config=identity_config).get_authentication_header()
     token = header["Authorization"].split(" ", 1)[1]
     claims = jwt_claims(token)
     success(args.client, token, claims.get("exp", 0), resource_used="https://management.core.windows.net/")

@@ -1,38 +1,131 @@
 //! Real SDK clients as judges: each runs unmodified with only what `azbroker env` prints, for a
-//! non-default profile, and must receive a token whose `tid` is that profile's tenant.
+//! non-default profile, and must receive a token whose `tid` is that profile's tenant. Every
+//! (client, dialect) pair the client implements is run; the outcomes become the README's
+//! compatibility table (see `azbroker_tests::compat`), which this test checks.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use azbroker_testkit::tenant_guid;
+use azbroker_tests::compat::{self, Matrix, Outcome};
 use azbroker_tests::repo_root;
 use serde_json::Value;
 
+use super::link_local;
 use super::*;
 
-/// (client name, interpreter, script)
-fn clients() -> Vec<(&'static str, PathBuf, PathBuf)> {
+/// One client program: how to start it.
+pub struct Client {
+    pub id: &'static str,
+    pub label: &'static str,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+}
+
+/// Every client judge, in table order.
+pub fn clients() -> Vec<Client> {
     let root = repo_root().join("tests/clients");
     let python = root.join(".venv/bin/python");
-    let py = root.join("python/mi_client.py");
-    let node = PathBuf::from("node");
-    let js = root.join("node/mi_client.mjs");
-    assert!(
-        python.exists() && root.join("node/node_modules/@azure/identity").exists(),
-        "real SDK clients are not installed: run tests/clients/install.sh (tests/run does it)"
-    );
+    let azureml = root.join(".venv-azureml/bin/python");
+    let rust = root.join("rust/target/debug/azbroker-rust-mi-client");
+    for need in [&python, &azureml, &rust, &root.join("node/node_modules/@azure/identity")] {
+        assert!(
+            need.exists(),
+            "{} missing: run tests/clients/install.sh (tests/run does it)",
+            need.display()
+        );
+    }
+    let py = root.join("python/mi_client.py").display().to_string();
+    let js = root.join("node/mi_client.mjs").display().to_string();
+    let script = |s: &str, name: &str| vec![s.to_owned(), "--client".to_owned(), name.to_owned()];
     vec![
-        ("azure-identity-mi", python.clone(), py.clone()),
-        ("azure-identity-mi-async", python.clone(), py.clone()),
-        ("azure-identity-dac", python.clone(), py.clone()),
-        ("msal-mi", python, py),
-        ("node-identity-mi", node.clone(), js.clone()),
-        ("node-identity-dac", node, js),
+        Client {
+            id: "azure-identity-mi",
+            label: "Python azure-identity `ManagedIdentityCredential` (sync)",
+            program: python.clone(),
+            args: script(&py, "azure-identity-mi"),
+        },
+        Client {
+            id: "azure-identity-mi-async",
+            label: "Python azure-identity `ManagedIdentityCredential` (async)",
+            program: python.clone(),
+            args: script(&py, "azure-identity-mi-async"),
+        },
+        Client {
+            id: "azure-identity-dac",
+            label: "Python azure-identity `DefaultAzureCredential`",
+            program: python.clone(),
+            args: script(&py, "azure-identity-dac"),
+        },
+        Client {
+            id: "msal-mi",
+            label: "MSAL Python `ManagedIdentityClient` (what `az login --identity` uses)",
+            program: python,
+            args: script(&py, "msal-mi"),
+        },
+        Client {
+            id: "node-identity-mi",
+            label: "Node @azure/identity `ManagedIdentityCredential`",
+            program: "node".into(),
+            args: script(&js, "node-identity-mi"),
+        },
+        Client {
+            id: "node-identity-dac",
+            label: "Node @azure/identity `DefaultAzureCredential`",
+            program: "node".into(),
+            args: script(&js, "node-identity-dac"),
+        },
+        Client {
+            id: "azureml-core-msi",
+            label: "azureml-core `MsiAuthentication` (msrestazure)",
+            program: azureml,
+            args: script(&py, "azureml-core-msi"),
+        },
+        Client {
+            id: "rust-identity-mi",
+            label: "Rust `azure_identity` 1.0 `ManagedIdentityCredential`",
+            program: rust,
+            args: vec![],
+        },
     ]
 }
 
-/// Variables that would steer a client elsewhere; removed so only the exported ones count.
+/// Columns: (id, heading). `imds-link-local` runs in a network namespace (see `link_local`).
+pub const DIALECTS: &[(&str, &str)] = &[
+    ("app-service", "App Service"),
+    ("azure-ml", "Azure ML"),
+    ("cloud-shell", "Cloud Shell"),
+    ("imds", "IMDS via `AZURE_POD_IDENTITY_AUTHORITY_HOST`"),
+    ("imds-link-local", "IMDS on 169.254.169.254"),
+    ("arc", "Azure Arc"),
+    ("service-fabric", "Service Fabric"),
+];
+
+const RUST_ONLY: &str = "Rust azure_identity 1.0 implements only App Service and IMDS on 169.254.169.254";
+const MSRESTAZURE: &str = "msrestazure reads only MSI_ENDPOINT (POST, or IMDS on 169.254.169.254 when unset)";
+
+/// Whether `client` implements `dialect` (PROTOCOLS.md §1 "which dialect reaches which client").
+pub fn support(client: &str, dialect: &str) -> Option<&'static str> {
+    match (client, dialect) {
+        ("msal-mi", "cloud-shell") => {
+            Some("MSAL Python has no Cloud Shell source: MSI_ENDPOINT without MSI_SECRET falls back to IMDS")
+        }
+        ("rust-identity-mi", "app-service" | "imds-link-local") => None,
+        ("rust-identity-mi", "imds") => Some(
+            "Rust azure_identity ignores AZURE_POD_IDENTITY_AUTHORITY_HOST (the IMDS address is hard-coded)",
+        ),
+        ("rust-identity-mi", "arc") => {
+            Some("Azure Arc arrives in azure_identity 1.1.0-beta; the pinned stable 1.0 refuses it")
+        }
+        ("rust-identity-mi", _) => Some(RUST_ONLY),
+        ("azureml-core-msi", "azure-ml" | "cloud-shell" | "imds-link-local") => None,
+        ("azureml-core-msi", _) => Some(MSRESTAZURE),
+        _ => None,
+    }
+}
+
+/// Scrubbed so that only the exported variables steer a client.
 const SCRUB: &[&str] = &[
     "IDENTITY_ENDPOINT",
     "IDENTITY_HEADER",
@@ -40,6 +133,8 @@ const SCRUB: &[&str] = &[
     "IMDS_ENDPOINT",
     "MSI_ENDPOINT",
     "MSI_SECRET",
+    "DEFAULT_IDENTITY_CLIENT_ID",
+    "NODE_EXTRA_CA_CERTS",
     "AZURE_POD_IDENTITY_AUTHORITY_HOST",
     "AZURE_CLIENT_ID",
     "AZURE_TENANT_ID",
@@ -47,53 +142,86 @@ const SCRUB: &[&str] = &[
     "AZURE_FEDERATED_TOKEN_FILE",
     "AZURE_AUTHORITY_HOST",
     "AZURE_TOKEN_CREDENTIALS",
+    "APPSETTING_WEBSITE_SITE_NAME",
     "HTTP_PROXY",
     "HTTPS_PROXY",
     "http_proxy",
     "https_proxy",
 ];
 
-fn run_client(name: &str, interpreter: &PathBuf, script: &PathBuf, vars: &[(String, String)]) -> Value {
+/// The client's one JSON result line (or a failure object describing what went wrong).
+pub fn run(mut cmd: Command, name: &str) -> Value {
     let started = Instant::now();
-    let mut cmd = Command::new(interpreter);
-    cmd.arg(script).args(["--client", name, "--resource", "https://management.azure.com/"]);
+    let out = match cmd.output() {
+        Ok(o) => o,
+        Err(e) => return serde_json::json!({"ok": false, "error": format!("cannot run {name}: {e}")}),
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or("");
+    let mut v: Value = serde_json::from_str(line).unwrap_or_else(|_| {
+        serde_json::json!({"ok": false, "error": format!("no JSON result; stdout={stdout} stderr={}", String::from_utf8_lossy(&out.stderr))})
+    });
+    if started.elapsed() > Duration::from_secs(90) {
+        v = serde_json::json!({"ok": false, "error": format!("took {:?}", started.elapsed())});
+    }
+    v
+}
+
+/// Pass when the client got a token from `tenant`.
+pub fn judge(result: &Value, tenant: &str) -> Outcome {
+    if result["ok"] == true && result["tid"] == tenant_guid(tenant) {
+        Outcome::Pass
+    } else {
+        Outcome::Fail(result.to_string())
+    }
+}
+
+fn host_command(client: &Client, vars: &[(String, String)]) -> Command {
+    let mut cmd = Command::new(&client.program);
+    cmd.args(&client.args).args(["--resource", "https://management.azure.com/"]);
     for v in SCRUB {
         cmd.env_remove(v);
     }
     cmd.env("NO_PROXY", "127.0.0.1,localhost");
     cmd.envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {name}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap_or("");
-    let v: Value = serde_json::from_str(line).unwrap_or_else(|_| {
-        panic!("{name}: no JSON result; stdout={stdout} stderr={}", String::from_utf8_lossy(&out.stderr))
-    });
-    assert!(started.elapsed() < Duration::from_secs(90), "{name} took {:?}", started.elapsed());
-    v
+    cmd
 }
 
 #[test]
-fn every_sdk_client_gets_the_chosen_tenant_over_both_dialects() {
+fn compatibility_matrix() {
     let clients = clients();
+    let mut matrix = Matrix::new(DIALECTS.to_vec(), clients.iter().map(|c| (c.id, c.label)).collect());
     let (_auth, daemon) = two_tenants("");
-    let mut failures = Vec::new();
-    for dialect in ["app-service", "imds"] {
+    for &(dialect, _) in DIALECTS.iter().filter(|(d, _)| *d != "imds-link-local") {
         let vars = daemon.env(&["--profile", "fabrikam", "--dialect", dialect]).unwrap();
-        std::thread::scope(|s| {
+        let results: Vec<(&str, Outcome)> = std::thread::scope(|s| {
             let handles: Vec<_> = clients
                 .iter()
-                .map(|(name, interp, script)| {
+                .map(|c| {
                     let vars = &vars;
-                    (name, s.spawn(move || run_client(name, interp, script, vars)))
+                    s.spawn(move || match support(c.id, dialect) {
+                        Some(why) => (c.id, Outcome::Unsupported(why)),
+                        None => (c.id, judge(&run(host_command(c, vars), c.id), FABRIKAM)),
+                    })
                 })
                 .collect();
-            for (name, h) in handles {
-                let v = h.join().unwrap();
-                if v["ok"] != true || v["tid"] != tenant_guid(FABRIKAM) {
-                    failures.push(format!("{name} over {dialect}: {v}"));
-                }
-            }
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
+        for (client, outcome) in results {
+            matrix.set(client, dialect, outcome);
+        }
     }
+    for (client, outcome) in link_local::matrix_column(&clients) {
+        matrix.set(client, "imds-link-local", outcome);
+    }
+
+    let results = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("compat-results.json");
+    std::fs::write(&results, serde_json::to_string_pretty(&matrix.to_json()).unwrap()).unwrap();
+    let failures = matrix.failures();
+    assert!(matrix.missing().is_empty(), "cells not run: {:?}", matrix.missing());
     assert!(failures.is_empty(), "failures:\n{}\ndaemon log:\n{}", failures.join("\n"), daemon.log());
+    let bless = std::env::var_os("AZBROKER_BLESS").is_some_and(|v| v == "1");
+    if let Err(e) = compat::check_readme(&repo_root().join("README.md"), &matrix.render(), bless) {
+        panic!("{e:#}");
+    }
 }

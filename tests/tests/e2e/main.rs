@@ -3,6 +3,7 @@
 
 mod clients;
 mod lifecycle;
+mod link_local;
 mod tokens;
 
 use azbroker_tests::{Authority, Daemon, sp_config};
