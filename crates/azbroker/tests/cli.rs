@@ -97,3 +97,70 @@ fn missing_explicit_config_is_an_error() {
     let out = azbroker(Path::new("/nonexistent/azbroker.toml"), &["check-config"]);
     assert_eq!(out.status.code(), Some(64));
 }
+
+/// `env --dialect D --format json` for a config with an HTTPS listener.
+fn env_json(cfg: &Path, dialect: &str) -> serde_json::Value {
+    let out = azbroker(cfg, &["env", "--profile", "two", "--dialect", dialect, "--format", "json"]);
+    assert!(out.status.success(), "{dialect}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn keys(v: &serde_json::Value) -> Vec<&str> {
+    v.as_object().unwrap().keys().map(String::as_str).collect()
+}
+
+#[test]
+fn env_knows_every_dialect() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:50998\"]\ntls_listen = [\"127.0.0.1:50997\"]\nstate_dir = \"{}\"\nruntime_dir = \"{}\"\n\n[logins.a]\nkind = \"service-principal\"\ntenant = \"t.example\"\nclient_id = \"c\"\nclient_secret = \"s\"\n[profiles.one]\nlogin = \"a\"\n[profiles.two]\nlogin = \"a\"\n",
+            dir.path().join("state").display(),
+            dir.path().join("run").display()
+        ),
+    )
+    .unwrap();
+    let base = "http://127.0.0.1:50998/p/two";
+    let ml = env_json(&cfg, "azure-ml");
+    assert_eq!(keys(&ml), ["DEFAULT_IDENTITY_CLIENT_ID", "MSI_ENDPOINT", "MSI_SECRET"]);
+    assert_eq!(ml["MSI_ENDPOINT"], format!("{base}/MSI/auth"));
+    assert_eq!(ml["DEFAULT_IDENTITY_CLIENT_ID"], "clientid");
+    assert_eq!(ml["MSI_SECRET"].as_str().unwrap().len(), 43);
+    assert_eq!(env_json(&cfg, "cloud-shell")["MSI_ENDPOINT"], format!("{base}/oauth2/token"));
+    let arc = env_json(&cfg, "arc");
+    assert_eq!(arc["IDENTITY_ENDPOINT"], format!("{base}/arc/metadata/identity/oauth2/token"));
+    assert_eq!(arc["IMDS_ENDPOINT"], "http://127.0.0.1:50998");
+    let sf = env_json(&cfg, "service-fabric");
+    assert_eq!(sf["IDENTITY_ENDPOINT"], "https://127.0.0.1:50997/p/two/msi/token");
+    let thumb = sf["IDENTITY_SERVER_THUMBPRINT"].as_str().unwrap();
+    assert_eq!(thumb.len(), 40, "{thumb}");
+    assert_eq!(sf["NODE_EXTRA_CA_CERTS"], dir.path().join("run/service-fabric.crt").display().to_string());
+    assert_eq!(
+        env_json(&cfg, "service-fabric")["IDENTITY_SERVER_THUMBPRINT"],
+        thumb,
+        "the certificate is kept"
+    );
+    let azd = env_json(&cfg, "azd");
+    assert_eq!(keys(&azd), ["AZD_AUTH_ENDPOINT", "AZD_AUTH_KEY"]);
+    assert_eq!(azd["AZD_AUTH_ENDPOINT"], base);
+    let all = env_json(&cfg, "all");
+    assert_eq!(
+        keys(&all),
+        ["DEFAULT_IDENTITY_CLIENT_ID", "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT", "MSI_SECRET"]
+    );
+    // Every secret is distinct and stable across invocations.
+    assert_eq!(all["MSI_SECRET"], ml["MSI_SECRET"]);
+    assert_eq!(sf["IDENTITY_HEADER"], all["IDENTITY_HEADER"]);
+    assert_ne!(all["IDENTITY_HEADER"], all["MSI_SECRET"]);
+    assert_ne!(azd["AZD_AUTH_KEY"], all["MSI_SECRET"]);
+    // Without an HTTPS listener, Service Fabric is refused with the reason.
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("tls_listen = [\"127.0.0.1:50997\"]", "tls_listen = []");
+    std::fs::write(&cfg, text).unwrap();
+    let out = azbroker(&cfg, &["env", "--dialect", "service-fabric"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tls_listen"));
+}

@@ -167,6 +167,31 @@ pub fn run(mut cmd: Command, name: &str) -> Value {
     v
 }
 
+/// The server dialects (audit-line `dialect`) that answer an env dialect's clients.
+fn served_by(dialect: &str) -> &'static [&'static str] {
+    match dialect {
+        "app-service" => &["app_service"],
+        "azure-ml" => &["azure_ml", "cloud_shell"],
+        "cloud-shell" => &["cloud_shell"],
+        "imds" => &["imds"],
+        "arc" => &["arc"],
+        "service-fabric" => &["service_fabric"],
+        _ => &[],
+    }
+}
+
+/// Audit lines so far granting a fabrikam token, counted by dialect.
+fn grants(daemon: &Daemon) -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in daemon.log().lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
+        if v["target"] == "azbroker::audit" && v["profile"] == "fabrikam" {
+            *out.entry(v["dialect"].as_str().unwrap_or("").to_owned()).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
 /// Pass when the client got a token from `tenant`.
 pub fn judge(result: &Value, tenant: &str) -> Outcome {
     if result["ok"] == true && result["tid"] == tenant_guid(tenant) {
@@ -191,8 +216,10 @@ fn host_command(client: &Client, vars: &[(String, String)]) -> Command {
 fn compatibility_matrix() {
     let clients = clients();
     let mut matrix = Matrix::new(DIALECTS.to_vec(), clients.iter().map(|c| (c.id, c.label)).collect());
-    let (_auth, daemon) = two_tenants("");
+    // JSON logs, so the audit lines can show which dialect served each grant.
+    let (_auth, daemon) = two_tenants_with("", &["--log-format", "json"]);
     for &(dialect, _) in DIALECTS.iter().filter(|(d, _)| *d != "imds-link-local") {
+        let before = grants(&daemon);
         let vars = daemon.env(&["--profile", "fabrikam", "--dialect", dialect]).unwrap();
         let results: Vec<(&str, Outcome)> = std::thread::scope(|s| {
             let handles: Vec<_> = clients
@@ -207,9 +234,22 @@ fn compatibility_matrix() {
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
+        let passed = results.iter().filter(|(_, o)| *o == Outcome::Pass).count();
         for (client, outcome) in results {
             matrix.set(client, dialect, outcome);
         }
+        // Each passing client was served by the dialect under test (azureml-core's POST to the
+        // Azure ML endpoint is answered by the Cloud Shell parser), not by a fallback.
+        let after = grants(&daemon);
+        let served: usize = served_by(dialect)
+            .iter()
+            .map(|d| after.get(*d).unwrap_or(&0) - before.get(*d).unwrap_or(&0))
+            .sum();
+        assert!(
+            served >= passed,
+            "{dialect}: {passed} clients passed but {served} grants came from {:?}",
+            served_by(dialect)
+        );
     }
     for (client, outcome) in link_local::matrix_column(&clients) {
         matrix.set(client, "imds-link-local", outcome);

@@ -2,6 +2,7 @@
 //! clients against the real daemon. One test binary; modules by topic.
 
 mod clients;
+mod dialects;
 mod lifecycle;
 mod link_local;
 mod tokens;
@@ -17,6 +18,11 @@ pub const FABRIKAM_ALIAS: &str = "0f0f0f0f-1111-2222-3333-444444444444";
 /// An authority with our app registered, and a daemon with two profiles (contoso default,
 /// fabrikam by prefix or alias).
 pub fn two_tenants(extra_profile_keys: &str) -> (Authority, Daemon) {
+    two_tenants_with(extra_profile_keys, &[])
+}
+
+/// [`two_tenants`] with extra arguments for `azbroker serve`.
+pub fn two_tenants_with(extra_profile_keys: &str, args: &[&str]) -> (Authority, Daemon) {
     let auth = Authority::start();
     auth.register_app(CLIENT_ID, CLIENT_SECRET);
     let profiles = format!(
@@ -24,7 +30,7 @@ pub fn two_tenants(extra_profile_keys: &str) -> (Authority, Daemon) {
     );
     let body = sp_config(&auth.url(), CONTOSO, CLIENT_ID, CLIENT_SECRET, &profiles);
     let daemon =
-        Daemon::start_with_server(&body, "default_profile = \"contoso\"", &[]).expect("daemon starts");
+        Daemon::start_with_server(&body, "default_profile = \"contoso\"", args).expect("daemon starts");
     (auth, daemon)
 }
 

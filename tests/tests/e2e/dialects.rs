@@ -1,0 +1,234 @@
+//! The dialects beyond App Service and IMDS over real sockets, where the SDK judges cannot look:
+//! Arc key files in the real `/var/opt/azcmagent/tokens` (permissions, single use, cleanup),
+//! the Service Fabric certificate (the thumbprint is the served certificate's; it survives
+//! restarts; `token_sha256_to_refresh`), the native API's per-request tenant, IMDS v2 discovery,
+//! and the new runtime secrets kept out of the logs.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use azbroker_testkit::tenant_guid;
+use serde_json::{Value, json};
+
+use super::*;
+
+const ARM: &str = "https://management.azure.com/";
+
+fn tid(auth: &Authority, token: &str) -> String {
+    auth.verify(token).unwrap()["tid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arc_key_files_are_group_readable_single_use_and_cleaned_up() {
+    let auth = Authority::start();
+    auth.register_app(CLIENT_ID, CLIENT_SECRET);
+    let profiles = format!(
+        "[profiles.contoso]\nlogin = \"app\"\n[profiles.fabrikam]\nlogin = \"app\"\ntenant = \"{FABRIKAM}\"\n"
+    );
+    let body = sp_config(&auth.url(), CONTOSO, CLIENT_ID, CLIENT_SECRET, &profiles);
+    // gid 2 ("bin"), given as a number so the test does not depend on group names.
+    let mut daemon =
+        Daemon::start_with_server(&body, "default_profile = \"contoso\"\narc_group = \"2\"", &[]).unwrap();
+    let vars = daemon.env(&["--dialect", "arc", "--profile", "fabrikam"]).unwrap();
+    let endpoint = env_value(&vars, "IDENTITY_ENDPOINT");
+    let url = format!("{endpoint}?api-version=2020-06-01&resource={ARM}");
+    let challenge = |url: String| async move {
+        let r = http().get(url).header("Metadata", "true").send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        let realm = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        PathBuf::from(realm.strip_prefix("Basic realm=").unwrap())
+    };
+    let path = challenge(url.clone()).await;
+    assert_eq!(path.parent().unwrap(), std::path::Path::new("/var/opt/azcmagent/tokens"));
+    let dir_meta = std::fs::symlink_metadata("/var/opt/azcmagent/tokens").unwrap();
+    assert!(dir_meta.is_dir() && !dir_meta.file_type().is_symlink());
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(
+        (meta.mode() & 0o777, meta.gid()),
+        (0o640, 2),
+        "readable by root and the configured group only"
+    );
+    let secret = std::fs::read(&path).unwrap();
+    assert!(secret.len() <= 4096 && !secret.ends_with(b"\n") && !secret.is_empty());
+    let secret = String::from_utf8(secret).unwrap();
+    let r = http()
+        .get(&url)
+        .header("Metadata", "true")
+        .header("Authorization", format!("Basic {secret}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(tid(&auth, body["access_token"].as_str().unwrap()), tenant_guid(FABRIKAM));
+    let r = http()
+        .get(&url)
+        .header("Metadata", "true")
+        .header("Authorization", format!("Basic {secret}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "a key works once");
+    for _ in 0..100 {
+        if !path.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(!path.exists(), "a used key file is deleted");
+    // An abandoned challenge's file goes away when the daemon stops.
+    let abandoned = challenge(url).await;
+    assert!(abandoned.exists());
+    assert!(daemon.stop().unwrap().success());
+    assert!(!abandoned.exists(), "outstanding key files are deleted at shutdown");
+    let log = daemon.log();
+    assert!(!log.contains(&secret), "an Arc key leaked into the log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_fabric_certificate_is_pinned_kept_and_refresh_forces_a_new_token() {
+    let (auth, mut daemon) = two_tenants("");
+    let vars = daemon.env(&["--dialect", "service-fabric", "--profile", "fabrikam"]).unwrap();
+    let endpoint = env_value(&vars, "IDENTITY_ENDPOINT");
+    let thumbprint = env_value(&vars, "IDENTITY_SERVER_THUMBPRINT");
+    let header = env_value(&vars, "IDENTITY_HEADER");
+    let pem = std::fs::read(env_value(&vars, "NODE_EXTRA_CA_CERTS")).unwrap();
+    let public_meta = std::fs::metadata(env_value(&vars, "NODE_EXTRA_CA_CERTS")).unwrap();
+    assert_eq!(public_meta.mode() & 0o777, 0o644);
+    let key_meta = std::fs::metadata(daemon.dir.path().join("state/service-fabric.key")).unwrap();
+    assert_eq!(key_meta.mode() & 0o777, 0o600);
+    // The public copy is the certificate the listener serves: a client trusting only it gets through
+    // (which also checks the 127.0.0.1 name), and its SHA-1 is the exported thumbprint.
+    let cert = reqwest::Certificate::from_pem(&pem).unwrap();
+    let client = reqwest::Client::builder().no_proxy().tls_certs_only([cert]).build().unwrap();
+    let der = pem_to_der(&pem);
+    assert_eq!(sha1_hex(&der), thumbprint);
+    let get = |extra: String| {
+        let (client, endpoint, header) = (client.clone(), endpoint.clone(), header.clone());
+        async move {
+            let url = format!("{endpoint}?api-version=2019-07-01-preview&resource={ARM}{extra}");
+            let r = client.get(url).header("Secret", header).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let first = get(String::new()).await;
+    let token = first["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(tid(&auth, &token), tenant_guid(FABRIKAM));
+    assert!(first["expires_on"].is_u64());
+    let scope = "https://management.azure.com//.default";
+    assert_eq!(auth.requests_for(FABRIKAM, "client_credentials", scope), 1);
+    assert_eq!(get(String::new()).await["access_token"], token.as_str(), "cached");
+    let hash = sha256_hex(token.as_bytes());
+    let fresh = get(format!("&token_sha256_to_refresh={hash}")).await;
+    assert_ne!(fresh["access_token"], token.as_str());
+    assert_eq!(auth.requests_for(FABRIKAM, "client_credentials", scope), 2, "one fresh upstream token");
+    // Plain HTTP on the same path is App Service, not Service Fabric.
+    let r = http()
+        .get(daemon.url(&format!("/msi/token?api-version=2019-07-01-preview&resource={ARM}")))
+        .header("Secret", &header)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    daemon.restart(&[]).unwrap();
+    let again = daemon.env(&["--dialect", "service-fabric"]).unwrap();
+    assert_eq!(
+        env_value(&again, "IDENTITY_SERVER_THUMBPRINT"),
+        thumbprint,
+        "the certificate survives restarts"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_api_matches_the_tenant_per_request() {
+    let (auth, daemon) = two_tenants("");
+    let vars = daemon.env(&["--dialect", "azd"]).unwrap();
+    let base = env_value(&vars, "AZD_AUTH_ENDPOINT");
+    let key = env_value(&vars, "AZD_AUTH_KEY");
+    let call = |body: Value, key: String| {
+        let url = format!("{base}/token?api-version=2023-07-12-preview");
+        async move {
+            let r = http().post(url).bearer_auth(key).json(&body).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let scopes = json!(["https://management.azure.com//.default"]);
+    // By GUID: neither profile is configured with one, so the broker learns each profile's tid.
+    for tenant in [FABRIKAM, CONTOSO] {
+        let (status, body) =
+            call(json!({"scopes": scopes, "tenantId": tenant_guid(tenant)}), key.clone()).await;
+        assert_eq!((status, body["status"].as_str()), (200, Some("success")), "{body}");
+        assert_eq!(tid(&auth, body["token"].as_str().unwrap()), tenant_guid(tenant));
+        assert!(body["expiresOn"].as_str().unwrap().ends_with('Z'));
+    }
+    let (_, body) = call(json!({"scopes": scopes, "tenantId": FABRIKAM}), key.clone()).await;
+    assert_eq!(tid(&auth, body["token"].as_str().unwrap()), tenant_guid(FABRIKAM), "by domain");
+    let (_, body) = call(json!({"scopes": scopes}), key.clone()).await;
+    assert_eq!(tid(&auth, body["token"].as_str().unwrap()), tenant_guid(CONTOSO), "no tenant: the default");
+    let (status, body) =
+        call(json!({"scopes": scopes, "tenantId": "00000000-0000-0000-0000-0000000000ff"}), key.clone())
+            .await;
+    assert_eq!(
+        (status, body["status"].as_str(), body["code"].as_str()),
+        (200, Some("error"), Some("GetTokenError")),
+        "{body}"
+    );
+    let (status, _) = call(json!({"scopes": scopes}), "wrong".into()).await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imds_v2_discovery_is_a_json_404_and_new_secrets_stay_out_of_the_logs() {
+    let (_auth, mut daemon) = two_tenants("");
+    for path in
+        ["/metadata/identity/getplatformmetadata?cred-api-version=2.0", "/metadata/identity/credential"]
+    {
+        let r = http().get(daemon.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        assert_eq!(r.headers()["content-type"], "application/json");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "not_found");
+    }
+    let ml = daemon.env(&["--dialect", "azure-ml"]).unwrap();
+    let secret = env_value(&ml, "MSI_SECRET");
+    let r = http()
+        .get(format!("{}?api-version=2017-09-01&resource={ARM}", env_value(&ml, "MSI_ENDPOINT")))
+        .header("secret", &secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http()
+        .get(format!("{}?api-version=2017-09-01&resource={ARM}", env_value(&ml, "MSI_ENDPOINT")))
+        .header("secret", "wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let key = env_value(&daemon.env(&["--dialect", "azd"]).unwrap(), "AZD_AUTH_KEY");
+    daemon.stop().unwrap();
+    let log = daemon.log();
+    assert!(!log.contains(&secret), "MSI secret leaked");
+    assert!(!log.contains(&key), "native key leaked");
+}
+
+fn pem_to_der(pem: &[u8]) -> Vec<u8> {
+    use base64::Engine as _;
+    let text = String::from_utf8_lossy(pem);
+    let b64: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
+}
+
+fn hex_digest(alg: &'static aws_lc_rs::digest::Algorithm, bytes: &[u8]) -> String {
+    aws_lc_rs::digest::digest(alg, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn sha1_hex(bytes: &[u8]) -> String {
+    hex_digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, bytes).to_ascii_uppercase()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex_digest(&aws_lc_rs::digest::SHA256, bytes)
+}
