@@ -8,6 +8,11 @@
 //! the exact body that dialect's clients parse. Each dialect maps every error to its own body shape
 //! in one place.
 //!
+//! Dialects (`dialect/`): IMDS, App Service, Azure ML (GET with `secret`; the secret-less POST of
+//! azureml-core is Cloud Shell's), Cloud Shell, Azure Arc (401 challenge with key files, see
+//! [`ArcKeys`]), Service Fabric (only on the HTTPS router, [`serve_tls`]) and the native,
+//! tenant-aware API (azd's external-authentication shape).
+//!
 //! This crate talks to upstream only through `azbroker_core::Engine`; it never depends on
 //! `azbroker-entra`, never caches tokens itself, and never writes a token or secret into a log
 //! line, error message or `Debug` output (tokens are identified by `AccessToken::hash`).
