@@ -2,6 +2,7 @@
 # Install the real SDK clients that judge azbroker's protocol compatibility:
 #   tests/clients/.venv               Python venv from python/requirements.txt (pinned)
 #   tests/clients/.venv-azureml       azureml-core from python/requirements-azureml.txt (pinned)
+#   tests/clients/.venv-azcli         the Azure CLI from python/requirements-azcli.txt (pinned)
 #   tests/clients/node/node_modules   npm ci from node/package-lock.json (pinned)
 #   tests/clients/rust/target         the Rust azure_identity client (cargo, rust/Cargo.lock)
 #
@@ -115,5 +116,7 @@ install_rust() {
 install_python
 install_venv "$here/.venv-azureml" "$here/python/requirements-azureml.txt" \
   'import azureml.core.authentication, msrestazure'
+install_venv "$here/.venv-azcli" "$here/python/requirements-azcli.txt" \
+  'import azure.cli.core, azure.mgmt.resource'
 install_node
 install_rust

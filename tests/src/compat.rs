@@ -23,6 +23,8 @@ pub enum Outcome {
     Fail(String),
     /// The client does not implement this dialect; the reason is shown in the table.
     Unsupported(&'static str),
+    /// The client implements it, but the tests cannot run the pair; the reason is shown.
+    NotRun(&'static str),
 }
 
 /// Rows and columns in display order, and every cell's outcome.
@@ -77,7 +79,7 @@ impl Matrix {
 
     /// The Markdown table with numbered reasons for the unsupported pairs.
     pub fn render(&self) -> String {
-        let mut reasons: Vec<&'static str> = Vec::new();
+        let mut reasons: Vec<(&'static str, bool)> = Vec::new();
         let mut out = String::from("| Client |");
         for (_, heading) in &self.dialects {
             let _ = write!(out, " {heading} |");
@@ -91,16 +93,8 @@ impl Matrix {
                 let cell = match self.get(c, d) {
                     Some(Outcome::Pass) => "✓".to_owned(),
                     Some(Outcome::Fail(_)) => "✗ (failed)".to_owned(),
-                    Some(Outcome::Unsupported(why)) => {
-                        let n = match reasons.iter().position(|r| r == why) {
-                            Some(i) => i + 1,
-                            None => {
-                                reasons.push(why);
-                                reasons.len()
-                            }
-                        };
-                        format!("— [{n}]")
-                    }
+                    Some(Outcome::Unsupported(why)) => format!("— [{}]", note(&mut reasons, why, false)),
+                    Some(Outcome::NotRun(why)) => format!("not run [{}]", note(&mut reasons, why, true)),
                     None => "?".to_owned(),
                 };
                 let _ = write!(out, " {cell} |");
@@ -108,8 +102,13 @@ impl Matrix {
             out.push('\n');
         }
         out.push('\n');
-        for (i, why) in reasons.iter().enumerate() {
-            let _ = writeln!(out, "[{}]: not supported by the client: {why}.  ", i + 1);
+        for (i, (why, not_run)) in reasons.iter().enumerate() {
+            let what = if *not_run {
+                "supported by the client but not run by the tests"
+            } else {
+                "not supported by the client"
+            };
+            let _ = writeln!(out, "[{}]: {what}: {why}.  ", i + 1);
         }
         out
     }
@@ -122,6 +121,7 @@ impl Matrix {
                 Outcome::Pass => "pass".to_owned(),
                 Outcome::Fail(why) => format!("fail: {why}"),
                 Outcome::Unsupported(why) => format!("unsupported: {why}"),
+                Outcome::NotRun(why) => format!("not run: {why}"),
             };
             let row = root.entry(c.clone()).or_insert_with(|| serde_json::Value::Object(Default::default()));
             if let Some(obj) = row.as_object_mut() {
@@ -129,6 +129,17 @@ impl Matrix {
             }
         }
         serde_json::Value::Object(root)
+    }
+}
+
+/// The footnote number for `why`, adding it when new.
+fn note(reasons: &mut Vec<(&'static str, bool)>, why: &'static str, not_run: bool) -> usize {
+    match reasons.iter().position(|r| *r == (why, not_run)) {
+        Some(i) => i + 1,
+        None => {
+            reasons.push((why, not_run));
+            reasons.len()
+        }
     }
 }
 

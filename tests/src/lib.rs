@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 pub mod compat;
+pub mod tls_front;
 
 /// Path of the `azbroker` binary built by `cargo test --workspace` (or `$AZBROKER_BIN`).
 pub fn binary() -> PathBuf {

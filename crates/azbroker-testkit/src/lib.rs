@@ -7,7 +7,9 @@
 //!   HTTP Basic; `client_assertion` in permissive mode), minting RS256 JWTs with Entra's v1.0
 //!   app-token claims; errors in Entra's exact body shape (PROTOCOLS.md §12.5);
 //! * `GET /{tenant}/discovery/v2.0/keys` (JWKS), `GET /{tenant}/v2.0/.well-known/openid-configuration`
-//!   and `GET /common/discovery/instance`.
+//!   and `GET /common/discovery/instance`;
+//! * `GET /subscriptions` — ARM's subscription list for a bearer token this authority minted (one
+//!   subscription in the token's tenant), which `az login --identity` needs.
 //!
 //! Tests steer it through the handle: registered apps, permissive mode, token lifetime, denied
 //! tenants and resources, injected [`Fault`]s, and request counters.
@@ -39,6 +41,7 @@ mod time;
 pub use error::EntraError;
 pub use fault::Fault;
 pub use jwt::decode_claims;
+pub use routes::arm_subscriptions::subscription_id;
 pub use server::{FakeEntra, Options};
 pub use tenant::tenant_guid;
 

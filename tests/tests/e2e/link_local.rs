@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use azbroker_tests::compat::Outcome;
 use azbroker_tests::{binary, free_port};
 
-use super::clients::{Client, judge, run, support};
+use super::clients::{Client, judge, not_run, run, support};
 use super::*;
 
 /// A network namespace with only `lo` up, deleted on drop.
@@ -162,6 +162,9 @@ pub fn matrix_column(clients: &[Client]) -> Vec<(&'static str, Outcome)> {
                 s.spawn(move || {
                     if let Some(why) = support(c.id, "imds-link-local") {
                         return (c.id, Outcome::Unsupported(why));
+                    }
+                    if let Some(why) = not_run(c.id, "imds-link-local") {
+                        return (c.id, Outcome::NotRun(why));
                     }
                     let mut cmd = ns.command(absolute(&c.program));
                     if c.id == "azureml-core-msi" {

@@ -1,6 +1,7 @@
 //! The fake authority's HTTP surface: which path goes to which handler. Handlers live in one
 //! module per endpoint family; this file only wires them.
 
+pub(crate) mod arm_subscriptions;
 mod discovery;
 mod token;
 
@@ -21,6 +22,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/{tenant}/discovery/keys", get(discovery::keys_v1))
         .route("/{tenant}/v2.0/.well-known/openid-configuration", get(discovery::openid_configuration))
         .route("/common/discovery/instance", get(discovery::instance))
+        .route("/subscriptions", get(arm_subscriptions::list))
         .fallback(|| async { StatusCode::NOT_FOUND })
         .with_state(state)
 }

@@ -84,3 +84,40 @@ async fn openid_configuration_points_at_this_server() {
     let instance = get_json(&format!("{}/common/discovery/instance?api-version=1.1", fake.url())).await;
     assert_eq!(instance["metadata"][0]["aliases"][0], fake.addr().to_string());
 }
+
+#[tokio::test]
+async fn arm_subscription_list_needs_one_of_our_tokens() {
+    let entra = azbroker_testkit::FakeEntra::start_with(azbroker_testkit::Options {
+        permissive: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = format!("{}/subscriptions?api-version=2022-12-01", entra.url());
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer authorization_uri="));
+    let r = http.get(&url).bearer_auth("not.a.token").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let token: serde_json::Value = http
+        .post(format!("{}/fabrikam.example/oauth2/v2.0/token", entra.url()))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "c"),
+            ("client_secret", "s"),
+            ("scope", "https://management.azure.com//.default"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = http.get(&url).bearer_auth(token["access_token"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let tid = azbroker_testkit::tenant_guid("fabrikam.example");
+    assert_eq!(body["value"][0]["tenantId"], tid.as_str());
+    assert_eq!(body["value"][0]["subscriptionId"], azbroker_testkit::subscription_id(&tid).as_str());
+}
