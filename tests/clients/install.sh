@@ -78,7 +78,8 @@ install_node() {
 }
 
 # install_venv DIR REQUIREMENTS IMPORT-CHECK: a venv with exactly the pinned set (--no-deps:
-# the file lists every package, so pip resolves nothing).
+# the file lists every package, so pip resolves nothing; --no-compile: byte-compiling all of
+# azure-cli's modules up front takes minutes, and Python compiles the few a run imports).
 install_venv() {
   local venv=$1 req=$2 check=$3
   local stamp_file=$venv/.azbroker-install-stamp want have=""
@@ -91,7 +92,7 @@ install_venv() {
   local started=$SECONDS
   python3 -m venv --clear "$venv"
   PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
-    "$venv/bin/python" -m pip install --quiet --no-deps --requirement "$req"
+    "$venv/bin/python" -m pip install --quiet --no-deps --no-compile --requirement "$req"
   "$venv/bin/python" -c "$check" || die "$venv installed but does not import"
   echo "install.sh: $venv ready in $((SECONDS - started)) s" >&2
   echo "$want" >"$stamp_file"
@@ -113,6 +114,18 @@ install_rust() {
   echo "$want" >"$stamp_file"
 }
 
+# The link-local tests create network namespaces (`ip netns`), which needs iproute2.
+install_iproute2() {
+  command -v ip >/dev/null 2>&1 && return 0
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "install.sh: installing iproute2 (apt-get)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null
+  else
+    die "'ip' (iproute2) is missing; install it (the link-local tests use network namespaces)"
+  fi
+}
+
+install_iproute2
 install_python
 install_venv "$here/.venv-azureml" "$here/python/requirements-azureml.txt" \
   'import azureml.core.authentication, msrestazure'

@@ -178,7 +178,7 @@ mod tests {
         m.set("x", "a", Outcome::Pass);
         m.set("x", "b", Outcome::Unsupported("no b"));
         m.set("y", "a", Outcome::Unsupported("no b"));
-        m.set("y", "b", Outcome::Unsupported("other"));
+        m.set("y", "b", Outcome::NotRun("cannot here"));
         m
     }
 
@@ -186,9 +186,9 @@ mod tests {
     fn renders_cells_and_numbered_reasons() {
         let t = matrix().render();
         assert!(t.contains("| X | ✓ | — [1] |"), "{t}");
-        assert!(t.contains("| Y | — [1] | — [2] |"), "{t}");
+        assert!(t.contains("| Y | — [1] | not run [2] |"), "{t}");
         assert!(t.contains("[1]: not supported by the client: no b."));
-        assert!(t.contains("[2]: not supported by the client: other."));
+        assert!(t.contains("[2]: supported by the client but not run by the tests: cannot here."));
     }
 
     #[test]

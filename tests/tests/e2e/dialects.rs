@@ -51,24 +51,14 @@ async fn arc_key_files_are_group_readable_single_use_and_cleaned_up() {
     let secret = std::fs::read(&path).unwrap();
     assert!(secret.len() <= 4096 && !secret.ends_with(b"\n") && !secret.is_empty());
     let secret = String::from_utf8(secret).unwrap();
-    let r = http()
-        .get(&url)
-        .header("Metadata", "true")
-        .header("Authorization", format!("Basic {secret}"))
-        .send()
-        .await
-        .unwrap();
+    let redeem = || {
+        http().get(&url).header("Metadata", "true").header("Authorization", format!("Basic {secret}")).send()
+    };
+    let r = redeem().await.unwrap();
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert_eq!(tid(&auth, body["access_token"].as_str().unwrap()), tenant_guid(FABRIKAM));
-    let r = http()
-        .get(&url)
-        .header("Metadata", "true")
-        .header("Authorization", format!("Basic {secret}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401, "a key works once");
+    assert_eq!(redeem().await.unwrap().status(), 401, "a key works once");
     for _ in 0..100 {
         if !path.exists() {
             break;

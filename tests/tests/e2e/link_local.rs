@@ -1,8 +1,9 @@
 //! IMDS on 169.254.169.254:80 (`[server] imds_link_local = true`), exercised **only inside a
 //! network namespace this test creates** (`ip netns add`): the daemon adds the address to that
 //! namespace's `lo` and removes it on exit, and clients run there with no environment variables at
-//! all — exactly how Go, Rust and msrestazure find IMDS on a VM. The daemon embeds its own
-//! authority (`--local-authority`), since the namespace cannot reach the host's loopback.
+//! all — exactly how Go, Rust and msrestazure find IMDS on a VM. The namespace cannot reach the
+//! host's loopback, so the testkit (fake Entra ID, and fake Resource Manager for `az`) runs inside
+//! it as a process of its own (`fake_cloud`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 use azbroker_tests::compat::Outcome;
 use azbroker_tests::{binary, free_port};
 
-use super::clients::{Client, judge, not_run, run, support};
+use super::clients::{judge, run, support};
 use super::*;
 
 /// A network namespace with only `lo` up, deleted on drop.
@@ -69,10 +70,10 @@ pub struct NsDaemon {
 }
 
 impl NsDaemon {
-    pub fn start(ns: &Netns) -> Result<Self, String> {
+    pub fn start(ns: &Netns, authority: &str) -> Result<Self, String> {
         let dir = tempfile::tempdir().unwrap();
         let config = format!(
-            "[server]\nlisten = [\"127.0.0.1:{}\"]\ntls_listen = []\nstate_dir = \"{}\"\nruntime_dir = \"{}\"\n\
+            "[cloud]\nauthority_host = \"{authority}\"\n\n[server]\nlisten = [\"127.0.0.1:{}\"]\ntls_listen = []\nstate_dir = \"{}\"\nruntime_dir = \"{}\"\n\
              imds_link_local = true\ndefault_profile = \"contoso\"\n\n\
              [logins.app]\nkind = \"service-principal\"\ntenant = \"{CONTOSO}\"\nclient_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\n\n\
              [profiles.contoso]\nlogin = \"app\"\n\n[profiles.fabrikam]\nlogin = \"app\"\ntenant = \"{FABRIKAM}\"\naliases = [\"{FABRIKAM_ALIAS}\"]\n",
@@ -86,7 +87,7 @@ impl NsDaemon {
             .command(binary())
             .arg("--config")
             .arg(dir.path().join("config.toml"))
-            .args(["serve", "--local-authority"])
+            .arg("serve")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -144,11 +145,56 @@ fn absolute(program: &Path) -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
+/// The testkit running inside a namespace (`fake_cloud`), stopped on drop.
+pub struct NsCloud {
+    child: Child,
+    pub authority: String,
+    pub arm: String,
+    pub ca_file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl NsCloud {
+    pub fn start(ns: &Netns) -> Self {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = ns
+            .command(env!("CARGO_BIN_EXE_fake_cloud"))
+            .arg(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("fake_cloud said {line:?}"));
+        let s = |k: &str| v[k].as_str().unwrap().to_owned();
+        Self {
+            authority: s("authority"),
+            arm: s("arm"),
+            ca_file: PathBuf::from(s("ca_file")),
+            child,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for NsCloud {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
 /// The `imds-link-local` column: every client that supports it, run in a fresh namespace with no
 /// environment, selecting the fabrikam profile by its alias as a user-assigned client id.
-pub fn matrix_column(clients: &[Client]) -> Vec<(&'static str, Outcome)> {
+pub fn matrix_column() -> Vec<(&'static str, Outcome)> {
     let ns = Netns::create();
-    let daemon = match NsDaemon::start(&ns) {
+    let cloud = NsCloud::start(&ns);
+    let clients = super::clients::clients((&cloud.arm, &cloud.ca_file));
+    let clients = &clients;
+    let daemon = match NsDaemon::start(&ns, &cloud.authority) {
         Ok(d) => d,
         Err(e) => return clients.iter().map(|c| (c.id, Outcome::Fail(format!("daemon: {e}")))).collect(),
     };
@@ -162,9 +208,6 @@ pub fn matrix_column(clients: &[Client]) -> Vec<(&'static str, Outcome)> {
                 s.spawn(move || {
                     if let Some(why) = support(c.id, "imds-link-local") {
                         return (c.id, Outcome::Unsupported(why));
-                    }
-                    if let Some(why) = not_run(c.id, "imds-link-local") {
-                        return (c.id, Outcome::NotRun(why));
                     }
                     let mut cmd = ns.command(absolute(&c.program));
                     if c.id == "azureml-core-msi" {
@@ -189,11 +232,13 @@ pub fn matrix_column(clients: &[Client]) -> Vec<(&'static str, Outcome)> {
 #[test]
 fn link_local_address_is_added_refused_twice_and_removed_on_exit() {
     let ns = Netns::create();
+    let cloud = NsCloud::start(&ns);
     assert!(!ns.has_imds_address());
-    let mut daemon = NsDaemon::start(&ns).expect("daemon starts in the namespace");
+    let mut daemon = NsDaemon::start(&ns, &cloud.authority).expect("daemon starts in the namespace");
     assert!(ns.has_imds_address(), "the daemon added 169.254.169.254 to lo");
     // A second daemon in the same namespace cannot take the address over.
-    let second = NsDaemon::start(&ns).err().expect("a second link-local daemon refuses to start");
+    let second =
+        NsDaemon::start(&ns, &cloud.authority).err().expect("a second link-local daemon refuses to start");
     assert!(second.contains("169.254.169.254:80"), "{second}");
     assert!(ns.has_imds_address(), "the refused daemon left the address alone");
     assert!(daemon.stop().success(), "{}", daemon.log());

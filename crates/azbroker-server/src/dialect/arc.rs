@@ -36,9 +36,7 @@ impl Dialect for Arc {
         parts: &'r Parts,
         _body: &'r [u8],
     ) -> Result<TokenRequest<'r>, RequestError> {
-        super::require_metadata(&parts.headers)?;
-        super::reject_forwarded(&parts.headers)?;
-        super::parse_v1_query(parts.uri.query(), SELECTORS)
+        super::imds::parse_with(parts, SELECTORS)
     }
 
     fn success(request: &TokenRequest<'_>, grant: &Grant) -> Response {

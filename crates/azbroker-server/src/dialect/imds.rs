@@ -37,9 +37,7 @@ impl Dialect for Imds {
         parts: &'r Parts,
         _body: &'r [u8],
     ) -> Result<TokenRequest<'r>, RequestError> {
-        super::require_metadata(&parts.headers)?;
-        super::reject_forwarded(&parts.headers)?;
-        super::parse_v1_query(parts.uri.query(), SELECTORS)
+        parse_with(parts, SELECTORS)
     }
 
     fn success(request: &TokenRequest<'_>, grant: &Grant) -> Response {
@@ -50,6 +48,17 @@ impl Dialect for Imds {
         let response = body::error(error.status(), error.code(), &error.description());
         super::with_retry_after(response, error)
     }
+}
+
+/// IMDS's check order (`Metadata` first, so SDK probes always get the real 400; then proxy
+/// headers; then the v1 query), with the selector names of the dialect at hand (IMDS, Arc).
+pub(crate) fn parse_with<'r>(
+    parts: &'r Parts,
+    selectors: &[&'static str],
+) -> Result<TokenRequest<'r>, RequestError> {
+    super::require_metadata(&parts.headers)?;
+    super::reject_forwarded(&parts.headers)?;
+    super::parse_v1_query(parts.uri.query(), selectors)
 }
 
 /// The real IMDS body, every value a string. `echo`: a user-assigned selector to repeat in the
