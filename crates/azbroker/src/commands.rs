@@ -64,6 +64,14 @@ pub fn check_config(config: &Config) -> Result<ExitCode> {
     }
     let listen: Vec<_> = config.server.listen.iter().map(ToString::to_string).collect();
     println!("listen: {}", listen.join(", "));
+    let d = &config.server.dialects;
+    let tls: Vec<_> = d.tls_listen.iter().map(ToString::to_string).collect();
+    println!("https (Service Fabric): {}", if tls.is_empty() { "off".to_owned() } else { tls.join(", ") });
+    match &d.arc_group {
+        Some((name, gid)) => println!("arc key files: readable by group {name} ({gid})"),
+        None => println!("arc key files: readable by the daemon's user only"),
+    }
+    println!("imds on 169.254.169.254: {}", if d.imds_link_local { "on" } else { "off" });
     println!("authority: {}", config.cloud.authority_host);
     for l in config.logins.values() {
         println!("login {}: {} in {}", l.name, l.kind.as_str(), l.tenant);

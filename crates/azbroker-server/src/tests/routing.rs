@@ -143,3 +143,20 @@ async fn no_profile_configured_is_a_clear_400() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.str("error_description").contains("no profile is configured"));
 }
+
+#[tokio::test]
+async fn link_local_peer_is_local_only_on_the_link_local_listener() {
+    let peer: SocketAddr = "169.254.169.254:40000".parse().unwrap();
+    let link_local = crate::link_local_router(state()).layer(MockConnectInfo(peer));
+    let req = Request::get(IMDS_URI).header("Host", "169.254.169.254").header("Metadata", "true");
+    let r = send(&link_local, req).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let elsewhere: SocketAddr = "10.1.2.3:40000".parse().unwrap();
+    let link_local = crate::link_local_router(state()).layer(MockConnectInfo(elsewhere));
+    assert_eq!(
+        send(&link_local, get(IMDS_URI).header("Metadata", "true")).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let plain = app_from("169.254.169.254:40000");
+    assert_eq!(send(&plain, get(IMDS_URI).header("Metadata", "true")).await.status, StatusCode::FORBIDDEN);
+}
