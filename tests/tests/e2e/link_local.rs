@@ -244,3 +244,33 @@ fn link_local_address_is_added_refused_twice_and_removed_on_exit() {
     assert!(daemon.stop().success(), "{}", daemon.log());
     assert!(!ns.has_imds_address(), "the address is removed on exit:\n{}", daemon.log());
 }
+
+#[test]
+fn link_local_mode_refuses_to_shadow_an_imds_that_already_answers() {
+    use std::io::BufRead;
+    let ns = Netns::create();
+    // A stand-in for a real IMDS: something answering on 169.254.169.254:80 although the address
+    // is not on lo (a local route and IP_FREEBIND, inside this namespace only).
+    let route = ns
+        .command("/usr/sbin/ip")
+        .args(["route", "add", "local", "169.254.169.254/32", "dev", "lo"])
+        .status();
+    assert!(route.unwrap().success());
+    let script = "import socket,sys\ns=socket.socket()\ns.setsockopt(socket.SOL_IP, 15, 1)\n\
+                  s.bind(('169.254.169.254', 80))\ns.listen()\nprint('ready', flush=True)\nsys.stdin.read()";
+    let mut imds = ns
+        .command(absolute(Path::new("python3")))
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(imds.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let err = NsDaemon::start(&ns, "http://127.0.0.1:9").err().expect("the daemon refuses to start");
+    assert!(err.contains("already answers") && err.contains("force_link_local"), "{err}");
+    assert!(!ns.has_imds_address(), "nothing was added to lo");
+    drop(imds.stdin.take());
+    let _ = imds.wait();
+}
