@@ -251,6 +251,24 @@ mod tests {
     }
 
     #[test]
+    fn request_problems_are_400_401_or_403() {
+        for e in [
+            RequestError::BadBody("b"),
+            RequestError::BadParam("p", "m"),
+            RequestError::BadScopes("s"),
+            RequestError::UnknownTenant("t".into()),
+            RequestError::Unavailable("u"),
+            RequestError::Unauthorized { header: "secret", missing: true },
+            RequestError::NotLoopback,
+        ] {
+            let status = e.status().as_u16();
+            assert!(matches!(status, 400 | 401 | 403), "{e:?}: {status}");
+            assert_eq!(e.retry_after_secs(), None);
+            assert!(!e.description().contains("unreachable"), "SDKs read 403 + 'unreachable' as no IMDS");
+        }
+    }
+
+    #[test]
     fn codes_and_descriptions_name_the_problem() {
         let res = upstream(UpstreamError::InvalidResource {
             error: "invalid_resource".into(),
