@@ -122,4 +122,23 @@ mod tests {
         assert!(text.contains("BEGIN CERTIFICATE") && !text.contains("PRIVATE KEY"));
         assert_eq!(thumbprint(a.chain[0].as_ref()), a.thumbprint);
     }
+
+    #[test]
+    fn configured_files_are_used_as_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert_pem, key_pem) = generate(&[]).unwrap();
+        let (cert, key) = (dir.path().join("my.crt"), dir.path().join("my.key"));
+        fs::write(&cert, &cert_pem).unwrap();
+        fs::write(&key, &key_pem).unwrap();
+        let mut config = Config::builtin();
+        config.server.state_dir = dir.path().join("state");
+        config.server.dialects.tls_cert = Some((cert.clone(), key.clone()));
+        let id = load_or_create(&config).unwrap();
+        let der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap();
+        assert_eq!(id.thumbprint, thumbprint(der.as_ref()));
+        assert!(!config.server.state_dir.join(CERT_FILE).exists(), "nothing generated");
+        fs::write(&key, "not a key").unwrap();
+        let err = load_or_create(&config).err().unwrap();
+        assert!(format!("{err:#}").contains("my.key"), "{err:#}");
+    }
 }

@@ -152,3 +152,33 @@ fn example_file_parses() {
     let text = include_str!("../../../../config/azbroker.example.toml");
     Config::parse(text, None).unwrap();
 }
+
+#[test]
+fn dialect_keys_parse_and_report_problems() {
+    let c = Config::parse(
+        "[server]\ntls_listen = []\narc_group = \"root\"\nimds_link_local = true\nmsi_secret_file = \"/x\"\n",
+        None,
+    )
+    .unwrap();
+    let d = &c.server.dialects;
+    assert!(d.tls_listen.is_empty());
+    assert_eq!(d.arc_group, Some(("root".to_owned(), 0)));
+    assert!(d.imds_link_local && !d.force_link_local);
+    assert_eq!(d.msi_secret_file.as_deref(), Some(std::path::Path::new("/x")));
+    assert_eq!(
+        Config::parse("", None).unwrap().server.dialects.tls_listen.len(),
+        1,
+        "HTTPS is on by default"
+    );
+    let text = "[server]\ntls_listen = [\"10.0.0.1:443\"]\narc_group = \"no-such-group-azbroker\"\ntls_cert_file = \"/c\"\nimds_link_local = \"yes\"\n";
+    let err = Config::parse(text, None).unwrap_err();
+    let all = err.problems.join("\n");
+    for needle in [
+        "server.tls_listen[0]",
+        "server.arc_group",
+        "tls_cert_file and tls_key_file",
+        "server.imds_link_local",
+    ] {
+        assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+    }
+}
