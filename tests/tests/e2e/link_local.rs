@@ -24,6 +24,7 @@ pub struct Netns {
 impl Netns {
     pub fn create() -> Self {
         static N: AtomicU32 = AtomicU32::new(0);
+        remove_orphans();
         let name = format!("azb-e2e-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
         let ok = Command::new("ip").args(["netns", "add", &name]).status().is_ok_and(|s| s.success());
         assert!(ok, "cannot create network namespace {name} (the link-local tests need root and iproute2)");
@@ -54,6 +55,20 @@ impl Netns {
         let out =
             self.command("/usr/sbin/ip").args(["-o", "-4", "addr", "show", "dev", "lo"]).output().unwrap();
         String::from_utf8_lossy(&out.stdout).contains("169.254.169.254/")
+    }
+}
+
+/// Deletes namespaces left by test processes that died before their `Drop` ran.
+fn remove_orphans() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else { return };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let Some(pid) = name.strip_prefix("azb-e2e-").and_then(|rest| rest.split('-').next()) else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
     }
 }
 
