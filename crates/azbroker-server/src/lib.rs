@@ -36,7 +36,6 @@ pub use routes::{link_local_router, router, service_fabric_router};
 pub use serve::serve;
 pub use serve_tls::{serve_tls, tls_config};
 pub use state::{AppState, RuntimeSecrets};
-pub use tokio_rustls::rustls;
 
 #[cfg(test)]
 mod tests;
