@@ -31,7 +31,14 @@ import sys
 import threading
 import time
 
-CLIENTS = ("azure-identity-mi", "azure-identity-mi-async", "azure-identity-dac", "msal-mi", "azureml-core-msi")
+CLIENTS = (
+    "azure-identity-mi",
+    "azure-identity-mi-async",
+    "azure-identity-dac",
+    "azure-identity-dac-async",
+    "msal-mi",
+    "azureml-core-msi",
+)
 
 # Per-HTTP-request read timeout handed to the SDKs (seconds). Loopback answers come in
 # milliseconds; this only stops a hung server from stalling a run for azure-core's 300 s.
@@ -203,6 +210,29 @@ def run_identity_dac(args):
     success(args.client, tok.token, tok.expires_on, credential=used)
 
 
+def run_identity_dac_async(args):
+    from azure.identity.aio import DefaultAzureCredential
+
+    # The async chain has no interactive-browser or broker credential to exclude.
+    async_excludes = [n for n in DAC_EXCLUDES if n not in ("exclude_interactive_browser_credential", "exclude_broker_credential")]
+    kwargs = {name: True for name in async_excludes}
+    if args.client_id:
+        kwargs["managed_identity_client_id"] = args.client_id
+
+    async def go():
+        cred = DefaultAzureCredential(read_timeout=READ_TIMEOUT, **kwargs)
+        try:
+            tok = await cred.get_token(scope_of(args.resource))
+            return tok, type(getattr(cred, "_successful_credential", None)).__name__
+        finally:
+            await cred.close()
+
+    tok, used = asyncio.run(go())
+    if used != "ManagedIdentityCredential":
+        fail(args.client, f"WrongCredential: token came from {used}, not ManagedIdentityCredential")
+    success(args.client, tok.token, tok.expires_on, credential=used)
+
+
 def timeout_session():
     """A requests.Session whose calls carry a default timeout (MSAL itself passes none)."""
     import requests
@@ -257,6 +287,7 @@ RUNNERS = {
     "azure-identity-mi": run_identity_mi,
     "azure-identity-mi-async": run_identity_mi_async,
     "azure-identity-dac": run_identity_dac,
+    "azure-identity-dac-async": run_identity_dac_async,
     "msal-mi": run_msal_mi,
     "azureml-core-msi": run_azureml_msi,
 }

@@ -56,9 +56,15 @@ pub fn clients(arm: (&str, &std::path::Path)) -> Vec<Client> {
         },
         Client {
             id: "azure-identity-dac",
-            label: "Python azure-identity `DefaultAzureCredential`",
+            label: "Python azure-identity `DefaultAzureCredential` (sync)",
             program: python.clone(),
             args: script(&py, "azure-identity-dac"),
+        },
+        Client {
+            id: "azure-identity-dac-async",
+            label: "Python azure-identity `DefaultAzureCredential` (async)",
+            program: python.clone(),
+            args: script(&py, "azure-identity-dac-async"),
         },
         Client {
             id: "msal-mi",
