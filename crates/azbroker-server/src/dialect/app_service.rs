@@ -32,9 +32,7 @@ impl Dialect for AppService {
         parts: &'r Parts,
         _body: &'r [u8],
     ) -> Result<TokenRequest<'r>, RequestError> {
-        super::require_secret(&parts.headers, IDENTITY_HEADER, &state.secrets().identity_header)?;
-        super::reject_forwarded(&parts.headers)?;
-        super::parse_v1_query(parts.uri.query(), SELECTORS)
+        super::parse_with_secret(parts, IDENTITY_HEADER, &state.secrets().identity_header, SELECTORS)
     }
 
     fn success(request: &TokenRequest<'_>, grant: &Grant) -> Response {

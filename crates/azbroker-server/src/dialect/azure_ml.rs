@@ -38,9 +38,8 @@ impl Dialect for AzureMl {
         parts: &'r Parts,
         _body: &'r [u8],
     ) -> Result<TokenRequest<'r>, RequestError> {
-        super::require_secret(&parts.headers, SECRET_HEADER, &state.secrets().msi_secret)?;
-        super::reject_forwarded(&parts.headers)?;
-        let mut request = super::parse_v1_query(parts.uri.query(), SELECTORS)?;
+        let mut request =
+            super::parse_with_secret(parts, SECRET_HEADER, &state.secrets().msi_secret, SELECTORS)?;
         if request.selector.as_ref().is_some_and(|s| s.value.eq_ignore_ascii_case(DEFAULT_IDENTITY_CLIENT_ID))
         {
             request.selector = None;

@@ -179,6 +179,19 @@ pub(crate) fn require_metadata(headers: &HeaderMap) -> Result<(), RequestError> 
     }
 }
 
+/// The check order of the secret-header dialects (App Service, Azure ML, Service Fabric): the
+/// secret first (so nothing else is revealed without it), then proxy headers, then the v1 query.
+pub(crate) fn parse_with_secret<'r>(
+    parts: &'r Parts,
+    header: &'static str,
+    expected: &azbroker_core::Secret,
+    selectors: &[&'static str],
+) -> Result<TokenRequest<'r>, RequestError> {
+    require_secret(&parts.headers, header, expected)?;
+    reject_forwarded(&parts.headers)?;
+    parse_v1_query(parts.uri.query(), selectors)
+}
+
 /// A secret header (`header`) that must equal `expected` (constant-time).
 pub(crate) fn require_secret(
     headers: &HeaderMap,

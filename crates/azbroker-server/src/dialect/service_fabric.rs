@@ -35,9 +35,8 @@ impl Dialect for ServiceFabric {
         parts: &'r Parts,
         _body: &'r [u8],
     ) -> Result<TokenRequest<'r>, RequestError> {
-        super::require_secret(&parts.headers, SECRET_HEADER, &state.secrets().identity_header)?;
-        super::reject_forwarded(&parts.headers)?;
-        let mut request = super::parse_v1_query(parts.uri.query(), SELECTORS)?;
+        let mut request =
+            super::parse_with_secret(parts, SECRET_HEADER, &state.secrets().identity_header, SELECTORS)?;
         // Parsed twice (cheap, bounded) so the shared v1 parser stays free of dialect extras.
         let query = QueryParams::parse(parts.uri.query())?;
         if let Some(hash) = query.get("token_sha256_to_refresh").filter(|h| !h.is_empty()) {
