@@ -12,6 +12,7 @@
 //! `azbroker-entra`, never caches tokens itself, and never writes a token or secret into a log
 //! line, error message or `Debug` output (tokens are identified by `AccessToken::hash`).
 
+pub mod admin;
 mod body;
 mod dialect;
 mod error;
