@@ -18,6 +18,7 @@ mod dialect;
 mod error;
 mod guard;
 mod health;
+pub mod identity;
 mod query;
 mod routes;
 mod select;
