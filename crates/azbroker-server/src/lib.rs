@@ -14,6 +14,7 @@
 
 pub mod admin;
 mod body;
+pub mod conn;
 mod dialect;
 mod error;
 mod guard;
@@ -22,11 +23,11 @@ pub mod identity;
 mod query;
 mod routes;
 mod select;
-mod serve;
 mod state;
 
 pub use routes::router;
-pub use serve::serve;
+pub use azbroker_core::Caller;
+pub use conn::{Limits, Server, serve};
 pub use state::{AppState, RuntimeSecrets};
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 mod app_service;
 mod capture;
+mod conn;
 mod imds;
 mod routing;
 mod serve;
