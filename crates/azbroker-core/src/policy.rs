@@ -253,11 +253,14 @@ mod tests {
     fn resources_compare_normalised() {
         let p = policy();
         let team = name("team");
-        for ok in ["https://management.azure.com/", "https://management.azure.com", "HTTPS://Management.Azure.COM/"]
+        for ok in
+            ["https://management.azure.com/", "https://management.azure.com", "HTTPS://Management.Azure.COM/"]
         {
             assert_eq!(p.check_resource(&team, &res(ok)), Ok(()), "{ok}");
         }
-        for no in ["https://management.azure.com//", "https://vault.azure.net", "https://management.azure.com/x"] {
+        for no in
+            ["https://management.azure.com//", "https://vault.azure.net", "https://management.azure.com/x"]
+        {
             assert!(p.check_resource(&team, &res(no)).is_err(), "{no}");
         }
         assert_eq!(p.check_resource(&name("open"), &res("https://anything")), Ok(()));

@@ -19,9 +19,10 @@ use crate::error::RequestError;
 const IMDS_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
 
 /// Checks the peer and the host the request is addressed to.
-pub(crate) fn check(req: &Request) -> Result<(), RequestError> {
+/// `allow_remote` (`allow_non_loopback`) admits other peers; the access policy still applies.
+pub(crate) fn check(req: &Request, allow_remote: bool) -> Result<(), RequestError> {
     match peer(req) {
-        Some(addr) if is_loopback(addr.ip()) => {}
+        Some(addr) if allow_remote || is_loopback(addr.ip()) => {}
         _ => return Err(RequestError::NotLoopback),
     }
     let mut hosts = req.headers().get_all(HOST).iter();

@@ -13,6 +13,7 @@
 //! line, error message or `Debug` output (tokens are identified by `AccessToken::hash`).
 
 pub mod admin;
+mod authorize;
 mod body;
 pub mod conn;
 mod dialect;
@@ -21,14 +22,19 @@ mod guard;
 mod health;
 pub mod identity;
 mod query;
+mod ratelimit;
 mod routes;
+mod secrets;
 mod select;
 mod state;
 
-pub use routes::router;
+pub use authorize::GroupResolver;
 pub use azbroker_core::Caller;
 pub use conn::{Limits, Server, serve};
-pub use state::{AppState, RuntimeSecrets};
+pub use ratelimit::RateLimit;
+pub use routes::router;
+pub use secrets::{RuntimeSecrets, SecretId};
+pub use state::AppState;
 
 #[cfg(test)]
 mod tests;

@@ -58,7 +58,7 @@ pub fn router(state: AppState, listener_profile: Option<ProfileName>) -> Router 
 
 /// The handler behind every route: guards first, then the endpoint.
 async fn guarded<E: Endpoint>(State(ctx): State<Arc<RouteCtx>>, req: Request) -> Response {
-    match guard::check(&req) {
+    match guard::check(&req, ctx.app.allow_remote()) {
         Ok(()) => E::call(ctx, req).await,
         Err(error) => {
             tracing::debug!(

@@ -155,8 +155,13 @@ impl Server {
         self.inner.conns.open()
     }
 
-    async fn serve_admitted<IO>(self, io: IO, remote: SocketAddr, caller: Option<Caller>, admission: Admission)
-    where
+    async fn serve_admitted<IO>(
+        self,
+        io: IO,
+        remote: SocketAddr,
+        caller: Option<Caller>,
+        admission: Admission,
+    ) where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let limits = &self.inner.limits;
@@ -223,7 +228,11 @@ async fn handle(
     let limits = &inner.limits;
     let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
-        return body::error(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", "The request body is too large");
+        return body::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            "The request body is too large",
+        );
     }
     let mut req = req.map(|b| axum::body::Body::new(Limited::new(b, limits.max_body_bytes)));
     req.extensions_mut().insert(ConnectInfo(remote));

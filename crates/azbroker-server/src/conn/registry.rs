@@ -70,7 +70,10 @@ impl Connections {
             victim.evicted = true;
             victim.close.cancel();
             st.evicting += 1;
-            tracing::debug!(open = st.open.len(), "connection limit reached; closing the longest-idle connection");
+            tracing::debug!(
+                open = st.open.len(),
+                "connection limit reached; closing the longest-idle connection"
+            );
         }
         let id = st.next_id;
         st.next_id += 1;

@@ -15,6 +15,7 @@ use serde::Serialize;
 use super::{Dialect, TokenRequest};
 use crate::body::{self, TokenBody};
 use crate::error::RequestError;
+use crate::secrets::SecretId;
 use crate::state::AppState;
 
 /// Docs: `client_id`, `principal_id` (alias `object_id`), `mi_res_id`; `msi_res_id` defensively.
@@ -31,7 +32,7 @@ impl Dialect for AppService {
         let presented = parts.headers.get(IDENTITY_HEADER).map(|v| v.as_bytes()).filter(|v| !v.is_empty());
         match presented {
             None => return Err(RequestError::Unauthorized { header: IDENTITY_HEADER, missing: true }),
-            Some(v) if !state.secrets().identity_header.matches(v) => {
+            Some(v) if !state.secret_matches(SecretId::IdentityHeader, v) => {
                 return Err(RequestError::Unauthorized { header: IDENTITY_HEADER, missing: false });
             }
             Some(_) => {}

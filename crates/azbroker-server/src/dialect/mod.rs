@@ -2,8 +2,9 @@
 //!
 //! A dialect ([`Dialect`]) owns three things: parsing a request into a [`TokenRequest`] (its
 //! auth header, parameter names and check order), the success body its clients parse, and the
-//! error body shape. Everything else — profile selection, the engine call, the audit and request
-//! log lines — happens once, in [`serve_token`], so dialects cannot drift apart on it.
+//! error body shape. Everything else — profile selection (with the caller's per-user default),
+//! the access decision (caller, resource, rate limit), the engine call, the audit and request log
+//! lines — happens once, in [`serve_token`], so dialects cannot drift apart on it.
 //!
 //! Dialects never call upstream, never cache, and never put a token anywhere but a success body.
 
@@ -13,11 +14,12 @@ use std::time::Instant;
 
 use axum::extract::Request;
 use axum::response::Response;
-use azbroker_core::{CacheState, Freshness, Grant, ProfileName, Resource};
+use azbroker_core::{CacheState, Caller, Freshness, Grant, ProfileName, Resource};
 use http::header::{FORWARDED, RETRY_AFTER};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue};
 
+use crate::authorize::authorize;
 use crate::error::RequestError;
 use crate::query::QueryParams;
 use crate::routes::{Endpoint, RouteCtx};
@@ -66,10 +68,12 @@ impl<D: Dialect> Endpoint for Token<D> {
 async fn serve_token<D: Dialect>(ctx: &RouteCtx, req: Request) -> Response {
     let started = Instant::now();
     let (parts, _body) = req.into_parts();
+    let uid = parts.extensions.get::<Caller>().map(|c| c.uid);
     match obtain::<D>(ctx, &parts).await {
         Ok(served) => {
             tracing::info!(
                 target: "azbroker::audit",
+                uid,
                 profile = %served.profile,
                 dialect = D::NAME,
                 resource = %served.resource,
@@ -89,6 +93,16 @@ async fn serve_token<D: Dialect>(ctx: &RouteCtx, req: Request) -> Response {
             response
         }
         Err(failed) => {
+            if let RequestError::Denied(denial) = &failed.error {
+                tracing::warn!(
+                    uid,
+                    profile = failed.profile.as_ref().map(ProfileName::as_str),
+                    dialect = D::NAME,
+                    resource = failed.resource.as_ref().map(Resource::as_str),
+                    reason = denial.kind(),
+                    "token request denied by policy"
+                );
+            }
             let response = D::error(&failed.error);
             let outcome = Err(failed.error.kind());
             log_request(
@@ -160,11 +174,21 @@ async fn obtain<D: Dialect>(ctx: &RouteCtx, parts: &Parts) -> Result<Served, Fai
         D::parse(&ctx.app, parts).map_err(|error| Failed { profile: None, resource: None, error })?;
     let TokenRequest { resource, selector } = request;
     let path_profile = parts.extensions.get::<PathProfile>();
-    let profile =
-        match select::profile(&ctx.app, path_profile, ctx.listener_profile.as_ref(), selector.as_ref()) {
-            Ok(p) => p,
-            Err(error) => return Err(Failed { profile: None, resource: Some(resource), error }),
-        };
+    let caller = parts.extensions.get::<Caller>();
+    let uid = caller.map(|c| c.uid);
+    let profile = match select::profile(
+        &ctx.app,
+        path_profile,
+        ctx.listener_profile.as_ref(),
+        selector.as_ref(),
+        uid,
+    ) {
+        Ok(p) => p,
+        Err(error) => return Err(Failed { profile: None, resource: Some(resource), error }),
+    };
+    if let Err(error) = authorize(&ctx.app, &profile, caller, &resource).await {
+        return Err(Failed { profile: Some(profile), resource: Some(resource), error });
+    }
     match ctx.app.engine().get_token_with(profile.as_str(), &resource, &Freshness::Cached).await {
         Ok(grant) => Ok(Served { profile, resource, grant }),
         Err(e) => Err(Failed { profile: Some(profile), resource: Some(resource), error: e.into() }),

@@ -28,7 +28,8 @@ pub fn parse_proc_net_tcp(text: &str, local: SocketAddr, peer: SocketAddr) -> Re
     let (local, peer) = (unmap(local), unmap(peer));
     for line in text.lines().skip(1) {
         let mut fields = line.split_ascii_whitespace();
-        let (Some(_sl), Some(l), Some(r), Some(st)) = (fields.next(), fields.next(), fields.next(), fields.next())
+        let (Some(_sl), Some(l), Some(r), Some(st)) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
         else {
             continue;
         };

@@ -38,9 +38,8 @@ pub(super) struct Unavailable(pub(super) String);
 /// Asks the kernel for the owner of the socket whose local end is `peer` and remote end `local`.
 pub(super) fn lookup(local: SocketAddr, peer: SocketAddr) -> Result<Result<u32, OwnerError>, Unavailable> {
     let unavailable = |e: std::io::Error| Unavailable(e.to_string());
-    let socket =
-        Socket::new(Domain::from(AF_NETLINK), Type::DGRAM, Some(Protocol::from(NETLINK_SOCK_DIAG)))
-            .map_err(unavailable)?;
+    let socket = Socket::new(Domain::from(AF_NETLINK), Type::DGRAM, Some(Protocol::from(NETLINK_SOCK_DIAG)))
+        .map_err(unavailable)?;
     socket.set_read_timeout(Some(Duration::from_secs(1))).map_err(unavailable)?;
     socket.send(&build_request(local, peer, 1)).map_err(unavailable)?;
     let mut buf = [0u8; REPLY_BUF];

@@ -19,7 +19,8 @@ fn echo() -> Router {
         .route(
             "/who",
             get(|req: axum::extract::Request| async move {
-                let uid = req.extensions().get::<Caller>().map(|c| c.uid.to_string()).unwrap_or("none".into());
+                let uid =
+                    req.extensions().get::<Caller>().map(|c| c.uid.to_string()).unwrap_or("none".into());
                 let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.to_string());
                 format!("{uid} {}", peer.unwrap_or_default())
             }),
@@ -66,7 +67,10 @@ async fn every_request_carries_the_callers_uid_and_peer_address() {
 async fn a_request_head_over_16_kib_gets_431_and_one_under_is_served() {
     let (addr, cancel, _) = start(echo(), Limits::default()).await;
     let head = |filler: usize| {
-        format!("GET /who HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: {}\r\nConnection: close\r\n\r\n", "a".repeat(filler))
+        format!(
+            "GET /who HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: {}\r\nConnection: close\r\n\r\n",
+            "a".repeat(filler)
+        )
     };
     let reply = exchange(addr, head(17 * 1024).as_bytes()).await;
     assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");

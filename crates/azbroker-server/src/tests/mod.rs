@@ -8,6 +8,7 @@ mod app_service;
 mod capture;
 mod conn;
 mod imds;
+mod policy;
 mod routing;
 mod serve;
 
@@ -29,7 +30,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use crate::{AppState, RuntimeSecrets, router};
+use crate::{AppState, RuntimeSecrets, SecretId, router};
 
 pub(crate) const IDENTITY_HEADER: &str = "s3cr3t-identity-header-value";
 pub(crate) const CONTOSO_CLIENT_ID: &str = "11111111-1111-1111-1111-111111111111";
@@ -145,7 +146,11 @@ pub(crate) fn directory(default: &str, accept_any_client_id: bool) -> Directory 
 
 pub(crate) fn state_with(directory: Directory) -> AppState {
     let engine = Engine::new(EngineConfig::default(), bindings());
-    AppState::new(engine, directory, RuntimeSecrets { identity_header: Secret::new(IDENTITY_HEADER) })
+    AppState::new(
+        engine,
+        directory,
+        RuntimeSecrets::new([(SecretId::IdentityHeader, Secret::new(IDENTITY_HEADER))]),
+    )
 }
 
 pub(crate) fn state() -> AppState {
