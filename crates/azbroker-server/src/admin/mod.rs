@@ -1,11 +1,13 @@
 //! The admin API: JSON over HTTP/1.1 on a unix socket in the runtime directory, used by the CLI
-//! (`azbroker status`, `azbroker reload`, and the commands later features add).
+//! (`azbroker status`, `reload`, `rotate-secrets`, `env` when the state directory is not
+//! readable, and the commands later features add).
 //!
-//! Access control has two layers: the socket file's mode (0600, so only the owner can connect)
-//! and the peer credentials of every connection (`SO_PEERCRED`), checked against a
-//! [`PeerPolicy`] before any route runs; a refused peer gets 403 and the attempt is logged with
-//! its uid. This module never serves tokens and never puts a secret into a response: what it
-//! knows of a token is its short hash.
+//! Access control has two layers: the socket file's mode (0600, or 0660 with the `admin_group`
+//! as its group) and the peer credentials of every connection (`SO_PEERCRED`), checked against a
+//! [`PeerPolicy`] before any route runs: the daemon's user and root may do everything, members of
+//! `admin_group` may only `GET`. A refused peer gets 403 and the attempt is logged with its uid.
+//! This module never serves tokens; the only secrets it answers with are the runtime secrets
+//! clients must present anyway (`GET /v1/secrets`), and of a token it knows only the short hash.
 //!
 //! Behaviour that belongs to the binary (re-reading the config file, describing logins) reaches
 //! the router through [`AdminHooks`], so this crate stays free of config and upstream types.
@@ -26,7 +28,7 @@ use azbroker_core::BoxFuture;
 use http::StatusCode;
 use serde::Serialize;
 
-pub use peer::{PeerCred, PeerPolicy};
+pub use peer::{PeerAccess, PeerCred, PeerPolicy};
 pub use socket::{bind_admin_socket, serve_unix};
 
 use crate::body;
@@ -37,6 +39,12 @@ pub trait AdminHooks: Send + Sync + 'static {
     /// Re-reads and applies the config file. `Err` carries every problem found; the running
     /// config then stays in force.
     fn reload(&self) -> BoxFuture<'static, Result<ReloadOutcome, Vec<String>>>;
+
+    /// Replaces the runtime secrets with new values (`azbroker rotate-secrets`): generates or
+    /// re-reads them, stores them, and installs them with a grace period for the old values.
+    fn rotate_secrets(&self) -> BoxFuture<'static, Result<RotateOutcome, String>> {
+        Box::pin(async { Err("this daemon cannot rotate its secrets".to_owned()) })
+    }
 
     /// Extra top-level fields of `GET /v1/status` (e.g. `config`, `logins`). Must contain no
     /// secret.
@@ -52,6 +60,17 @@ pub struct ReloadOutcome {
     pub profiles: usize,
     /// Things that did not take effect (e.g. listener changes, which need a restart).
     pub warnings: Vec<String>,
+}
+
+/// A successful rotation.
+#[derive(Debug, Clone, Serialize)]
+pub struct RotateOutcome {
+    /// Names of the secrets that changed.
+    pub rotated: Vec<String>,
+    /// Names of the secrets left as they were (e.g. a configured file that did not change).
+    pub unchanged: Vec<String>,
+    /// How long the previous values stay valid.
+    pub grace_secs: u64,
 }
 
 /// Static facts about the running daemon, shown by `GET /v1/status`.
@@ -91,6 +110,8 @@ pub fn admin_router(state: AdminState) -> Router {
         .route("/healthz", get(|| async { body::static_json(StatusCode::OK, br#"{"status":"ok"}"#) }))
         .route("/v1/status", get(status))
         .route("/v1/reload", post(reload))
+        .route("/v1/secrets", get(secrets))
+        .route("/v1/rotate-secrets", post(rotate_secrets))
         .fallback(|| async { body::error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint") })
         .route_layer(middleware::from_fn_with_state(state.clone(), check_peer))
         .with_state(state)
@@ -104,9 +125,26 @@ async fn check_peer(State(state): State<AdminState>, req: Request, next: Next) -
         .get::<ConnectInfo<PeerCred>>()
         .map(|c| c.0)
         .or_else(|| ext.get::<MockConnectInfo<PeerCred>>().map(|c| c.0));
-    match peer {
-        Some(cred) if state.policy.allows(&cred) => next.run(req).await,
-        Some(cred) => {
+    let access = peer.map(|cred| (cred, state.policy.access(&cred)));
+    match access {
+        Some((_, PeerAccess::Full)) => next.run(req).await,
+        Some((_, PeerAccess::Read)) if req.method() == http::Method::GET => next.run(req).await,
+        Some((cred, PeerAccess::Read)) => {
+            tracing::warn!(
+                uid = cred.uid,
+                path = req.uri().path(),
+                "admin change refused to a read-only peer"
+            );
+            body::error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                &format!(
+                    "uid {} may only read from this daemon's admin socket (admin_group); changes need the daemon's user or root",
+                    cred.uid
+                ),
+            )
+        }
+        Some((cred, PeerAccess::None)) => {
             tracing::warn!(uid = cred.uid, gid = cred.gid, path = req.uri().path(), "admin request refused");
             body::error(
                 StatusCode::FORBIDDEN,
@@ -147,6 +185,24 @@ async fn status(State(state): State<AdminState>) -> Response {
         entries,
     };
     body::json(StatusCode::OK, &status, 1024)
+}
+
+/// The runtime secrets clients need now (what `azbroker env` prints), by name.
+async fn secrets(State(state): State<AdminState>) -> Response {
+    let mut values = serde_json::Map::new();
+    for id in crate::SecretId::ALL {
+        if let Some(secret) = state.app.current_secret(*id) {
+            values.insert(id.name().to_owned(), secret.expose().into());
+        }
+    }
+    body::json(StatusCode::OK, &values, 256)
+}
+
+async fn rotate_secrets(State(state): State<AdminState>) -> Response {
+    match state.hooks.rotate_secrets().await {
+        Ok(outcome) => body::json(StatusCode::OK, &outcome, 256),
+        Err(problem) => body::error(StatusCode::BAD_REQUEST, "rotate_failed", &problem),
+    }
 }
 
 async fn reload(State(state): State<AdminState>) -> Response {

@@ -155,3 +155,31 @@ async fn real_socket_is_private_replaces_a_stale_file_and_never_steals_a_live_on
 }
 
 use tokio_util::sync::CancellationToken;
+
+#[tokio::test]
+async fn admin_group_members_read_but_do_not_change() {
+    let hooks = Arc::new(Hooks::default());
+    let info = DaemonInfo { version: "1".into(), pid: 1, listeners: vec![] };
+    let policy = PeerPolicy::new(vec![1000], vec![3000]);
+    let state = AdminState::new(state(), hooks.clone(), info, policy);
+    let reader = admin_router(state).layer(MockConnectInfo(PeerCred { uid: 1500, gid: 3000, pid: None }));
+    let (status, _) = call(reader.clone(), "GET", "/v1/status").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = call(reader.clone(), "GET", "/v1/secrets").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["identity-header"], crate::tests::IDENTITY_HEADER);
+    let (status, body) = call(reader.clone(), "POST", "/v1/reload").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body["error_description"].as_str().unwrap().contains("may only read"));
+    let (status, _) = call(reader, "POST", "/v1/rotate-secrets").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(*hooks.calls.lock().unwrap(), 0);
+}
+
+#[tokio::test]
+async fn rotate_secrets_reports_the_hooks_outcome() {
+    let (status, body) =
+        call(as_peer(admin(Arc::new(Hooks::default())), 1000), "POST", "/v1/rotate-secrets").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "the default hook refuses: {body}");
+    assert_eq!(body["error"], "rotate_failed");
+}
