@@ -1,4 +1,5 @@
-//! The subcommands that ask the running daemon over its admin socket: `status`, `reload`.
+//! The subcommands that ask the running daemon over its admin socket: `status`, `reload`,
+//! `rotate-secrets`.
 //! Presentation only; the daemon decides everything.
 
 use std::fmt::Write as _;
@@ -48,6 +49,27 @@ pub async fn reload(config: &Config) -> Result<ExitCode> {
         eprintln!("  - {p}");
     }
     Ok(ExitCode::from(EXIT_REJECTED))
+}
+
+pub async fn rotate_secrets(config: &Config) -> Result<ExitCode> {
+    let (code, body) = AdminClient::new(config).post("/v1/rotate-secrets", None).await?;
+    if code != StatusCode::OK {
+        let why = body["error_description"].as_str().unwrap_or("no reason given");
+        bail!("the daemon did not rotate its secrets: {why}");
+    }
+    let names = |key: &str| -> String {
+        let v: Vec<&str> = body[key].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        if v.is_empty() { "none".into() } else { v.join(", ") }
+    };
+    println!("rotated: {}", names("rotated"));
+    if body["unchanged"].as_array().is_some_and(|a| !a.is_empty()) {
+        println!("unchanged (configured files that did not change): {}", names("unchanged"));
+    }
+    println!(
+        "the previous values keep working for {}; give clients the new values with `azbroker env`",
+        secs(&body["grace_secs"])
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn text<'a>(v: &'a Value, key: &str) -> &'a str {

@@ -45,6 +45,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Make the running daemon re-read its config file (like SIGHUP, but reports the outcome).
     Reload,
+    /// Give the running daemon new runtime secrets (identity header, ...); the old values keep
+    /// working for `server.rotate_grace`, then clients need the new `azbroker env`.
+    RotateSecrets,
 }
 
 #[derive(Debug, Args)]

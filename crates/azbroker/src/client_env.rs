@@ -1,28 +1,41 @@
 //! What a client process needs in its environment to reach the daemon, per dialect, and how to
 //! print it for each shell.
 
-use std::path::PathBuf;
-
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use azbroker_core::Secret;
+use azbroker_server::SecretId;
 
+use crate::admin_client::AdminClient;
 use crate::cli::{Dialect, EnvFormat};
 use crate::config::Config;
-use crate::state;
+use crate::secrets;
 
-/// The runtime secrets a client may need, read (or generated) the way the daemon does.
-pub fn identity_header(config: &Config) -> Result<Secret> {
-    match &config.server.identity_header_file {
-        Some(path) => state::read_secret_file(path),
-        None => {
-            state::ensure_private_dir(&config.server.state_dir)?;
-            state::load_or_create_secret(&identity_header_path(config))
-        }
+/// A runtime secret a client needs: read (or generated) the way the daemon does, or — when this
+/// user may not read the daemon's files (a system daemon, `admin_group`) — asked of the daemon.
+pub fn secret(config: &Config, id: SecretId) -> Result<Secret> {
+    match secrets::load(config, id) {
+        Ok(s) => Ok(s),
+        Err(e) if is_permission_denied(&e) => from_daemon(config, id)
+            .with_context(|| format!("cannot read the daemon's {} ({e:#}), nor ask the daemon", id.name())),
+        Err(e) => Err(e),
     }
 }
 
-pub fn identity_header_path(config: &Config) -> PathBuf {
-    config.server.state_dir.join(state::IDENTITY_HEADER_FILE)
+pub fn identity_header(config: &Config) -> Result<Secret> {
+    secret(config, SecretId::IdentityHeader)
+}
+
+fn is_permission_denied(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+    })
+}
+
+fn from_daemon(config: &Config, id: SecretId) -> Result<Secret> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (_, body) = rt.block_on(AdminClient::new(config).get("/v1/secrets"))?;
+    let value = body[id.name()].as_str().with_context(|| format!("the daemon has no {}", id.name()))?;
+    Ok(Secret::new(value))
 }
 
 /// `http://ADDR[/p/PROFILE]` for the daemon's first listener.

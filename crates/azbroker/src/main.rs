@@ -1,6 +1,7 @@
 //! `azbroker`: parses the command line, loads the config, starts logging and runs one subcommand.
 //! Wiring only — protocol, cache and upstream logic live in the library crates.
 
+mod access;
 mod admin_client;
 mod admin_commands;
 mod cli;
@@ -8,6 +9,7 @@ mod client_env;
 mod commands;
 mod config;
 mod paths;
+mod secrets;
 mod serve;
 mod sources;
 mod state;
@@ -58,5 +60,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig => commands::check_config(&config),
         Command::Status(args) => block_on(admin_commands::status(&config, &args)),
         Command::Reload => block_on(admin_commands::reload(&config)),
+        Command::RotateSecrets => block_on(admin_commands::rotate_secrets(&config)),
     }
 }

@@ -1,5 +1,6 @@
 //! `azbroker serve`: binds the listeners, starts the engine and the servers, and runs until
-//! SIGTERM/SIGINT; SIGHUP reloads the config (a bad config keeps the old one serving).
+//! SIGTERM/SIGINT; SIGHUP reloads the config (a bad config keeps the old one serving). The access
+//! policy, limits and runtime secrets come from `access`, `config` and `secrets`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,8 +11,10 @@ use anyhow::{Context, Result};
 use azbroker_core::BoxFuture;
 use azbroker_core::{Engine, ProfileName, Secret, TenantId};
 use azbroker_entra::SecretRef;
-use azbroker_server::admin::{self, AdminHooks, AdminState, DaemonInfo, PeerPolicy, ReloadOutcome};
-use azbroker_server::{AppState, RuntimeSecrets};
+use azbroker_server::admin::{
+    self, AdminHooks, AdminState, DaemonInfo, PeerPolicy, ReloadOutcome, RotateOutcome,
+};
+use azbroker_server::{AppState, Server};
 use azbroker_testkit::FakeEntra;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -21,9 +24,8 @@ use tokio_util::task::TaskTracker;
 use url::Url;
 
 use crate::cli::ServeArgs;
-use crate::client_env;
-use crate::config::{Config, Login, LoginKind, Profile};
-use crate::{admin_client, paths, sources, state};
+use crate::config::{Config, ConfigError, Login, LoginKind, Profile};
+use crate::{access, admin_client, paths, secrets, sources, state};
 
 /// How long in-flight requests may take to finish after SIGTERM.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -33,19 +35,33 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
     std::fs::create_dir_all(&config.server.runtime_dir).with_context(|| {
         format!("cannot create runtime directory {}", config.server.runtime_dir.display())
     })?;
-    let identity_header = client_env::identity_header(&config)?;
+    let runtime_secrets = secrets::load_all(&config)?;
 
     let local = if args.local_authority { Some(start_local_authority(&mut config).await?) } else { None };
+    let resolved = access::resolve(&config).map_err(|problems| ConfigError {
+        origin: config.origin.as_ref().map_or("built-in defaults".into(), |p| p.display().to_string()),
+        problems,
+    })?;
     let authority = local.as_ref().map(|l| Url::parse(&l.url())).transpose()?;
     let client = sources::entra_client(&config, authority.as_ref())?;
     let engine = Engine::new(config.refresh.clone(), sources::bindings(&config, &client));
-    let app = AppState::new(engine.clone(), sources::directory(&config)?, RuntimeSecrets { identity_header });
+    let directory = sources::directory(&config, resolved.user_defaults.clone())?;
+    let app = AppState::new(engine.clone(), directory, runtime_secrets);
+    apply_access(&app, &config, resolved.policy);
+    app.set_group_resolver(access::group_resolver());
+    for warning in &resolved.warnings {
+        tracing::warn!("{warning}");
+    }
 
     let listeners = bind_all(&config).await?;
     let admin_path = admin_client::socket_path(&config);
     let admin_listener = admin::bind_admin_socket(&admin_path)
         .await
         .with_context(|| format!("cannot bind the admin socket {}", admin_path.display()))?;
+    if let Some(gid) = resolved.admin_gid {
+        admin::share_with_group(&admin_path, gid)
+            .with_context(|| format!("cannot give group {gid} access to {}", admin_path.display()))?;
+    }
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
     {
@@ -56,22 +72,27 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
     for (listener, profile) in listeners {
         bound.push(listener.local_addr()?);
         let router = azbroker_server::router(app.clone(), profile);
-        let cancel = cancel.clone();
+        let server = Server::new(router, config.server.hardening.limits.clone(), cancel.clone());
         tasks.spawn(async move {
-            if let Err(e) = azbroker_server::serve(listener, router, cancel).await {
+            if let Err(e) = server.serve_tcp(listener).await {
                 tracing::error!(error = %e, "listener failed");
             }
         });
     }
     let (reload_tx, mut reload_rx) = mpsc::channel(4);
-    let hooks = Arc::new(ServeHooks { reload_tx, fields: Mutex::new(status_fields(&config)) });
+    let hooks = Arc::new(ServeHooks {
+        reload_tx,
+        fields: Mutex::new(status_fields(&config)),
+        app: app.clone(),
+        config: Mutex::new(config.clone()),
+    });
     {
         let info = DaemonInfo {
             version: env!("CARGO_PKG_VERSION").into(),
             pid: std::process::id(),
             listeners: bound.iter().map(ToString::to_string).collect(),
         };
-        let policy = PeerPolicy::new(vec![paths::current_uid()], vec![]);
+        let policy = PeerPolicy::new(vec![paths::current_uid()], resolved.admin_gid.into_iter().collect());
         let router = admin::admin_router(AdminState::new(app.clone(), hooks.clone(), info, policy));
         let cancel = cancel.clone();
         tasks.spawn(async move {
@@ -123,6 +144,16 @@ type ReloadRequest = oneshot::Sender<Result<ReloadOutcome, Vec<String>>>;
 struct ServeHooks {
     reload_tx: mpsc::Sender<ReloadRequest>,
     fields: Mutex<serde_json::Map<String, serde_json::Value>>,
+    app: AppState,
+    /// The config in force (where the secrets live, the grace period).
+    config: Mutex<Config>,
+}
+
+impl ServeHooks {
+    fn applied(&self, config: &Config) {
+        *self.fields.lock().unwrap_or_else(PoisonError::into_inner) = status_fields(config);
+        *self.config.lock().unwrap_or_else(PoisonError::into_inner) = config.clone();
+    }
 }
 
 impl AdminHooks for ServeHooks {
@@ -137,9 +168,28 @@ impl AdminHooks for ServeHooks {
         })
     }
 
+    fn rotate_secrets(&self) -> BoxFuture<'static, Result<RotateOutcome, String>> {
+        let config = self.config.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let app = self.app.clone();
+        Box::pin(async move {
+            let grace = config.server.hardening.rotate_grace;
+            tokio::task::spawn_blocking(move || secrets::rotate(&config, &app, grace))
+                .await
+                .map_err(|e| format!("rotation failed: {e}"))?
+                .map_err(|e| format!("{e:#}"))
+        })
+    }
+
     fn status_fields(&self) -> serde_json::Map<String, serde_json::Value> {
         self.fields.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
+}
+
+/// Installs the parts of the config the server enforces per request.
+fn apply_access(app: &AppState, config: &Config, policy: azbroker_core::AccessPolicy) {
+    app.set_policy(policy);
+    app.set_rate_limit(config.server.hardening.rate_limit);
+    app.set_allow_remote(config.server.hardening.allow_non_loopback);
 }
 
 /// What `status` shows of the config: where it came from and the logins (never their secrets).
@@ -178,13 +228,13 @@ async fn wait_for_signals(
             _ = int.recv() => break,
             _ = hup.recv() => {
                 if reload(config, app, client).is_ok() {
-                    *hooks.fields.lock().unwrap_or_else(PoisonError::into_inner) = status_fields(config);
+                    hooks.applied(config);
                 }
             }
             Some(done) = reload_rx.recv() => {
                 let outcome = reload(config, app, client);
                 if outcome.is_ok() {
-                    *hooks.fields.lock().unwrap_or_else(PoisonError::into_inner) = status_fields(config);
+                    hooks.applied(config);
                 }
                 let _ = done.send(outcome);
             }
@@ -209,7 +259,9 @@ fn reload(
         return Err(vec!["the daemon runs on built-in defaults (no config file); nothing to reload".into()]);
     };
     let next = Config::load(Some(&origin)).map_err(|e| rejected(e.problems))?;
-    let directory = sources::directory(&next).map_err(|e| rejected(vec![format!("{e:#}")]))?;
+    let resolved = access::resolve(&next).map_err(rejected)?;
+    let directory =
+        sources::directory(&next, resolved.user_defaults).map_err(|e| rejected(vec![format!("{e:#}")]))?;
     let mut warnings = Vec::new();
     if next.server.listen != config.server.listen
         || next.profiles.values().map(|p| &p.listen).ne(config.profiles.values().map(|p| &p.listen))
@@ -219,6 +271,10 @@ fn reload(
     }
     app.engine().set_profiles(sources::bindings(&next, client));
     app.set_directory(directory);
+    apply_access(app, &next, resolved.policy);
+    for warning in resolved.warnings {
+        tracing::warn!("{warning}");
+    }
     tracing::info!(profiles = next.profiles.len(), "config reloaded");
     *config = next;
     Ok(ReloadOutcome { profiles: config.profiles.len(), warnings })
@@ -257,6 +313,7 @@ async fn start_local_authority(config: &mut Config) -> Result<FakeEntra> {
                 accept_any_client_id: true,
                 prefetch: vec![],
                 listen: vec![],
+                access: Default::default(),
                 fingerprint: "local".into(),
             },
         );

@@ -29,7 +29,7 @@ use http::StatusCode;
 use serde::Serialize;
 
 pub use peer::{PeerAccess, PeerCred, PeerPolicy};
-pub use socket::{bind_admin_socket, serve_unix};
+pub use socket::{bind_admin_socket, serve_unix, share_with_group};
 
 use crate::body;
 use crate::state::AppState;

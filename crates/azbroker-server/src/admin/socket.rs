@@ -41,6 +41,13 @@ pub async fn bind_admin_socket(path: &Path) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
+/// Lets members of group `gid` connect too (`admin_group`): the socket becomes 0660 with that
+/// group. What they may do is still decided per connection by the [`super::PeerPolicy`].
+pub fn share_with_group(path: &Path, gid: u32) -> io::Result<()> {
+    std::os::unix::fs::chown(path, None, Some(gid))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+}
+
 /// Serves `router` on `listener` until `shutdown` fires, then lets in-flight requests finish.
 /// Every request carries the connection's [`PeerCred`] as `ConnectInfo`.
 pub async fn serve_unix(
