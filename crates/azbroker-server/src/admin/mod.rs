@@ -29,6 +29,8 @@ use http::StatusCode;
 use serde::Serialize;
 
 pub use peer::{PeerAccess, PeerCred, PeerPolicy};
+#[cfg(test)]
+pub(crate) use peer::parse_status_groups as parse_status_groups_for_fuzz;
 pub use socket::{bind_admin_socket, serve_unix, share_with_group};
 
 use crate::body;

@@ -7,6 +7,7 @@
 mod app_service;
 mod capture;
 mod conn;
+mod fuzz;
 mod imds;
 mod policy;
 mod routing;

@@ -393,3 +393,6 @@ fn check_aliases(profiles: &BTreeMap<ProfileName, Profile>, p: &mut Problems) {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fuzz;
