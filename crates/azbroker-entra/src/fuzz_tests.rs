@@ -35,9 +35,8 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
         Just("suberror"),
         Just("x"),
     ];
-    let object = prop::collection::vec((keys, scalar.clone()), 0..8).prop_map(|fields| {
-        Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
-    });
+    let object = prop::collection::vec((keys, scalar.clone()), 0..8)
+        .prop_map(|fields| Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()));
     prop_oneof![
         object.prop_map(|v| serde_json::to_vec(&v).unwrap()),
         prop::collection::vec(any::<u8>(), 0..64),
@@ -68,10 +67,14 @@ fn fuzz_oauth_error_parsing() {
 #[test]
 fn fuzz_retry_after_parsing() {
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    fuzz("Retry-After", prop_oneof!["[0-9]{0,25}", "[ -~]{0,40}", "(Mon|Tue), [0-9]{2} Nov 20[0-9]{2} [0-9:]{8} GMT"], |v| {
-        let _ = parse_retry_after(&v, now);
-        Ok(())
-    });
+    fuzz(
+        "Retry-After",
+        prop_oneof!["[0-9]{0,25}", "[ -~]{0,40}", "(Mon|Tue), [0-9]{2} Nov 20[0-9]{2} [0-9:]{8} GMT"],
+        |v| {
+            let _ = parse_retry_after(&v, now);
+            Ok(())
+        },
+    );
 }
 
 #[test]

@@ -47,11 +47,14 @@ pub(crate) async fn authorize(
     Ok(())
 }
 
+/// A uid's groups and when they were looked up.
+type Cached = (Arc<[u32]>, Instant);
+
 /// uid → groups, through the installed resolver.
 #[derive(Default)]
 pub(crate) struct GroupCache {
     resolver: RwLock<Option<GroupResolver>>,
-    cache: Mutex<HashMap<u32, (Arc<[u32]>, Instant)>>,
+    cache: Mutex<HashMap<u32, Cached>>,
 }
 
 impl GroupCache {

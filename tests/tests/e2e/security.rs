@@ -80,6 +80,11 @@ fn tid(auth: &Authority, body: &Value) -> String {
 
 const TOKEN: &str = "/metadata/identity/oauth2/token?api-version=2018-02-01";
 
+/// An IMDS GET from this (root) process.
+async fn imds_get(daemon: &Daemon, path_and_query: &str) -> reqwest::Response {
+    http().get(daemon.url(path_and_query)).header("Metadata", "true").send().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_user_is_refused_on_a_restricted_profile_and_served_on_an_open_one() {
     let (auth, daemon) = three_profiles("");
@@ -102,12 +107,7 @@ async fn another_user_is_refused_on_a_restricted_profile_and_served_on_an_open_o
     assert_eq!(tid(&auth, &body), tenant_guid(SHARED));
 
     // The daemon's own user (root here) is served on the restricted profile.
-    let r = http()
-        .get(daemon.url(&format!("/p/fabrikam{TOKEN}&{q}")))
-        .header("Metadata", "true")
-        .send()
-        .await
-        .unwrap();
+    let r = imds_get(&daemon, &format!("/p/fabrikam{TOKEN}&{q}")).await;
     assert_eq!(r.status(), 200);
     let log = daemon.log();
     let denial = log.lines().find(|l| l.contains("denied by policy")).expect("the denial is logged");
@@ -119,12 +119,7 @@ async fn another_user_is_refused_on_a_restricted_profile_and_served_on_an_open_o
 async fn a_resource_outside_the_allow_list_is_refused_without_an_upstream_call() {
     let (auth, daemon) = three_profiles("");
     let before = auth.token_requests();
-    let r = http()
-        .get(daemon.url(&format!("/p/fabrikam{TOKEN}&resource=https://vault.azure.net")))
-        .header("Metadata", "true")
-        .send()
-        .await
-        .unwrap();
+    let r = imds_get(&daemon, &format!("/p/fabrikam{TOKEN}&resource=https://vault.azure.net")).await;
     assert_eq!(r.status(), 403);
     let body: Value = r.json().await.unwrap();
     assert!(body["error_description"].as_str().unwrap().contains("allowed_resources"), "{body}");
@@ -220,12 +215,7 @@ async fn rotated_secrets_keep_the_old_value_for_the_grace_period_and_no_output_h
     let wrong = "wrong-identity-header-presented-by-an-attacker";
     assert_eq!(app_service_status(&daemon, wrong).await, 401);
     let mut tokens = Vec::new();
-    let r = http()
-        .get(daemon.url(&format!("/p/fabrikam{TOKEN}&resource={ARM}")))
-        .header("Metadata", "true")
-        .send()
-        .await
-        .unwrap();
+    let r = imds_get(&daemon, &format!("/p/fabrikam{TOKEN}&resource={ARM}")).await;
     tokens.push(r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned());
     let (_, body) = imds_as_nobody(&daemon, &format!("{TOKEN}&resource={ARM}"));
     tokens.push(body["access_token"].as_str().unwrap().to_owned());

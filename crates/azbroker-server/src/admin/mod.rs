@@ -28,9 +28,9 @@ use azbroker_core::BoxFuture;
 use http::StatusCode;
 use serde::Serialize;
 
-pub use peer::{PeerAccess, PeerCred, PeerPolicy};
 #[cfg(test)]
 pub(crate) use peer::parse_status_groups as parse_status_groups_for_fuzz;
+pub use peer::{PeerAccess, PeerCred, PeerPolicy};
 pub use socket::{bind_admin_socket, serve_unix, share_with_group};
 
 use crate::body;

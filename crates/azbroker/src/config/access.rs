@@ -75,9 +75,11 @@ pub const SERVER_KEYS: &[&str] =
 pub const PROFILE_KEYS: &[&str] = &["allowed_users", "allowed_groups", "allowed_resources"];
 
 pub fn hardening(s: &Section<'_>, p: &mut Problems) -> Hardening {
-    let mut h = Hardening::default();
-    h.allow_non_loopback = s.bool("allow_non_loopback", p).unwrap_or(false);
-    h.admin_group = s.str("admin_group", p).map(group_ref);
+    let mut h = Hardening {
+        allow_non_loopback: s.bool("allow_non_loopback", p).unwrap_or(false),
+        admin_group: s.str("admin_group", p).map(group_ref),
+        ..Hardening::default()
+    };
     if let Some(d) = s.parsed("rotate_grace", p, super::duration) {
         h.rotate_grace = d;
     }

@@ -27,32 +27,71 @@ fn value() -> impl Strategy<Value = String> {
 
 fn key() -> impl Strategy<Value = &'static str> {
     prop::sample::select(vec![
-        "listen", "runtime_dir", "state_dir", "default_profile", "identity_header_file", "allow_non_loopback",
-        "admin_group", "rotate_grace", "max_connections", "header_timeout", "request_timeout",
-        "max_body_bytes", "per_second", "burst", "name", "authority_host", "ca_file", "margin", "idle_ttl",
-        "kind", "tenant", "client_id", "client_secret", "client_secret_file", "login", "aliases",
-        "accept_any_client_id", "prefetch", "allowed_users", "allowed_groups", "allowed_resources", "bogus",
+        "listen",
+        "runtime_dir",
+        "state_dir",
+        "default_profile",
+        "identity_header_file",
+        "allow_non_loopback",
+        "admin_group",
+        "rotate_grace",
+        "max_connections",
+        "header_timeout",
+        "request_timeout",
+        "max_body_bytes",
+        "per_second",
+        "burst",
+        "name",
+        "authority_host",
+        "ca_file",
+        "margin",
+        "idle_ttl",
+        "kind",
+        "tenant",
+        "client_id",
+        "client_secret",
+        "client_secret_file",
+        "login",
+        "aliases",
+        "accept_any_client_id",
+        "prefetch",
+        "allowed_users",
+        "allowed_groups",
+        "allowed_resources",
+        "bogus",
     ])
 }
 
 fn section() -> impl Strategy<Value = &'static str> {
     prop::sample::select(vec![
-        "server", "server.limits", "server.rate_limit", "cloud", "refresh", "logins.app", "logins.x",
-        "profiles.p", "profiles.q", "users.root", "users.nobody-at-all", "extra",
+        "server",
+        "server.limits",
+        "server.rate_limit",
+        "cloud",
+        "refresh",
+        "logins.app",
+        "logins.x",
+        "profiles.p",
+        "profiles.q",
+        "users.root",
+        "users.nobody-at-all",
+        "extra",
     ])
 }
 
 fn document() -> impl Strategy<Value = String> {
-    prop::collection::vec((section(), prop::collection::vec((key(), value()), 0..5)), 0..6).prop_map(|tables| {
-        let mut text = String::new();
-        for (name, pairs) in tables {
-            text.push_str(&format!("[{name}]\n"));
-            for (k, v) in pairs {
-                text.push_str(&format!("{k} = {v}\n"));
+    prop::collection::vec((section(), prop::collection::vec((key(), value()), 0..5)), 0..6).prop_map(
+        |tables| {
+            let mut text = String::new();
+            for (name, pairs) in tables {
+                text.push_str(&format!("[{name}]\n"));
+                for (k, v) in pairs {
+                    text.push_str(&format!("{k} = {v}\n"));
+                }
             }
-        }
-        text
-    })
+            text
+        },
+    )
 }
 
 #[test]
