@@ -8,6 +8,7 @@
 pub mod engine;
 pub mod error;
 pub mod names;
+pub mod policy;
 pub mod schedule;
 pub mod secret;
 pub mod select;
@@ -20,6 +21,7 @@ pub use engine::{
 };
 pub use error::UpstreamError;
 pub use names::{NameError, ProfileName, Resource, TenantId};
+pub use policy::{AccessPolicy, Caller, Denial, ProfileAccess, ResourceAllowList, Users};
 pub use secret::Secret;
 pub use select::{AliasConflict, Directory, IdSelector, ProfileSelectors, SelectError, Selection};
 pub use source::{BoxFuture, FetchRequest, TokenSource};

@@ -17,6 +17,9 @@ mod error_map;
 pub mod response;
 pub mod service_principal;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 pub use client::{ClientCredential, EntraClient, HttpSettings, SetupError};
 pub use cloud::{CloudName, parse_authority_host};
 pub use response::TokenResponse;

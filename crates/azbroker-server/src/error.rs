@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use azbroker_core::{EngineError, NameError, SelectError, UpstreamError};
+use azbroker_core::{Denial, EngineError, NameError, SelectError, UpstreamError};
 use http::StatusCode;
 
 /// `Retry-After` when upstream throttled us without saying for how long.
@@ -37,6 +37,8 @@ pub(crate) enum RequestError {
     },
     TooManyParams,
     DuplicateParam(String),
+    /// A `%` not followed by two hex digits, or an escape that decodes to invalid UTF-8.
+    MalformedQuery,
     MissingParam(&'static str),
     InvalidResource(NameError),
     ConflictingSelectors(&'static str, &'static str),
@@ -51,13 +53,20 @@ pub(crate) enum RequestError {
     /// This dialect cannot be served by this daemon (e.g. Arc without access to its key directory).
     Unavailable(&'static str),
     Select(SelectError),
+    /// Refused by the access policy (caller, resource).
+    Denied(Denial),
+    /// Over the per-uid rate limit.
+    RateLimited {
+        retry_after_secs: u64,
+    },
     Engine(EngineError),
 }
 
 impl RequestError {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
-            Self::NotLoopback | Self::Unavailable(_) => StatusCode::FORBIDDEN,
+            Self::NotLoopback | Self::Denied(_) | Self::Unavailable(_) => StatusCode::FORBIDDEN,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::Engine(EngineError::Upstream(e)) => upstream_status(e),
             Self::Engine(EngineError::ShuttingDown) => StatusCode::SERVICE_UNAVAILABLE,
@@ -67,6 +76,7 @@ impl RequestError {
             | Self::Forwarded { .. }
             | Self::TooManyParams
             | Self::DuplicateParam(_)
+            | Self::MalformedQuery
             | Self::MissingParam(_)
             | Self::InvalidResource(_)
             | Self::ConflictingSelectors(..)
@@ -81,7 +91,8 @@ impl RequestError {
     /// The OAuth-style `error` code for dialects that have one (IMDS).
     pub(crate) fn code(&self) -> &'static str {
         match self {
-            Self::NotLoopback | Self::Unavailable(_) => "forbidden",
+            Self::NotLoopback | Self::Denied(_) | Self::Unavailable(_) => "forbidden",
+            Self::RateLimited { .. } => "throttled",
             Self::Unauthorized { .. } => "unauthorized",
             Self::Engine(EngineError::Upstream(UpstreamError::InvalidResource { .. })) => "invalid_resource",
             Self::Engine(EngineError::Upstream(UpstreamError::Throttled { .. })) => "throttled",
@@ -111,6 +122,11 @@ impl RequestError {
             }
             Self::TooManyParams => "Too many query parameters".into(),
             Self::DuplicateParam(name) => format!("Duplicate query parameter '{name}'").into(),
+            Self::MalformedQuery => "The query string has a malformed percent-encoding".into(),
+            Self::Denied(d) => d.to_string().into(),
+            Self::RateLimited { retry_after_secs } => {
+                format!("Too many token requests from this user; retry in {retry_after_secs} s").into()
+            }
             Self::MissingParam(name) => format!("Required query variable '{name}' is missing").into(),
             Self::InvalidResource(e) => e.to_string().into(),
             Self::ConflictingSelectors(a, b) => {
@@ -133,6 +149,9 @@ impl RequestError {
     /// Whole seconds for `Retry-After`: present exactly when the status is 429.
     pub(crate) fn retry_after_secs(&self) -> Option<u64> {
         match self {
+            Self::RateLimited { retry_after_secs } => {
+                Some((*retry_after_secs).clamp(1, MAX_RETRY_AFTER_SECS))
+            }
             Self::Engine(EngineError::Upstream(UpstreamError::Throttled { retry_after })) => {
                 let wait = retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
                 let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
@@ -150,7 +169,11 @@ impl RequestError {
             Self::MissingMetadata => "missing_metadata",
             Self::Unauthorized { .. } => "unauthorized",
             Self::Forwarded { .. } => "forwarded",
-            Self::TooManyParams | Self::DuplicateParam(_) | Self::MissingParam(_) => "bad_query",
+            Self::TooManyParams | Self::DuplicateParam(_) | Self::MalformedQuery | Self::MissingParam(_) => {
+                "bad_query"
+            }
+            Self::Denied(d) => d.kind(),
+            Self::RateLimited { .. } => "rate_limited",
             Self::InvalidResource(_) => "invalid_resource",
             Self::ConflictingSelectors(..) => "conflicting_selectors",
             Self::BadBody(_) | Self::BadParam(..) | Self::BadScopes(_) => "bad_request",

@@ -18,11 +18,12 @@ use crate::error::RequestError;
 /// The link-local IMDS address, which clients that cannot be redirected put in `Host`.
 const IMDS_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
 
-/// Checks the peer and the host the request is addressed to. `link_local`: the listener is the
-/// 169.254.169.254 one, where that address is a local peer too.
-pub(crate) fn check(req: &Request, link_local: bool) -> Result<(), RequestError> {
+/// Checks the peer and the host the request is addressed to. `allow_remote`
+/// (`allow_non_loopback`) admits other peers (the access policy still applies); `link_local`: the
+/// listener is the 169.254.169.254 one, where that address is a local peer too.
+pub(crate) fn check(req: &Request, allow_remote: bool, link_local: bool) -> Result<(), RequestError> {
     match peer(req) {
-        Some(addr) if is_loopback(addr.ip()) => {}
+        Some(addr) if allow_remote || is_loopback(addr.ip()) => {}
         Some(addr) if link_local && addr.ip() == IpAddr::V4(IMDS_ADDR) => {}
         _ => return Err(RequestError::NotLoopback),
     }

@@ -17,25 +17,34 @@
 //! `azbroker-entra`, never caches tokens itself, and never writes a token or secret into a log
 //! line, error message or `Debug` output (tokens are identified by `AccessToken::hash`).
 
+pub mod admin;
 mod arc_keys;
+mod authorize;
 mod body;
+pub mod conn;
 mod dialect;
 mod error;
 mod guard;
 mod health;
+pub mod identity;
 mod query;
+mod ratelimit;
 mod routes;
+mod secrets;
 mod select;
-mod serve;
 mod serve_tls;
 mod state;
 
 pub use arc_keys::{ARC_TOKENS_DIR, ArcKeys, KEY_TTL};
+pub use authorize::GroupResolver;
+pub use azbroker_core::Caller;
+pub use conn::{Limits, Server, serve};
 pub use dialect::azure_ml::DEFAULT_IDENTITY_CLIENT_ID;
+pub use ratelimit::RateLimit;
 pub use routes::{link_local_router, router, service_fabric_router};
-pub use serve::serve;
+pub use secrets::{RuntimeSecrets, SecretId};
 pub use serve_tls::{serve_tls, tls_config};
-pub use state::{AppState, RuntimeSecrets};
+pub use state::AppState;
 
 #[cfg(test)]
 mod tests;

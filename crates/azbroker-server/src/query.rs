@@ -22,6 +22,9 @@ impl<'q> QueryParams<'q> {
         let Some(raw) = raw.filter(|r| !r.is_empty()) else {
             return Ok(Self::default());
         };
+        if !well_formed(raw) {
+            return Err(RequestError::MalformedQuery);
+        }
         let mut pairs: Vec<(Cow<'q, str>, Cow<'q, str>)> = Vec::with_capacity(4);
         for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
             if pairs.len() == MAX_PARAMS {
@@ -52,9 +55,35 @@ impl<'q> QueryParams<'q> {
     }
 }
 
+/// Every `%` starts a two-hex-digit escape, and the decoded bytes are UTF-8 (`form_urlencoded`
+/// would otherwise pass bad escapes through and replace invalid bytes silently).
+fn well_formed(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    let mut i = 0;
+    while let Some(off) = b[i..].iter().position(|&c| c == b'%') {
+        let at = i + off;
+        if !(b.get(at + 1).is_some_and(u8::is_ascii_hexdigit)
+            && b.get(at + 2).is_some_and(u8::is_ascii_hexdigit))
+        {
+            return false;
+        }
+        i = at + 3;
+    }
+    !raw.contains('%') || percent_encoding::percent_decode_str(raw).decode_utf8().is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn malformed_escapes_are_refused() {
+        for bad in ["resource=%", "resource=%4", "resource=%zz", "resource=a%C3", "resource=%FF%FE", "%=x"] {
+            assert!(matches!(QueryParams::parse(Some(bad)), Err(RequestError::MalformedQuery)), "{bad}");
+        }
+        let q = QueryParams::parse(Some("resource=caf%C3%A9%25")).unwrap();
+        assert_eq!(q.get("resource"), Some("café%"));
+    }
 
     #[test]
     fn decodes_and_borrows() {

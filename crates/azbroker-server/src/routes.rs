@@ -106,7 +106,7 @@ fn build(ctx: RouteCtx) -> Router {
 
 /// The handler behind every route: guards first, then the endpoint.
 async fn guarded<E: Endpoint>(State(ctx): State<Arc<RouteCtx>>, req: Request) -> Response {
-    match guard::check(&req, ctx.kind == ListenerKind::LinkLocal) {
+    match guard::check(&req, ctx.app.allow_remote(), ctx.kind == ListenerKind::LinkLocal) {
         Ok(()) => E::call(ctx, req).await,
         Err(error) => {
             tracing::debug!(

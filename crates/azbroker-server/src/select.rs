@@ -46,13 +46,13 @@ pub(crate) fn profile(
     path_profile: Option<&PathProfile>,
     listener_profile: Option<&ProfileName>,
     selector: Option<&Selector<'_>>,
+    uid: Option<u32>,
 ) -> Result<ProfileName, RequestError> {
     let selection = Selection {
         path_profile: path_profile.map(|p| p.0.as_str()),
         listener_profile,
         id: selector.map(|s| IdSelector { param: s.param, value: &s.value }),
-        // Per-user defaults need the caller's UID, which a later change learns from the socket.
-        uid: None,
+        uid,
     };
     state.select(&selection).map_err(RequestError::from)
 }

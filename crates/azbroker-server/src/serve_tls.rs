@@ -1,25 +1,23 @@
 //! The HTTPS serve loop (Service Fabric): TLS handshakes run in their own tasks, bounded in number
-//! and time, so a slow or hostile client cannot stall others; finished handshakes feed axum's
-//! serve loop, which records each peer's address for the guards and shuts down gracefully like
-//! the plain HTTP one.
+//! and time, so a slow or hostile client cannot stall others; a finished handshake's stream is
+//! served by the same connection code as plain HTTP (`conn::Server`: limits, peer address and
+//! caller uid for the guards and the access policy, graceful shutdown).
 //!
 //! It never decides policy. The certificate and key come from the caller ([`tls_config`]); this
 //! module never reads files.
 
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::serve::{Listener, ListenerExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::server::TlsStream;
-use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::conn::Server;
 
 /// A handshake that has not finished by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,35 +38,19 @@ pub fn tls_config(
     Ok(Arc::new(config))
 }
 
-/// Serves `router` over TLS until `shutdown` fires, then finishes in-flight requests.
-pub async fn serve_tls(
-    listener: TcpListener,
-    router: Router,
-    config: Arc<ServerConfig>,
-    shutdown: CancellationToken,
-) -> io::Result<()> {
-    let local = listener.local_addr()?;
-    let (tx, rx) = mpsc::channel(MAX_HANDSHAKES);
-    let acceptor = tokio::spawn(accept_loop(listener, TlsAcceptor::from(config), tx, shutdown.clone()));
-    let tls = TlsListener { rx, local };
-    let result = axum::serve(tls.tap_io(|_| {}), router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await;
-    acceptor.abort();
-    result
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
-    shutdown: CancellationToken,
-) {
+/// Serves `server`'s router over TLS on `listener` until the server's shutdown fires, then lets
+/// in-flight requests finish. Each connection's local user is looked up on the TCP socket before
+/// the handshake, and the decrypted stream is served by [`Server::serve_io`] under the same
+/// bounds as plain HTTP.
+pub async fn serve_tls(listener: TcpListener, server: Server, config: Arc<ServerConfig>) -> io::Result<()> {
+    let acceptor = TlsAcceptor::from(config);
+    let shutdown = server.shutdown_token();
     let permits = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let handshakes = TaskTracker::new();
     loop {
-        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        let Ok(permit) = permits.clone().acquire_owned().await else { break };
         let accepted = tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => break,
             a = listener.accept() => a,
         };
         let (tcp, peer) = match accepted {
@@ -80,40 +62,20 @@ async fn accept_loop(
                 continue;
             }
         };
-        let _ = tcp.set_nodelay(true);
-        let (acceptor, tx) = (acceptor.clone(), tx.clone());
-        tokio::spawn(async move {
-            let _permit = permit;
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => {
-                    let _ = tx.send((stream, peer)).await;
-                }
+        let caller = crate::conn::tcp_caller(&tcp, peer);
+        let (acceptor, server) = (acceptor.clone(), server.clone());
+        handshakes.spawn(async move {
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
+            drop(permit);
+            match handshake {
+                Ok(Ok(stream)) => server.serve_io(stream, peer, caller).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
         });
     }
-}
-
-/// Completed handshakes, as a listener axum can serve.
-struct TlsListener {
-    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-}
-
-impl Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.rx.recv().await {
-            Some(conn) => conn,
-            // The accept loop ended (shutdown): no more connections, ever.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local)
-    }
+    drop(listener);
+    handshakes.close();
+    handshakes.wait().await;
+    Ok(())
 }

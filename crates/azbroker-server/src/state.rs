@@ -1,30 +1,21 @@
-//! The state every listener shares: the engine, the selection table (swappable on config reload),
-//! the runtime secrets clients must present, and the readiness flag.
+//! The state every listener shares: the engine, the selection table and the access policy (both
+//! swappable on config reload), the runtime secrets clients must present (rotatable), the
+//! optional per-uid rate limit, and the readiness flag.
 //!
-//! It owns no per-request data and never holds a lock across an `.await`: the directory lock is
-//! taken only around a synchronous `Directory::select`.
+//! It owns no per-request data and never holds a lock across an `.await`: every lock is taken
+//! only around a synchronous read or swap.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::time::Duration;
 
-use azbroker_core::{Directory, Engine, Grant, ProfileName, Secret, SelectError, Selection};
+use azbroker_core::{AccessPolicy, Directory, Engine, Grant, ProfileName, Secret, SelectError, Selection};
 
 use crate::arc_keys::ArcKeys;
-
-/// Secrets generated or configured at start that clients must present.
-///
-/// `Debug` shows only redacted values (`Secret` redacts).
-#[derive(Debug, Clone)]
-pub struct RuntimeSecrets {
-    /// The App Service `X-IDENTITY-HEADER` value (exported to clients as `IDENTITY_HEADER`); also
-    /// the Service Fabric `secret`.
-    pub identity_header: Secret,
-    /// The Azure ML `secret` header value (exported as `MSI_SECRET`).
-    pub msi_secret: Secret,
-    /// The native API's bearer key (exported as `AZD_AUTH_KEY`).
-    pub native_key: Secret,
-}
+use crate::authorize::{GroupCache, GroupResolver};
+use crate::ratelimit::{RateLimit, RateLimiter};
+use crate::secrets::{RuntimeSecrets, SecretId};
 
 /// A cheap-clone handle over the shared serving state.
 #[derive(Clone)]
@@ -35,7 +26,11 @@ pub struct AppState {
 struct Inner {
     engine: Engine,
     directory: RwLock<Arc<Directory>>,
-    secrets: RuntimeSecrets,
+    secrets: RwLock<RuntimeSecrets>,
+    policy: RwLock<Arc<AccessPolicy>>,
+    rate_limiter: RwLock<Option<Arc<RateLimiter>>>,
+    groups: GroupCache,
+    allow_remote: AtomicBool,
     ready: AtomicBool,
     /// Set once at start when the Arc key directory is usable.
     arc_keys: OnceLock<Arc<ArcKeys>>,
@@ -45,12 +40,19 @@ struct Inner {
 
 impl AppState {
     /// A state that is not ready yet (`/readyz` answers 503 until [`AppState::set_ready`]).
+    ///
+    /// Its access policy is [`AccessPolicy::unrestricted`] until [`AppState::set_policy`]; the
+    /// daemon always installs its configured policy before it serves.
     pub fn new(engine: Engine, directory: Directory, secrets: RuntimeSecrets) -> Self {
         Self {
             inner: Arc::new(Inner {
                 engine,
                 directory: RwLock::new(Arc::new(directory)),
-                secrets,
+                secrets: RwLock::new(secrets),
+                policy: RwLock::new(Arc::new(AccessPolicy::unrestricted())),
+                rate_limiter: RwLock::new(None),
+                groups: GroupCache::default(),
+                allow_remote: AtomicBool::new(false),
                 ready: AtomicBool::new(false),
                 arc_keys: OnceLock::new(),
                 tids: RwLock::new(HashMap::new()),
@@ -63,6 +65,41 @@ impl AppState {
     pub fn set_directory(&self, directory: Directory) {
         let next = Arc::new(directory);
         *self.inner.directory.write().unwrap_or_else(PoisonError::into_inner) = next;
+    }
+
+    /// Replaces the access policy (start and config reload).
+    pub fn set_policy(&self, policy: AccessPolicy) {
+        *self.inner.policy.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(policy);
+    }
+
+    /// Turns the per-uid rate limit on (`Some`) or off.
+    pub fn set_rate_limit(&self, limit: Option<RateLimit>) {
+        let limiter = limit.map(|l| Arc::new(RateLimiter::new(l)));
+        *self.inner.rate_limiter.write().unwrap_or_else(PoisonError::into_inner) = limiter;
+    }
+
+    /// How to find a uid's groups (primary and supplementary) for `allowed_groups` rules on TCP,
+    /// where the kernel reports only the uid. Called off the runtime threads; results are cached
+    /// for a minute.
+    pub fn set_group_resolver(&self, resolver: GroupResolver) {
+        self.inner.groups.set_resolver(resolver);
+    }
+
+    /// Admits peers that are not loopback (`allow_non_loopback`); the access policy still
+    /// applies to every request.
+    pub fn set_allow_remote(&self, allow: bool) {
+        self.inner.allow_remote.store(allow, Ordering::Release);
+    }
+
+    /// Makes `next` the value of secret `id`, keeping the old one valid for `grace`. False when
+    /// the value did not change.
+    pub fn rotate_secret(&self, id: SecretId, next: Secret, grace: Duration) -> bool {
+        self.inner.secrets.write().unwrap_or_else(PoisonError::into_inner).rotate(id, next, grace)
+    }
+
+    /// The value of secret `id` clients should be given now.
+    pub fn current_secret(&self, id: SecretId) -> Option<Secret> {
+        self.inner.secrets.read().unwrap_or_else(PoisonError::into_inner).current(id).cloned()
     }
 
     /// Marks the daemon ready (or not) for `/readyz`.
@@ -104,8 +141,26 @@ impl AppState {
         self.inner.tids.read().unwrap_or_else(PoisonError::into_inner).get(profile).cloned()
     }
 
-    pub(crate) fn secrets(&self) -> &RuntimeSecrets {
-        &self.inner.secrets
+    /// The access policy in force now.
+    pub fn policy(&self) -> Arc<AccessPolicy> {
+        self.inner.policy.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Constant-time check of a presented secret (current value, or the previous one in grace).
+    pub(crate) fn secret_matches(&self, id: SecretId, presented: &[u8]) -> bool {
+        self.inner.secrets.read().unwrap_or_else(PoisonError::into_inner).matches(id, presented)
+    }
+
+    pub(crate) fn rate_limiter(&self) -> Option<Arc<RateLimiter>> {
+        self.inner.rate_limiter.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    pub(crate) fn groups(&self) -> &GroupCache {
+        &self.inner.groups
+    }
+
+    pub(crate) fn allow_remote(&self) -> bool {
+        self.inner.allow_remote.load(Ordering::Acquire)
     }
 
     /// Applies the selection rules against the table in force now.

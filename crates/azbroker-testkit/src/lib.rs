@@ -26,6 +26,8 @@ mod client_auth;
 mod error;
 mod fault;
 mod form;
+#[cfg(feature = "fuzz")]
+pub mod fuzz;
 mod grant;
 mod issue;
 mod jwt;

@@ -41,6 +41,20 @@ pub enum Command {
     Token(TokenArgs),
     /// Validate the config file and print a summary.
     CheckConfig,
+    /// Show the running daemon's profiles, cached tokens and counters (asks the admin socket).
+    Status(StatusArgs),
+    /// Make the running daemon re-read its config file (like SIGHUP, but reports the outcome).
+    Reload,
+    /// Give the running daemon new runtime secrets (identity header, ...); the old values keep
+    /// working for `server.rotate_grace`, then clients need the new `azbroker env`.
+    RotateSecrets,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print the daemon's answer as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

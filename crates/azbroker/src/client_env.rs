@@ -1,39 +1,41 @@
 //! What a client process needs in its environment to reach the daemon, per dialect, and how to
 //! print it for each shell.
 
-use std::path::Path;
-
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use azbroker_core::Secret;
-use azbroker_server::{DEFAULT_IDENTITY_CLIENT_ID, RuntimeSecrets};
+use azbroker_server::{DEFAULT_IDENTITY_CLIENT_ID, SecretId};
 
+use crate::admin_client::AdminClient;
 use crate::cli::{Dialect, EnvFormat};
 use crate::config::Config;
-use crate::{state, tls_identity};
+use crate::{secrets, tls_identity};
 
-/// The App Service identity header, read (or generated) the way the daemon does.
-pub fn identity_header(config: &Config) -> Result<Secret> {
-    secret(config, config.server.identity_header_file.as_deref(), state::IDENTITY_HEADER_FILE)
+/// A runtime secret a client needs: read (or generated) the way the daemon does, or — when this
+/// user may not read the daemon's files (a system daemon, `admin_group`) — asked of the daemon.
+pub fn secret(config: &Config, id: SecretId) -> Result<Secret> {
+    match secrets::load(config, id) {
+        Ok(s) => Ok(s),
+        Err(e) if is_permission_denied(&e) => from_daemon(config, id)
+            .with_context(|| format!("cannot read the daemon's {} ({e:#}), nor ask the daemon", id.name())),
+        Err(e) => Err(e),
+    }
 }
 
-/// Every runtime secret a client may need: configured files, or generated once in state_dir.
-pub fn runtime_secrets(config: &Config) -> Result<RuntimeSecrets> {
-    let d = &config.server.dialects;
-    Ok(RuntimeSecrets {
-        identity_header: identity_header(config)?,
-        msi_secret: secret(config, d.msi_secret_file.as_deref(), state::MSI_SECRET_FILE)?,
-        native_key: secret(config, d.native_key_file.as_deref(), state::NATIVE_KEY_FILE)?,
+pub fn identity_header(config: &Config) -> Result<Secret> {
+    secret(config, SecretId::IdentityHeader)
+}
+
+fn is_permission_denied(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
     })
 }
 
-fn secret(config: &Config, configured: Option<&Path>, generated: &str) -> Result<Secret> {
-    match configured {
-        Some(path) => state::read_secret_file(path),
-        None => {
-            state::ensure_private_dir(&config.server.state_dir)?;
-            state::load_or_create_secret(&config.server.state_dir.join(generated))
-        }
-    }
+fn from_daemon(config: &Config, id: SecretId) -> Result<Secret> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (_, body) = rt.block_on(AdminClient::new(config).get("/v1/secrets"))?;
+    let value = body[id.name()].as_str().with_context(|| format!("the daemon has no {}", id.name()))?;
+    Ok(Secret::new(value))
 }
 
 /// `http://ADDR[/p/PROFILE]` for the daemon's first listener.
@@ -72,14 +74,11 @@ pub fn variables(config: &Config, profile: Option<&str>, dialect: Dialect) -> Re
             var("IDENTITY_ENDPOINT", format!("{base}/msi/token")),
             var("IDENTITY_HEADER", identity_header(config)?.expose().to_owned()),
         ],
-        Dialect::AzureMl => {
-            let secrets = runtime_secrets(config)?;
-            vec![
-                var("MSI_ENDPOINT", format!("{base}/MSI/auth")),
-                var("MSI_SECRET", secrets.msi_secret.expose().to_owned()),
-                var("DEFAULT_IDENTITY_CLIENT_ID", DEFAULT_IDENTITY_CLIENT_ID.to_owned()),
-            ]
-        }
+        Dialect::AzureMl => vec![
+            var("MSI_ENDPOINT", format!("{base}/MSI/auth")),
+            var("MSI_SECRET", secret(config, SecretId::MsiSecret)?.expose().to_owned()),
+            var("DEFAULT_IDENTITY_CLIENT_ID", DEFAULT_IDENTITY_CLIENT_ID.to_owned()),
+        ],
         Dialect::CloudShell => vec![var("MSI_ENDPOINT", format!("{base}/oauth2/token"))],
         Dialect::Imds => vec![var("AZURE_POD_IDENTITY_AUTHORITY_HOST", base)],
         Dialect::Arc => {
@@ -101,7 +100,7 @@ pub fn variables(config: &Config, profile: Option<&str>, dialect: Dialect) -> Re
         }
         Dialect::Azd => vec![
             var("AZD_AUTH_ENDPOINT", base),
-            var("AZD_AUTH_KEY", runtime_secrets(config)?.native_key.expose().to_owned()),
+            var("AZD_AUTH_KEY", secret(config, SecretId::NativeKey)?.expose().to_owned()),
         ],
         Dialect::All => {
             let mut all = variables(config, profile, Dialect::AppService)?;

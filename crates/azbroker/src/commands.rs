@@ -76,9 +76,19 @@ pub fn check_config(config: &Config) -> Result<ExitCode> {
     for l in config.logins.values() {
         println!("login {}: {} in {}", l.name, l.kind.as_str(), l.tenant);
     }
+    let resolved = crate::access::resolve(config).map_err(|problems| crate::config::ConfigError {
+        origin: config.origin.as_ref().map_or("built-in defaults".into(), |p| p.display().to_string()),
+        problems,
+    })?;
     for p in config.profiles.values() {
         let default = if config.server.default_profile.as_ref() == Some(&p.name) { " (default)" } else { "" };
         println!("profile {}{default}: login {} in tenant {}", p.name, p.login, p.tenant);
+        if let Some(access) = resolved.policy.profile(p.name.as_str()) {
+            println!("  {}", crate::access::describe(access));
+        }
+    }
+    for warning in &resolved.warnings {
+        println!("warning: {warning}");
     }
     Ok(ExitCode::SUCCESS)
 }

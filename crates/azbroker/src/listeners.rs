@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use azbroker_server::{ARC_TOKENS_DIR, AppState, ArcKeys, KEY_TTL};
+use azbroker_server::{ARC_TOKENS_DIR, AppState, ArcKeys, KEY_TTL, Server};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -44,9 +44,10 @@ pub async fn start(
             })?;
             extras.bound.push(listener.local_addr()?);
             let router = azbroker_server::service_fabric_router(app.clone(), None);
-            let (tls, cancel) = (tls.clone(), cancel.clone());
+            let server = Server::new(router, config.server.hardening.limits.clone(), cancel.clone());
+            let tls = tls.clone();
             tasks.spawn(async move {
-                if let Err(e) = azbroker_server::serve_tls(listener, router, tls, cancel).await {
+                if let Err(e) = azbroker_server::serve_tls(listener, server, tls).await {
                     tracing::error!(error = %e, "HTTPS listener failed");
                 }
             });
@@ -58,9 +59,9 @@ pub async fn start(
         extras.bound.push(listener.local_addr()?);
         extras.link_local = Some(state);
         let router = azbroker_server::link_local_router(app.clone());
-        let cancel = cancel.clone();
+        let server = Server::new(router, config.server.hardening.limits.clone(), cancel.clone());
         tasks.spawn(async move {
-            if let Err(e) = azbroker_server::serve(listener, router, cancel).await {
+            if let Err(e) = server.serve_tcp(listener).await {
                 tracing::error!(error = %e, "link-local IMDS listener failed");
             }
         });

@@ -1,6 +1,9 @@
 //! `azbroker`: parses the command line, loads the config, starts logging and runs one subcommand.
 //! Wiring only — protocol, cache and upstream logic live in the library crates.
 
+mod access;
+mod admin_client;
+mod admin_commands;
 mod cli;
 mod client_env;
 mod commands;
@@ -8,6 +11,7 @@ mod config;
 mod link_local;
 mod listeners;
 mod paths;
+mod secrets;
 mod serve;
 mod sources;
 mod state;
@@ -40,6 +44,11 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs a short client command on a single-threaded runtime.
+fn block_on(fut: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> anyhow::Result<ExitCode> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(fut)
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
@@ -50,10 +59,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Env(args) => commands::env(&config, &args),
         Command::Run(args) => commands::run(&config, &args),
-        Command::Token(args) => {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            rt.block_on(commands::token(&config, &args))
-        }
+        Command::Token(args) => block_on(commands::token(&config, &args)),
         Command::CheckConfig => commands::check_config(&config),
+        Command::Status(args) => block_on(admin_commands::status(&config, &args)),
+        Command::Reload => block_on(admin_commands::reload(&config)),
+        Command::RotateSecrets => block_on(admin_commands::rotate_secrets(&config)),
     }
 }

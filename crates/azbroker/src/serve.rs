@@ -1,25 +1,31 @@
 //! `azbroker serve`: binds the listeners, starts the engine and the servers, and runs until
-//! SIGTERM/SIGINT; SIGHUP reloads the config (a bad config keeps the old one serving).
+//! SIGTERM/SIGINT; SIGHUP reloads the config (a bad config keeps the old one serving). The access
+//! policy, limits and runtime secrets come from `access`, `config` and `secrets`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use azbroker_core::BoxFuture;
 use azbroker_core::{Engine, ProfileName, Secret, TenantId};
 use azbroker_entra::SecretRef;
-use azbroker_server::AppState;
+use azbroker_server::admin::{
+    self, AdminHooks, AdminState, DaemonInfo, PeerPolicy, ReloadOutcome, RotateOutcome,
+};
+use azbroker_server::{AppState, Server};
 use azbroker_testkit::FakeEntra;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use url::Url;
 
 use crate::cli::ServeArgs;
-use crate::client_env;
-use crate::config::{Config, Login, LoginKind, Profile};
-use crate::{listeners, sources, state};
+use crate::config::{Config, ConfigError, Login, LoginKind, Profile};
+use crate::{access, admin_client, listeners, paths, secrets, sources, state};
 
 /// How long in-flight requests may take to finish after SIGTERM.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -29,15 +35,33 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
     std::fs::create_dir_all(&config.server.runtime_dir).with_context(|| {
         format!("cannot create runtime directory {}", config.server.runtime_dir.display())
     })?;
-    let secrets = client_env::runtime_secrets(&config)?;
+    let runtime_secrets = secrets::load_all(&config)?;
 
     let local = if args.local_authority { Some(start_local_authority(&mut config).await?) } else { None };
+    let resolved = access::resolve(&config).map_err(|problems| ConfigError {
+        origin: config.origin.as_ref().map_or("built-in defaults".into(), |p| p.display().to_string()),
+        problems,
+    })?;
     let authority = local.as_ref().map(|l| Url::parse(&l.url())).transpose()?;
     let client = sources::entra_client(&config, authority.as_ref())?;
     let engine = Engine::new(config.refresh.clone(), sources::bindings(&config, &client));
-    let app = AppState::new(engine.clone(), sources::directory(&config)?, secrets);
+    let directory = sources::directory(&config, resolved.user_defaults.clone())?;
+    let app = AppState::new(engine.clone(), directory, runtime_secrets);
+    apply_access(&app, &config, resolved.policy);
+    app.set_group_resolver(access::group_resolver());
+    for warning in &resolved.warnings {
+        tracing::warn!("{warning}");
+    }
 
     let listeners = bind_all(&config).await?;
+    let admin_path = admin_client::socket_path(&config);
+    let admin_listener = admin::bind_admin_socket(&admin_path)
+        .await
+        .with_context(|| format!("cannot bind the admin socket {}", admin_path.display()))?;
+    if let Some(gid) = resolved.admin_gid {
+        admin::share_with_group(&admin_path, gid)
+            .with_context(|| format!("cannot give group {gid} access to {}", admin_path.display()))?;
+    }
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
     {
@@ -48,9 +72,9 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
     for (listener, profile) in listeners {
         bound.push(listener.local_addr()?);
         let router = azbroker_server::router(app.clone(), profile);
-        let cancel = cancel.clone();
+        let server = Server::new(router, config.server.hardening.limits.clone(), cancel.clone());
         tasks.spawn(async move {
-            if let Err(e) = azbroker_server::serve(listener, router, cancel).await {
+            if let Err(e) = server.serve_tcp(listener).await {
                 tracing::error!(error = %e, "listener failed");
             }
         });
@@ -64,10 +88,32 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
         }
     };
     bound.extend_from_slice(&extras.bound);
+    let (reload_tx, mut reload_rx) = mpsc::channel(4);
+    let hooks = Arc::new(ServeHooks {
+        reload_tx,
+        fields: Mutex::new(status_fields(&config)),
+        app: app.clone(),
+        config: Mutex::new(config.clone()),
+    });
+    {
+        let info = DaemonInfo {
+            version: env!("CARGO_PKG_VERSION").into(),
+            pid: std::process::id(),
+            listeners: bound.iter().map(ToString::to_string).collect(),
+        };
+        let policy = PeerPolicy::new(vec![paths::current_uid()], resolved.admin_gid.into_iter().collect());
+        let router = admin::admin_router(AdminState::new(app.clone(), hooks.clone(), info, policy));
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            if let Err(e) = admin::serve_unix(admin_listener, router, cancel).await {
+                tracing::error!(error = %e, "admin socket failed");
+            }
+        });
+    }
     app.set_ready(true);
     announce(&config, &bound, local.is_some());
 
-    wait_for_signals(&mut config, &app, &client, &cancel).await;
+    wait_for_signals(&mut config, &app, &client, &hooks, &mut reload_rx, &cancel).await;
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
     tasks.close();
     if tokio::time::timeout(DRAIN_DEADLINE, tasks.wait()).await.is_err() {
@@ -77,6 +123,7 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
     if let Some(local) = local {
         local.shutdown();
     }
+    let _ = std::fs::remove_file(&admin_path);
     tracing::info!("stopped");
     Ok(())
 }
@@ -99,10 +146,83 @@ fn bind_hint(addr: SocketAddr) -> String {
     )
 }
 
+/// A reload asked for over the admin socket, with where to send the outcome.
+type ReloadRequest = oneshot::Sender<Result<ReloadOutcome, Vec<String>>>;
+
+/// The binary's side of the admin API: reloads go to the signal loop (one place applies
+/// configs), status fields are a snapshot refreshed at every reload.
+struct ServeHooks {
+    reload_tx: mpsc::Sender<ReloadRequest>,
+    fields: Mutex<serde_json::Map<String, serde_json::Value>>,
+    app: AppState,
+    /// The config in force (where the secrets live, the grace period).
+    config: Mutex<Config>,
+}
+
+impl ServeHooks {
+    fn applied(&self, config: &Config) {
+        *self.fields.lock().unwrap_or_else(PoisonError::into_inner) = status_fields(config);
+        *self.config.lock().unwrap_or_else(PoisonError::into_inner) = config.clone();
+    }
+}
+
+impl AdminHooks for ServeHooks {
+    fn reload(&self) -> BoxFuture<'static, Result<ReloadOutcome, Vec<String>>> {
+        let tx = self.reload_tx.clone();
+        Box::pin(async move {
+            let (done, outcome) = oneshot::channel();
+            if tx.send(done).await.is_err() {
+                return Err(vec!["the daemon is shutting down".into()]);
+            }
+            outcome.await.unwrap_or_else(|_| Err(vec!["the daemon is shutting down".into()]))
+        })
+    }
+
+    fn rotate_secrets(&self) -> BoxFuture<'static, Result<RotateOutcome, String>> {
+        let config = self.config.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let app = self.app.clone();
+        Box::pin(async move {
+            let grace = config.server.hardening.rotate_grace;
+            tokio::task::spawn_blocking(move || secrets::rotate(&config, &app, grace))
+                .await
+                .map_err(|e| format!("rotation failed: {e}"))?
+                .map_err(|e| format!("{e:#}"))
+        })
+    }
+
+    fn status_fields(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.fields.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+/// Installs the parts of the config the server enforces per request.
+fn apply_access(app: &AppState, config: &Config, policy: azbroker_core::AccessPolicy) {
+    app.set_policy(policy);
+    app.set_rate_limit(config.server.hardening.rate_limit);
+    app.set_allow_remote(config.server.hardening.allow_non_loopback);
+}
+
+/// What `status` shows of the config: where it came from and the logins (never their secrets).
+fn status_fields(config: &Config) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    if let Some(origin) = &config.origin {
+        m.insert("config".into(), origin.display().to_string().into());
+    }
+    let logins: Vec<_> = config
+        .logins
+        .values()
+        .map(|l| serde_json::json!({"name": l.name.as_str(), "kind": l.kind.as_str(), "tenant": l.tenant.as_str()}))
+        .collect();
+    m.insert("logins".into(), logins.into());
+    m
+}
+
 async fn wait_for_signals(
     config: &mut Config,
     app: &AppState,
     client: &azbroker_entra::EntraClient,
+    hooks: &ServeHooks,
+    reload_rx: &mut mpsc::Receiver<ReloadRequest>,
     cancel: &CancellationToken,
 ) {
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
@@ -116,41 +236,58 @@ async fn wait_for_signals(
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => reload(config, app, client),
+            _ = hup.recv() => {
+                if reload(config, app, client).is_ok() {
+                    hooks.applied(config);
+                }
+            }
+            Some(done) = reload_rx.recv() => {
+                let outcome = reload(config, app, client);
+                if outcome.is_ok() {
+                    hooks.applied(config);
+                }
+                let _ = done.send(outcome);
+            }
         }
     }
     cancel.cancel();
 }
 
-/// Re-reads the config file; on any problem the old config keeps serving.
-fn reload(config: &mut Config, app: &AppState, client: &azbroker_entra::EntraClient) {
+/// Re-reads the config file; on any problem the old config keeps serving and every problem is
+/// logged and returned.
+fn reload(
+    config: &mut Config,
+    app: &AppState,
+    client: &azbroker_entra::EntraClient,
+) -> Result<ReloadOutcome, Vec<String>> {
+    let rejected = |problems: Vec<String>| {
+        tracing::error!("config reload rejected, keeping the running config: {}", problems.join("; "));
+        problems
+    };
     let Some(origin) = config.origin.clone() else {
-        tracing::info!("SIGHUP: no config file in use; nothing to reload");
-        return;
+        tracing::info!("reload: no config file in use; nothing to reload");
+        return Err(vec!["the daemon runs on built-in defaults (no config file); nothing to reload".into()]);
     };
-    let next = match Config::load(Some(&origin)) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!("config reload rejected, keeping the running config: {e}");
-            return;
-        }
-    };
-    let directory = match sources::directory(&next) {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::error!("config reload rejected, keeping the running config: {e:#}");
-            return;
-        }
-    };
+    let next = Config::load(Some(&origin)).map_err(|e| rejected(e.problems))?;
+    let resolved = access::resolve(&next).map_err(rejected)?;
+    let directory =
+        sources::directory(&next, resolved.user_defaults).map_err(|e| rejected(vec![format!("{e:#}")]))?;
+    let mut warnings = Vec::new();
     if next.server.listen != config.server.listen
         || next.profiles.values().map(|p| &p.listen).ne(config.profiles.values().map(|p| &p.listen))
     {
         tracing::warn!("listener changes take effect at the next restart");
+        warnings.push("listener changes take effect at the next restart".to_owned());
     }
     app.engine().set_profiles(sources::bindings(&next, client));
     app.set_directory(directory);
+    apply_access(app, &next, resolved.policy);
+    for warning in resolved.warnings {
+        tracing::warn!("{warning}");
+    }
     tracing::info!(profiles = next.profiles.len(), "config reloaded");
     *config = next;
+    Ok(ReloadOutcome { profiles: config.profiles.len(), warnings })
 }
 
 /// Starts the embedded fake authority and, when the config has no profiles, adds a demo one.
@@ -186,6 +323,7 @@ async fn start_local_authority(config: &mut Config) -> Result<FakeEntra> {
                 accept_any_client_id: true,
                 prefetch: vec![],
                 listen: vec![],
+                access: Default::default(),
                 fingerprint: "local".into(),
             },
         );

@@ -47,14 +47,14 @@ pub fn bindings(config: &Config, client: &EntraClient) -> Vec<ProfileBinding> {
         .collect()
 }
 
-/// The selection table.
-pub fn directory(config: &Config) -> Result<Directory> {
+/// The selection table, with the per-user default profiles (uid → profile).
+pub fn directory(config: &Config, user_defaults: HashMap<u32, ProfileName>) -> Result<Directory> {
     let profiles = config.profiles.values().map(|p| {
         (
             p.name.clone(),
             ProfileSelectors { aliases: p.aliases.clone(), accept_any_client_id: p.accept_any_client_id },
         )
     });
-    Directory::new(profiles, config.server.default_profile.clone(), HashMap::new())
+    Directory::new(profiles, config.server.default_profile.clone(), user_defaults)
         .context("invalid profile aliases")
 }

@@ -11,13 +11,6 @@ use anyhow::{Context, Result, bail};
 use azbroker_core::Secret;
 use base64::Engine as _;
 
-/// The file holding the App Service identity header.
-pub const IDENTITY_HEADER_FILE: &str = "identity-header";
-/// The file holding the Azure ML `MSI_SECRET`.
-pub const MSI_SECRET_FILE: &str = "msi-secret";
-/// The file holding the native API key (`AZD_AUTH_KEY`).
-pub const NATIVE_KEY_FILE: &str = "native-key";
-
 /// Creates `dir` (and parents) if needed and makes sure it is private to its owner (0700).
 pub fn ensure_private_dir(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
@@ -40,6 +33,11 @@ pub fn load_or_create_secret(path: &Path) -> Result<Secret> {
             if s.is_empty() {
                 bail!("{} is empty; delete it to generate a new secret", path.display());
             }
+            // Ours to fix: a generated secret is never readable by anyone else.
+            if fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
+                fs::set_permissions(path, Permissions::from_mode(0o600))
+                    .with_context(|| format!("cannot make {} private (chmod 0600)", path.display()))?;
+            }
             Ok(Secret::new(s))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -51,8 +49,18 @@ pub fn load_or_create_secret(path: &Path) -> Result<Secret> {
     }
 }
 
-/// Reads an existing secret file (configured by the user); never creates it.
+/// Reads an existing secret file (configured by the user); never creates it, and refuses one that
+/// every local user can read.
 pub fn read_secret_file(path: &Path) -> Result<Secret> {
+    let meta = fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if meta.permissions().mode() & 0o004 != 0 {
+        bail!(
+            "{} is readable by every local user (mode {:o}); make it private first: chmod o-rwx {}",
+            path.display(),
+            meta.permissions().mode() & 0o777,
+            path.display()
+        );
+    }
     let s = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let s = s.trim_end_matches(['\n', '\r']);
     if s.is_empty() {
@@ -102,7 +110,7 @@ mod tests {
         let state = dir.path().join("state");
         ensure_private_dir(&state).unwrap();
         assert_eq!(fs::metadata(&state).unwrap().mode() & 0o777, 0o700);
-        let path = state.join(IDENTITY_HEADER_FILE);
+        let path = state.join("identity-header");
         let a = load_or_create_secret(&path).unwrap();
         let b = load_or_create_secret(&path).unwrap();
         assert_eq!(a.expose(), b.expose());
@@ -118,6 +126,23 @@ mod tests {
         fs::set_permissions(&state, Permissions::from_mode(0o755)).unwrap();
         ensure_private_dir(&state).unwrap();
         assert_eq!(fs::metadata(&state).unwrap().mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn world_readable_secret_files_are_refused_or_tightened() {
+        let dir = tempfile::tempdir().unwrap();
+        let configured = dir.path().join("configured");
+        fs::write(&configured, "value\n").unwrap();
+        fs::set_permissions(&configured, Permissions::from_mode(0o644)).unwrap();
+        let err = read_secret_file(&configured).unwrap_err().to_string();
+        assert!(err.contains("readable by every local user") && err.contains("chmod o-rwx"), "{err}");
+        fs::set_permissions(&configured, Permissions::from_mode(0o640)).unwrap();
+        assert_eq!(read_secret_file(&configured).unwrap().expose(), "value");
+        let generated = dir.path().join("generated");
+        fs::write(&generated, "value").unwrap();
+        fs::set_permissions(&generated, Permissions::from_mode(0o644)).unwrap();
+        load_or_create_secret(&generated).unwrap();
+        assert_eq!(fs::metadata(&generated).unwrap().mode() & 0o777, 0o600);
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! End-to-end tests: the real `azbroker` binary against the testkit authority, and real SDK
 //! clients against the real daemon. One test binary; modules by topic.
 
+mod admin;
 mod clients;
 mod dialects;
 mod lifecycle;
 mod link_local;
+mod security;
 mod tokens;
 
 use azbroker_tests::{Authority, Daemon, sp_config};

@@ -15,6 +15,7 @@ use serde::Serialize;
 use super::{Dialect, TokenRequest};
 use crate::body::{self, TokenBody};
 use crate::error::RequestError;
+use crate::secrets::SecretId;
 use crate::state::AppState;
 
 /// Docs: `client_id`, `principal_id` (alias `object_id`), `mi_res_id`; `msi_res_id` defensively.
@@ -32,7 +33,7 @@ impl Dialect for AppService {
         parts: &'r Parts,
         _body: &'r [u8],
     ) -> Result<TokenRequest<'r>, RequestError> {
-        super::parse_with_secret(parts, IDENTITY_HEADER, &state.secrets().identity_header, SELECTORS)
+        super::parse_with_secret(state, parts, IDENTITY_HEADER, SecretId::IdentityHeader, SELECTORS)
     }
 
     fn success(request: &TokenRequest<'_>, grant: &Grant) -> Response {

@@ -15,6 +15,7 @@ use http::request::Parts;
 use super::{Dialect, TokenRequest};
 use crate::body::TokenBody;
 use crate::error::RequestError;
+use crate::secrets::SecretId;
 use crate::state::AppState;
 
 /// The value `azbroker env` exports as `DEFAULT_IDENTITY_CLIENT_ID`: what a real compute instance
@@ -39,7 +40,7 @@ impl Dialect for AzureMl {
         _body: &'r [u8],
     ) -> Result<TokenRequest<'r>, RequestError> {
         let mut request =
-            super::parse_with_secret(parts, SECRET_HEADER, &state.secrets().msi_secret, SELECTORS)?;
+            super::parse_with_secret(state, parts, SECRET_HEADER, SecretId::MsiSecret, SELECTORS)?;
         if request.selector.as_ref().is_some_and(|s| s.value.eq_ignore_ascii_case(DEFAULT_IDENTITY_CLIENT_ID))
         {
             request.selector = None;

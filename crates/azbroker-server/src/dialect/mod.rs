@@ -2,8 +2,9 @@
 //!
 //! A dialect ([`Dialect`]) owns three things: parsing a request into a [`TokenRequest`] (its
 //! auth header, parameter names and check order), the success body its clients parse, and the
-//! error body shape. Everything else — profile selection, the engine call, the audit and request
-//! log lines — happens once, in [`serve_token`], so dialects cannot drift apart on it.
+//! error body shape. Everything else — profile selection (with the caller's per-user default),
+//! the access decision (caller, resource, rate limit), the engine call, the audit and request log
+//! lines — happens once, in [`serve_token`], so dialects cannot drift apart on it.
 //!
 //! Dialects never call upstream, never cache, and never put a token anywhere but a success body.
 
@@ -13,14 +14,16 @@ use std::time::Instant;
 
 use axum::extract::Request;
 use axum::response::Response;
-use azbroker_core::{CacheState, Freshness, Grant, ProfileName, Resource};
+use azbroker_core::{CacheState, Caller, Freshness, Grant, ProfileName, Resource};
 use http::header::{FORWARDED, RETRY_AFTER};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue};
 
+use crate::authorize::authorize;
 use crate::error::RequestError;
 use crate::query::QueryParams;
 use crate::routes::{Endpoint, ListenerKind, RouteCtx};
+use crate::secrets::SecretId;
 use crate::select::{self, PathProfile, Selector};
 use crate::state::AppState;
 
@@ -94,6 +97,7 @@ impl<D: Dialect> Endpoint for Token<D> {
 pub(crate) async fn serve_token<D: Dialect>(ctx: &RouteCtx, req: Request) -> Response {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
+    let uid = parts.extensions.get::<Caller>().map(|c| c.uid);
     let body = if D::BODY_LIMIT == 0 {
         Default::default()
     } else {
@@ -104,7 +108,7 @@ pub(crate) async fn serve_token<D: Dialect>(ctx: &RouteCtx, req: Request) -> Res
     };
     match obtain::<D>(ctx, &parts, &body).await {
         Ok(served) => {
-            audit(D::NAME, &served.profile, &served.request.resource, &served.grant);
+            audit(D::NAME, uid, &served.profile, &served.request.resource, &served.grant);
             let response = D::success(&served.request, &served.grant);
             log_request(
                 D::NAME,
@@ -117,6 +121,16 @@ pub(crate) async fn serve_token<D: Dialect>(ctx: &RouteCtx, req: Request) -> Res
             response
         }
         Err(failed) => {
+            if let RequestError::Denied(denial) = &failed.error {
+                tracing::warn!(
+                    uid,
+                    profile = failed.profile.as_ref().map(ProfileName::as_str),
+                    dialect = D::NAME,
+                    resource = failed.resource.as_ref().map(Resource::as_str),
+                    reason = denial.kind(),
+                    "token request denied by policy"
+                );
+            }
             let response = D::error(&failed.error);
             let outcome = Err(failed.error.kind());
             log_request(
@@ -182,25 +196,30 @@ pub(crate) fn require_metadata(headers: &HeaderMap) -> Result<(), RequestError> 
 /// The check order of the secret-header dialects (App Service, Azure ML, Service Fabric): the
 /// secret first (so nothing else is revealed without it), then proxy headers, then the v1 query.
 pub(crate) fn parse_with_secret<'r>(
+    state: &AppState,
     parts: &'r Parts,
     header: &'static str,
-    expected: &azbroker_core::Secret,
+    expected: SecretId,
     selectors: &[&'static str],
 ) -> Result<TokenRequest<'r>, RequestError> {
-    require_secret(&parts.headers, header, expected)?;
+    require_secret(state, &parts.headers, header, expected)?;
     reject_forwarded(&parts.headers)?;
     parse_v1_query(parts.uri.query(), selectors)
 }
 
-/// A secret header (`header`) that must equal `expected` (constant-time).
+/// A secret header (`header`) that must equal the runtime secret `expected` (constant-time; the
+/// previous value also passes during its rotation grace period).
 pub(crate) fn require_secret(
+    state: &AppState,
     headers: &HeaderMap,
     header: &'static str,
-    expected: &azbroker_core::Secret,
+    expected: SecretId,
 ) -> Result<(), RequestError> {
     match headers.get(header).map(|v| v.as_bytes()).filter(|v| !v.is_empty()) {
         None => Err(RequestError::Unauthorized { header, missing: true }),
-        Some(v) if !expected.matches(v) => Err(RequestError::Unauthorized { header, missing: false }),
+        Some(v) if !state.secret_matches(expected, v) => {
+            Err(RequestError::Unauthorized { header, missing: false })
+        }
         Some(_) => Ok(()),
     }
 }
@@ -248,26 +267,39 @@ async fn obtain<'r, D: Dialect>(
         Ok(p) => p,
         Err(error) => return Err(Failed { profile: None, resource: Some(request.resource), error }),
     };
+    let caller = parts.extensions.get::<Caller>();
+    if let Err(error) = authorize(&ctx.app, &profile, caller, &request.resource).await {
+        return Err(Failed { profile: Some(profile), resource: Some(request.resource), error });
+    }
     match ctx.app.engine().get_token_with(profile.as_str(), &request.resource, &request.freshness).await {
         Ok(grant) => Ok(Served { profile, request, grant }),
         Err(e) => Err(Failed { profile: Some(profile), resource: Some(request.resource), error: e.into() }),
     }
 }
 
-/// The profile for a parsed request (path prefix, listener, selector, defaults).
+/// The profile for a parsed request (path prefix, listener, selector, the caller's own default,
+/// the global default).
 pub(crate) fn select_profile(
     ctx: &RouteCtx,
     parts: &Parts,
     request: &TokenRequest<'_>,
 ) -> Result<ProfileName, RequestError> {
     let path_profile = parts.extensions.get::<PathProfile>();
-    select::profile(&ctx.app, path_profile, ctx.listener_profile.as_ref(), request.selector.as_ref())
+    let uid = parts.extensions.get::<Caller>().map(|c| c.uid);
+    select::profile(&ctx.app, path_profile, ctx.listener_profile.as_ref(), request.selector.as_ref(), uid)
 }
 
 /// The one info-level audit line per token grant — never the token, only its short hash.
-pub(crate) fn audit(dialect: &'static str, profile: &ProfileName, resource: &Resource, grant: &Grant) {
+pub(crate) fn audit(
+    dialect: &'static str,
+    uid: Option<u32>,
+    profile: &ProfileName,
+    resource: &Resource,
+    grant: &Grant,
+) {
     tracing::info!(
         target: "azbroker::audit",
+        uid,
         profile = %profile,
         dialect,
         resource = %resource,

@@ -18,17 +18,19 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use axum::extract::Request;
 use axum::response::Response;
-use azbroker_core::{EngineError, Grant, ProfileName, Resource, UpstreamError};
+use azbroker_core::{Caller, EngineError, Grant, ProfileName, Resource, UpstreamError};
 use base64::Engine as _;
 use http::StatusCode;
 use http::header::AUTHORIZATION;
 use http::request::Parts;
 use serde::{Deserialize, Serialize};
 
+use crate::authorize::authorize;
 use crate::body;
 use crate::error::RequestError;
 use crate::query::QueryParams;
 use crate::routes::{Endpoint, RouteCtx};
+use crate::secrets::SecretId;
 use crate::select::PathProfile;
 
 pub(crate) const PATH: &str = "/token";
@@ -41,6 +43,7 @@ impl Endpoint for Native {
     async fn call(ctx: Arc<RouteCtx>, req: Request) -> Response {
         let started = Instant::now();
         let (parts, body) = req.into_parts();
+        let uid = parts.extensions.get::<Caller>().map(|c| c.uid);
         let result = match check(&ctx, &parts) {
             Ok(()) => match axum::body::to_bytes(body, MAX_BODY).await {
                 Ok(bytes) => serve(&ctx, &parts, &bytes).await,
@@ -50,7 +53,7 @@ impl Endpoint for Native {
         };
         match result {
             Ok((profile, resource, grant)) => {
-                super::audit(NAME, &profile, &resource, &grant);
+                super::audit(NAME, uid, &profile, &resource, &grant);
                 let response = success(&grant);
                 super::log_request(
                     NAME,
@@ -79,6 +82,7 @@ pub(crate) fn error(error: &RequestError) -> Response {
         | RequestError::Forwarded { .. }
         | RequestError::TooManyParams
         | RequestError::DuplicateParam(_)
+        | RequestError::MalformedQuery
         | RequestError::MissingParam(_)
         | RequestError::BadBody(_)
         | RequestError::BadParam(..) => StatusCode::BAD_REQUEST,
@@ -119,7 +123,7 @@ fn check(ctx: &RouteCtx, parts: &Parts) -> Result<(), RequestError> {
         None => {
             return Err(RequestError::Unauthorized { header: "Authorization", missing: presented.is_none() });
         }
-        Some(k) if !ctx.app.secrets().native_key.matches(k) => {
+        Some(k) if !ctx.app.secret_matches(SecretId::NativeKey, k) => {
             return Err(RequestError::Unauthorized { header: "Authorization", missing: false });
         }
         Some(_) => {}
@@ -142,7 +146,9 @@ async fn serve(
     let tenant = request.tenant_id.as_deref().map(str::trim).filter(|t| !t.is_empty());
     let Some(tenant) = tenant else {
         let path_profile = parts.extensions.get::<PathProfile>();
-        let profile = crate::select::profile(&ctx.app, path_profile, ctx.listener_profile.as_ref(), None)?;
+        let profile =
+            crate::select::profile(&ctx.app, path_profile, ctx.listener_profile.as_ref(), None, uid(parts))?;
+        authorize(&ctx.app, &profile, caller(parts), &resource).await?;
         let grant = engine.get_token(profile.as_str(), &resource).await?;
         ctx.app.remember_tid(&profile, &grant);
         return Ok((profile, resource, grant));
@@ -150,12 +156,17 @@ async fn serve(
     let preferred = preferred_profile(ctx, parts);
     let (exact, unresolved) = candidates(ctx, tenant);
     if let Some(profile) = pick(&exact, preferred.as_ref()) {
+        authorize(&ctx.app, &profile, caller(parts), &resource).await?;
         let grant = engine.get_token(profile.as_str(), &resource).await?;
         ctx.app.remember_tid(&profile, &grant);
         return Ok((profile, resource, grant));
     }
     for profile in unresolved {
-        // A profile that cannot issue a token right now cannot be the one asked for.
+        // Only profiles this caller may use are tried, and one that cannot issue a token right
+        // now cannot be the one asked for.
+        if authorize(&ctx.app, &profile, caller(parts), &resource).await.is_err() {
+            continue;
+        }
         let Ok(grant) = engine.get_token(profile.as_str(), &resource).await else { continue };
         let tid = ctx.app.remember_tid(&profile, &grant);
         if tid.is_some_and(|t| t.eq_ignore_ascii_case(tenant)) {
@@ -192,7 +203,15 @@ fn pick(exact: &[ProfileName], preferred: Option<&ProfileName>) -> Option<Profil
 
 fn preferred_profile(ctx: &RouteCtx, parts: &Parts) -> Option<ProfileName> {
     let path_profile = parts.extensions.get::<PathProfile>();
-    crate::select::profile(&ctx.app, path_profile, ctx.listener_profile.as_ref(), None).ok()
+    crate::select::profile(&ctx.app, path_profile, ctx.listener_profile.as_ref(), None, uid(parts)).ok()
+}
+
+fn caller(parts: &Parts) -> Option<&Caller> {
+    parts.extensions.get::<Caller>()
+}
+
+fn uid(parts: &Parts) -> Option<u32> {
+    caller(parts).map(|c| c.uid)
 }
 
 /// The v1 resource behind `scopes`: each must be `<resource>/.default` of one resource.

@@ -16,6 +16,7 @@ use super::{Dialect, TokenRequest};
 use crate::body::{self, TokenBody};
 use crate::error::RequestError;
 use crate::query::QueryParams;
+use crate::secrets::SecretId;
 use crate::state::AppState;
 
 /// Real Service Fabric has no selectors; MSAL.NET sends `principalId` for an object id. Accepted
@@ -36,7 +37,7 @@ impl Dialect for ServiceFabric {
         _body: &'r [u8],
     ) -> Result<TokenRequest<'r>, RequestError> {
         let mut request =
-            super::parse_with_secret(parts, SECRET_HEADER, &state.secrets().identity_header, SELECTORS)?;
+            super::parse_with_secret(state, parts, SECRET_HEADER, SecretId::IdentityHeader, SELECTORS)?;
         // Parsed twice (cheap, bounded) so the shared v1 parser stays free of dialect extras.
         let query = QueryParams::parse(parts.uri.query())?;
         if let Some(hash) = query.get("token_sha256_to_refresh").filter(|h| !h.is_empty()) {

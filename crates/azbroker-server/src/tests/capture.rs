@@ -78,3 +78,25 @@ async fn grants_are_audited_by_hash_and_secrets_never_logged() {
         assert!(!line.contains(IDENTITY_HEADER), "identity header leaked: {line}");
     }
 }
+
+#[tokio::test]
+async fn grants_and_denials_are_logged_with_the_callers_uid() {
+    let capture = Capture::default();
+    let _second = tracing::Dispatch::new(Capture::default());
+    let _guard = tracing::subscriber::set_default(capture.clone());
+    let st = state();
+    st.set_policy(super::policy::restricted());
+    let q = "api-version=2018-02-01&resource=https://vault.azure.net";
+    send(&super::policy::as_uid(st.clone(), 1000), imds(q)).await;
+    send(&super::policy::as_uid(st, 1001), imds(&format!("{q}&client_id=fabrikam"))).await;
+    let lines = capture.lines.lock().unwrap().clone();
+    let audit = lines.iter().find(|l| l.starts_with("azbroker::audit")).expect("an audit line");
+    assert!(audit.contains("uid=1000"), "{audit}");
+    let denied = lines.iter().find(|l| l.contains("denied by policy")).expect("a denial line");
+    assert!(
+        denied.contains("uid=1001")
+            && denied.contains("profile=\"fabrikam\"")
+            && denied.contains("user_not_allowed"),
+        "{denied}"
+    );
+}

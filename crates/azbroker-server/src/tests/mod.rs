@@ -9,8 +9,11 @@ mod arc;
 mod azure_ml;
 mod capture;
 mod cloud_shell;
+mod conn;
+mod fuzz;
 mod imds;
 mod native;
+mod policy;
 mod routing;
 mod serve;
 mod service_fabric;
@@ -33,7 +36,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use crate::{AppState, RuntimeSecrets, router};
+use crate::{AppState, RuntimeSecrets, SecretId, router};
 
 pub(crate) const IDENTITY_HEADER: &str = "s3cr3t-identity-header-value";
 pub(crate) const MSI_SECRET: &str = "s3cr3t-msi-secret-value";
@@ -151,11 +154,11 @@ pub(crate) fn directory(default: &str, accept_any_client_id: bool) -> Directory 
 
 pub(crate) fn state_with(directory: Directory) -> AppState {
     let engine = Engine::new(EngineConfig::default(), bindings());
-    let secrets = RuntimeSecrets {
-        identity_header: Secret::new(IDENTITY_HEADER),
-        msi_secret: Secret::new(MSI_SECRET),
-        native_key: Secret::new(NATIVE_KEY),
-    };
+    let secrets = RuntimeSecrets::new([
+        (SecretId::IdentityHeader, Secret::new(IDENTITY_HEADER)),
+        (SecretId::MsiSecret, Secret::new(MSI_SECRET)),
+        (SecretId::NativeKey, Secret::new(NATIVE_KEY)),
+    ]);
     AppState::new(engine, directory, secrets)
 }
 

@@ -72,12 +72,9 @@ async fn tls_loop_serves_and_stops() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let cancel = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(crate::serve_tls(
-        listener,
-        service_fabric_router(state(), None),
-        config,
-        cancel.clone(),
-    ));
+    let server =
+        crate::Server::new(service_fabric_router(state(), None), crate::Limits::default(), cancel.clone());
+    let server = tokio::spawn(crate::serve_tls(listener, server, config));
     // A plain-HTTP client is not served (the handshake fails) and does not stop the listener.
     let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
     plain.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await.unwrap();

@@ -51,10 +51,11 @@ impl Default for DialectConfig {
 }
 
 /// Reads the dialect keys of `[server]`.
-pub fn parse(s: &Section<'_>, p: &mut Problems) -> DialectConfig {
+/// `allow_non_loopback`: the `[server]` key of that name (non-loopback listeners need it).
+pub fn parse(s: &Section<'_>, p: &mut Problems, allow_non_loopback: bool) -> DialectConfig {
     let mut cfg = DialectConfig::default();
     if s.contains("tls_listen") {
-        cfg.tls_listen = s.parsed_list("tls_listen", p, super::listen_addr);
+        cfg.tls_listen = s.parsed_list("tls_listen", p, |raw| super::listen_addr(raw, allow_non_loopback));
     }
     match (s.str("tls_cert_file", p), s.str("tls_key_file", p)) {
         (Some(c), Some(k)) => cfg.tls_cert = Some((PathBuf::from(c), PathBuf::from(k))),

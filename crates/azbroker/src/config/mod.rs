@@ -3,6 +3,7 @@
 //! Nothing here binds sockets or talks to upstream; `serve` turns a [`Config`] into listeners,
 //! sources and profiles. See `config/azbroker.example.toml` for every key.
 
+pub mod access;
 mod dialects;
 mod reader;
 
@@ -18,6 +19,7 @@ use azbroker_entra::{CloudName, SecretRef};
 use url::Url;
 
 use crate::paths;
+pub use access::{GroupRef, Hardening, ProfileAccessConfig, UserRef};
 use reader::{Problems, Section};
 
 /// A loaded, validated configuration.
@@ -30,6 +32,8 @@ pub struct Config {
     pub refresh: EngineConfig,
     pub logins: BTreeMap<ProfileName, Login>,
     pub profiles: BTreeMap<ProfileName, Profile>,
+    /// `[users.NAME] default_profile`: user name or uid (as written) → profile.
+    pub user_defaults: BTreeMap<String, ProfileName>,
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +47,7 @@ pub struct ServerConfig {
     pub identity_header_file: Option<PathBuf>,
     /// HTTPS listener, secrets, Arc and link-local settings.
     pub dialects: DialectConfig,
+    pub hardening: Hardening,
 }
 
 #[derive(Debug, Clone)]
@@ -85,6 +90,7 @@ pub struct Profile {
     pub accept_any_client_id: bool,
     pub prefetch: Vec<Resource>,
     pub listen: Vec<SocketAddr>,
+    pub access: ProfileAccessConfig,
     pub fingerprint: String,
 }
 
@@ -132,6 +138,7 @@ impl Config {
             refresh: EngineConfig::default(),
             logins: BTreeMap::new(),
             profiles: BTreeMap::new(),
+            user_defaults: BTreeMap::new(),
         }
     }
 
@@ -144,13 +151,16 @@ impl Config {
         })?;
         let mut p = Problems::default();
         let root = Section::new("", &table);
-        root.only(&["server", "cloud", "refresh", "logins", "profiles"], &mut p);
+        root.only(&["server", "cloud", "refresh", "logins", "profiles", "users"], &mut p);
         let mut server = server_section(root.table("server", &mut p), &mut p);
         let cloud = cloud_section(root.table("cloud", &mut p), &mut p);
         let refresh = refresh_section(root.table("refresh", &mut p), &mut p);
         let logins = logins_section(root.table("logins", &mut p), &mut p);
-        let profiles = profiles_section(root.table("profiles", &mut p), &logins, &mut p);
+        let allow = server.hardening.allow_non_loopback;
+        let profiles = profiles_section(root.table("profiles", &mut p), &logins, allow, &mut p);
         check_aliases(&profiles, &mut p);
+        let user_defaults = access::users_section(root.table("users", &mut p), &profiles, &mut p);
+
         match &server.default_profile {
             Some(d) if !profiles.contains_key(d) => {
                 p.push("server.default_profile", format!("'{d}' is not a configured profile"));
@@ -161,7 +171,7 @@ impl Config {
         if !p.0.is_empty() {
             return Err(ConfigError { origin: origin_name, problems: p.0 });
         }
-        Ok(Self { origin, server, cloud, refresh, logins, profiles })
+        Ok(Self { origin, server, cloud, refresh, logins, profiles, user_defaults })
     }
 }
 
@@ -173,6 +183,7 @@ fn default_server() -> ServerConfig {
         default_profile: None,
         identity_header_file: None,
         dialects: DialectConfig::default(),
+        hardening: Hardening::default(),
     }
 }
 
@@ -186,10 +197,10 @@ fn cloud_authority(name: CloudName) -> Url {
     Url::parse(name.authority_host()).expect("built-in authority host is a valid URL")
 }
 
-fn listen_addr(raw: &str) -> Result<SocketAddr, String> {
+fn listen_addr(raw: &str, allow_non_loopback: bool) -> Result<SocketAddr, String> {
     let addr: SocketAddr = raw.parse().map_err(|_| "not an IP:port address".to_owned())?;
-    if !addr.ip().is_loopback() {
-        return Err("not a loopback address; azbroker serves local clients only".into());
+    if !allow_non_loopback && !addr.ip().is_loopback() {
+        return Err(access::NON_LOOPBACK.into());
     }
     Ok(addr)
 }
@@ -198,10 +209,12 @@ fn server_section(s: Option<Section<'_>>, p: &mut Problems) -> ServerConfig {
     let mut cfg = default_server();
     let Some(s) = s else { return cfg };
     let keys = ["listen", "runtime_dir", "state_dir", "default_profile", "identity_header_file"];
-    s.only(&[&keys[..], dialects::KEYS].concat(), p);
-    cfg.dialects = dialects::parse(&s, p);
+    s.only(&[&keys[..], dialects::KEYS, access::SERVER_KEYS].concat(), p);
+    cfg.hardening = access::hardening(&s, p);
+    cfg.dialects = dialects::parse(&s, p, cfg.hardening.allow_non_loopback);
     if s.contains("listen") {
-        cfg.listen = s.parsed_list("listen", p, listen_addr);
+        let allow = cfg.hardening.allow_non_loopback;
+        cfg.listen = s.parsed_list("listen", p, |raw| listen_addr(raw, allow));
         if cfg.listen.is_empty() && s.str_list("listen", &mut Problems::default()).is_empty() {
             p.push(&format!("{}.listen", s.path), "at least one address is required");
         }
@@ -321,12 +334,15 @@ fn service_principal(l: &Section<'_>, p: &mut Problems) -> Option<LoginKind> {
 fn profiles_section(
     s: Option<Section<'_>>,
     logins: &BTreeMap<ProfileName, Login>,
+    allow_non_loopback: bool,
     p: &mut Problems,
 ) -> BTreeMap<ProfileName, Profile> {
     let mut out = BTreeMap::new();
     let Some(s) = s else { return out };
     for (name, ps) in s.entries(p) {
-        ps.only(&["login", "tenant", "aliases", "accept_any_client_id", "prefetch", "listen"], p);
+        let keys = ["login", "tenant", "aliases", "accept_any_client_id", "prefetch", "listen"];
+        ps.only(&[&keys[..], access::PROFILE_KEYS].concat(), p);
+        let access = access::profile_access(&ps, p);
         let Ok(profile_name) = ProfileName::parse(&name) else {
             p.push(&ps.path, "profile names may contain only letters, digits, '-', '_' and '.'");
             continue;
@@ -343,7 +359,7 @@ fn profiles_section(
         let aliases: Vec<String> = ps.str_list("aliases", p).into_iter().map(str::to_owned).collect();
         let accept_any_client_id = ps.bool("accept_any_client_id", p).unwrap_or(false);
         let prefetch = ps.parsed_list("prefetch", p, Resource::parse);
-        let listen = ps.parsed_list("listen", p, listen_addr);
+        let listen = ps.parsed_list("listen", p, |raw| listen_addr(raw, allow_non_loopback));
         if let Some(login) = login {
             let tenant = tenant.unwrap_or_else(|| login.tenant.clone());
             let fingerprint = fingerprint(&ps, &login.fingerprint);
@@ -357,6 +373,7 @@ fn profiles_section(
                     accept_any_client_id,
                     prefetch,
                     listen,
+                    access,
                     fingerprint,
                 },
             );
@@ -383,3 +400,6 @@ fn check_aliases(profiles: &BTreeMap<ProfileName, Profile>, p: &mut Problems) {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fuzz;

@@ -120,6 +120,54 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// An integer.
+    pub fn integer(&self, key: &str, p: &mut Problems) -> Option<i64> {
+        match self.table.get(key) {
+            None => None,
+            Some(Value::Integer(i)) => Some(*i),
+            Some(other) => {
+                p.push(&self.key_path(key), format!("expected an integer, found {}", other.type_str()));
+                None
+            }
+        }
+    }
+
+    /// A number (integer or float).
+    pub fn number(&self, key: &str, p: &mut Problems) -> Option<f64> {
+        match self.table.get(key) {
+            None => None,
+            Some(Value::Integer(i)) => Some(*i as f64),
+            Some(Value::Float(f)) if f.is_finite() => Some(*f),
+            Some(other) => {
+                p.push(&self.key_path(key), format!("expected a number, found {}", other.type_str()));
+                None
+            }
+        }
+    }
+
+    /// An array of ids (`1001`, or `"1001"`) and names (`"alice"`): `Ok(id)` or `Err(name)`.
+    pub fn id_list(&self, key: &str, p: &mut Problems) -> Vec<Result<u32, String>> {
+        let Some(value) = self.table.get(key) else { return Vec::new() };
+        let Value::Array(items) = value else {
+            p.push(&self.key_path(key), format!("expected an array, found {}", value.type_str()));
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let at = || format!("{}[{i}]", self.key_path(key));
+            match item {
+                Value::Integer(n) => match u32::try_from(*n) {
+                    Ok(id) if id != u32::MAX => out.push(Ok(id)),
+                    _ => p.push(&at(), format!("{n} is not a valid id")),
+                },
+                Value::String(s) if s.is_empty() => p.push(&at(), "must not be empty"),
+                Value::String(s) => out.push(s.parse::<u32>().map_err(|_| s.clone())),
+                other => p.push(&at(), format!("expected a name or a number, found {}", other.type_str())),
+            }
+        }
+        out
+    }
+
     /// A value parsed by `parse`, reporting its error under this key.
     pub fn parsed<T, E: std::fmt::Display>(
         &self,

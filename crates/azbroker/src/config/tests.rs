@@ -182,3 +182,93 @@ fn dialect_keys_parse_and_report_problems() {
         assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
     }
 }
+
+const ACCESS: &str = r#"
+[server]
+admin_group = "azbroker-admins"
+rotate_grace = "2m"
+[server.limits]
+max_connections = 100
+header_timeout = "5s"
+request_timeout = "30s"
+max_body_bytes = 4096
+[server.rate_limit]
+per_second = 5
+burst = 10
+
+[logins.app]
+kind = "service-principal"
+tenant = "t.example"
+client_id = "c"
+client_secret = "s"
+
+[profiles.team]
+login = "app"
+allowed_users = ["alice", 1001, "1002", "*"]
+allowed_groups = ["ml-users", 2000]
+allowed_resources = ["https://management.azure.com/"]
+
+[users.alice]
+default_profile = "team"
+"#;
+
+#[test]
+fn access_and_hardening_keys_parse() {
+    let c = Config::parse(ACCESS, None).unwrap();
+    let team = &c.profiles.values().next().unwrap().access;
+    assert_eq!(
+        team.users.as_deref(),
+        Some(&[UserRef::Name("alice".into()), UserRef::Uid(1001), UserRef::Uid(1002), UserRef::Anyone][..])
+    );
+    assert_eq!(team.groups.as_deref(), Some(&[GroupRef::Name("ml-users".into()), GroupRef::Gid(2000)][..]));
+    assert_eq!(team.resources.as_ref().unwrap().len(), 1);
+    assert_eq!(c.user_defaults.get("alice").map(|p| p.as_str()), Some("team"));
+    let h = &c.server.hardening;
+    assert_eq!(h.admin_group, Some(GroupRef::Name("azbroker-admins".into())));
+    assert_eq!(h.rotate_grace, Duration::from_secs(120));
+    assert_eq!((h.limits.max_connections, h.limits.max_body_bytes), (100, 4096));
+    assert_eq!(h.limits.header_read_timeout, Duration::from_secs(5));
+    assert_eq!(h.rate_limit, Some(azbroker_server::RateLimit { per_second: 5.0, burst: 10 }));
+    assert!(!h.allow_non_loopback);
+    assert!(Config::parse("", None).unwrap().server.hardening.rate_limit.is_none(), "off by default");
+}
+
+#[test]
+fn access_problems_are_reported_with_their_keys() {
+    let bad = r#"
+[server]
+listen = ["0.0.0.0:50342"]
+[server.rate_limit]
+per_second = 0
+[server.limits]
+max_connections = 0
+[logins.app]
+kind = "service-principal"
+tenant = "t.example"
+client_id = "c"
+client_secret = "s"
+[profiles.team]
+login = "app"
+allowed_users = [-1, "", true]
+allowed_resources = ["a b"]
+[users.bob]
+default_profile = "nope"
+"#;
+    let problems = Config::parse(bad, None).unwrap_err().problems;
+    for key in [
+        "server.listen[0]: '0.0.0.0:50342': not a loopback address",
+        "server.rate_limit.per_second: must be greater than 0",
+        "server.limits.max_connections: must be greater than 0",
+        "profiles.team.allowed_users[0]",
+        "profiles.team.allowed_users[1]: must not be empty",
+        "profiles.team.allowed_users[2]",
+        "profiles.team.allowed_resources[0]",
+        "users.bob.default_profile: 'nope' is not a configured profile",
+    ] {
+        assert!(problems.iter().any(|p| p.starts_with(key)), "missing {key:?} in {problems:#?}");
+    }
+    let listen = problems.iter().find(|p| p.starts_with("server.listen[0]")).unwrap();
+    assert!(listen.contains("allow_non_loopback = true"), "{listen}");
+    let allowed = "[server]\nallow_non_loopback = true\nlisten = [\"0.0.0.0:50342\"]\n";
+    assert!(Config::parse(allowed, None).unwrap().server.listen[0].ip().is_unspecified());
+}

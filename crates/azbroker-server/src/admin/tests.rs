@@ -1,0 +1,185 @@
+//! The admin API in process (`oneshot`, with the peer supplied as connect info) and over a real
+//! unix socket (mode, stale-file replacement, peer credentials from the kernel).
+
+use std::sync::Mutex;
+
+use axum::body::Body;
+use axum::extract::connect_info::MockConnectInfo;
+use http::Request;
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use super::*;
+use crate::tests::state;
+
+/// Accepts or rejects reloads as told, counting calls.
+#[derive(Default)]
+struct Hooks {
+    reject_with: Mutex<Option<Vec<String>>>,
+    calls: Mutex<u32>,
+}
+
+impl AdminHooks for Hooks {
+    fn reload(&self) -> BoxFuture<'static, Result<ReloadOutcome, Vec<String>>> {
+        *self.calls.lock().unwrap() += 1;
+        let outcome = match self.reject_with.lock().unwrap().clone() {
+            Some(problems) => Err(problems),
+            None => Ok(ReloadOutcome { profiles: 3, warnings: vec!["listeners change at restart".into()] }),
+        };
+        Box::pin(async move { outcome })
+    }
+
+    fn status_fields(&self) -> serde_json::Map<String, Value> {
+        let mut m = serde_json::Map::new();
+        m.insert("config".into(), Value::String("/etc/azbroker/config.toml".into()));
+        m
+    }
+}
+
+fn admin(hooks: Arc<Hooks>) -> AdminState {
+    let info = DaemonInfo { version: "9.9.9".into(), pid: 42, listeners: vec!["127.0.0.1:50342".into()] };
+    AdminState::new(state(), hooks, info, PeerPolicy::new(vec![1000], vec![]))
+}
+
+async fn call(router: Router, method: &str, uri: &str) -> (StatusCode, Value) {
+    let req = Request::builder().method(method).uri(uri).body(Body::empty()).unwrap();
+    let response = router.oneshot(req).await.unwrap();
+    let status = response.status();
+    assert_eq!(response.headers()[http::header::CONTENT_TYPE], "application/json");
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+fn as_peer(state: AdminState, uid: u32) -> Router {
+    admin_router(state).layer(MockConnectInfo(PeerCred { uid, gid: uid, pid: Some(7) }))
+}
+
+#[tokio::test]
+async fn status_reports_daemon_profiles_entries_and_hook_fields() {
+    let state = admin(Arc::new(Hooks::default()));
+    let resource = azbroker_core::Resource::parse("https://vault.azure.net").unwrap();
+    let grant = state.app().engine().get_token("contoso", &resource).await.unwrap();
+    let (status, body) = call(as_peer(state, 1000), "GET", "/v1/status").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["version"], "9.9.9");
+    assert_eq!(body["pid"], 42);
+    assert_eq!(body["listeners"][0], "127.0.0.1:50342");
+    assert_eq!(body["default_profile"], "contoso");
+    assert_eq!(body["config"], "/etc/azbroker/config.toml");
+    assert!(body["profiles"].as_array().unwrap().iter().any(|p| p == "fabrikam"));
+    let entries = body["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["resource"], "https://vault.azure.net");
+    assert_eq!(entries[0]["token_hash"], grant.token.hash());
+    assert_eq!(body["stats"]["misses"], 1);
+    assert!(!body.to_string().contains(grant.token.secret().expose()), "no token in status");
+}
+
+#[tokio::test]
+async fn reload_reports_success_and_every_problem() {
+    let hooks = Arc::new(Hooks::default());
+    let (status, body) = call(as_peer(admin(hooks.clone()), 0), "POST", "/v1/reload").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "reloaded");
+    assert_eq!(body["profiles"], 3);
+    assert_eq!(body["warnings"][0], "listeners change at restart");
+
+    *hooks.reject_with.lock().unwrap() = Some(vec!["a: bad".into(), "b: worse".into()]);
+    let (status, body) = call(as_peer(admin(hooks.clone()), 0), "POST", "/v1/reload").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["status"], "rejected");
+    assert_eq!(body["problems"], serde_json::json!(["a: bad", "b: worse"]));
+    assert_eq!(*hooks.calls.lock().unwrap(), 2);
+}
+
+#[tokio::test]
+async fn other_users_and_unknown_peers_are_refused_before_any_route() {
+    let hooks = Arc::new(Hooks::default());
+    let (status, body) = call(as_peer(admin(hooks.clone()), 1001), "POST", "/v1/reload").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body["error_description"].as_str().unwrap().contains("uid 1001"));
+    assert_eq!(*hooks.calls.lock().unwrap(), 0, "a refused peer reaches no hook");
+    // No connect info at all (a router served without serve_unix): refused too.
+    let (status, _) = call(admin_router(admin(hooks)), "GET", "/v1/status").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn unknown_paths_get_json_404() {
+    let (status, body) = call(as_peer(admin(Arc::new(Hooks::default())), 0), "GET", "/v1/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"], "not_found");
+}
+
+/// One HTTP/1.1 request over a unix socket, answered with `Connection: close`.
+async fn raw_request(path: &std::path::Path, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::UnixStream::connect(path).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test]
+async fn real_socket_is_private_replaces_a_stale_file_and_never_steals_a_live_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("admin.sock");
+    // A stale socket file left by a crashed daemon: bound once, listener dropped.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    let listener = bind_admin_socket(&path).await.unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+
+    // This test runs as some uid; admit exactly that uid (root is always admitted anyway).
+    let me = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m)).unwrap();
+    let info = DaemonInfo { version: "1".into(), pid: 1, listeners: vec![] };
+    let state = AdminState::new(state(), Arc::new(Hooks::default()), info, PeerPolicy::new(vec![me], vec![]));
+    let cancel = CancellationToken::new();
+    let server = tokio::spawn(serve_unix(listener, admin_router(state), cancel.clone()));
+
+    let reply =
+        raw_request(&path, "GET /v1/status HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("\"version\":\"1\""), "{reply}");
+
+    let err = bind_admin_socket(&path).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "a live socket is not taken over");
+
+    cancel.cancel();
+    server.await.unwrap().unwrap();
+    std::fs::write(dir.path().join("plain"), b"x").unwrap();
+    let err = bind_admin_socket(&dir.path().join("plain")).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists, "a regular file is never removed");
+}
+
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test]
+async fn admin_group_members_read_but_do_not_change() {
+    let hooks = Arc::new(Hooks::default());
+    let info = DaemonInfo { version: "1".into(), pid: 1, listeners: vec![] };
+    let policy = PeerPolicy::new(vec![1000], vec![3000]);
+    let state = AdminState::new(state(), hooks.clone(), info, policy);
+    let reader = admin_router(state).layer(MockConnectInfo(PeerCred { uid: 1500, gid: 3000, pid: None }));
+    let (status, _) = call(reader.clone(), "GET", "/v1/status").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = call(reader.clone(), "GET", "/v1/secrets").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["identity-header"], crate::tests::IDENTITY_HEADER);
+    let (status, body) = call(reader.clone(), "POST", "/v1/reload").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body["error_description"].as_str().unwrap().contains("may only read"));
+    let (status, _) = call(reader, "POST", "/v1/rotate-secrets").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(*hooks.calls.lock().unwrap(), 0);
+}
+
+#[tokio::test]
+async fn rotate_secrets_reports_the_hooks_outcome() {
+    let (status, body) =
+        call(as_peer(admin(Arc::new(Hooks::default())), 1000), "POST", "/v1/rotate-secrets").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "the default hook refuses: {body}");
+    assert_eq!(body["error"], "rotate_failed");
+}

@@ -1,0 +1,88 @@
+//! The access decision for a token request, once its profile is known: the caller's uid against
+//! the profile's users (and groups), the resource against its allow-list, then the optional
+//! per-uid rate limit — all before the engine is asked, so a refused request never causes an
+//! upstream call.
+//!
+//! The rules live in `azbroker_core::policy`; this module only gathers what they need (the
+//! caller's groups, looked up through the resolver the binary installs, off the runtime threads
+//! and cached briefly).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use azbroker_core::{Caller, ProfileName, Resource};
+use tokio::time::Instant;
+
+use crate::error::RequestError;
+use crate::state::AppState;
+
+/// Finds a uid's groups (primary first). Blocking is fine: it runs on the blocking pool.
+pub type GroupResolver = Arc<dyn Fn(u32) -> Vec<u32> + Send + Sync>;
+
+/// How long a uid's group list is reused.
+const GROUPS_TTL: Duration = Duration::from_secs(60);
+/// Bound on cached uids.
+const MAX_CACHED: usize = 4096;
+
+/// Decides whether `caller` may have a token of `profile` for `resource`.
+pub(crate) async fn authorize(
+    app: &AppState,
+    profile: &ProfileName,
+    caller: Option<&Caller>,
+    resource: &Resource,
+) -> Result<(), RequestError> {
+    let policy = app.policy();
+    let groups = match caller {
+        Some(c) if policy.needs_groups(profile.as_str(), c.uid) => app.groups().of(c.uid).await,
+        _ => Arc::from([]),
+    };
+    policy.check_caller(profile, caller, &groups).map_err(RequestError::Denied)?;
+    policy.check_resource(profile, resource).map_err(RequestError::Denied)?;
+    if let Some(limiter) = app.rate_limiter() {
+        limiter
+            .check(caller.map(|c| c.uid))
+            .map_err(|secs| RequestError::RateLimited { retry_after_secs: secs })?;
+    }
+    Ok(())
+}
+
+/// A uid's groups and when they were looked up.
+type Cached = (Arc<[u32]>, Instant);
+
+/// uid → groups, through the installed resolver.
+#[derive(Default)]
+pub(crate) struct GroupCache {
+    resolver: RwLock<Option<GroupResolver>>,
+    cache: Mutex<HashMap<u32, Cached>>,
+}
+
+impl GroupCache {
+    pub(crate) fn set_resolver(&self, resolver: GroupResolver) {
+        *self.resolver.write().unwrap_or_else(PoisonError::into_inner) = Some(resolver);
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    }
+
+    /// The groups of `uid`; empty when no resolver is installed or the lookup fails.
+    pub(crate) async fn of(&self, uid: u32) -> Arc<[u32]> {
+        let now = Instant::now();
+        if let Some((groups, at)) = self.cache.lock().unwrap_or_else(PoisonError::into_inner).get(&uid)
+            && now.duration_since(*at) < GROUPS_TTL
+        {
+            return groups.clone();
+        }
+        let Some(resolver) = self.resolver.read().unwrap_or_else(PoisonError::into_inner).clone() else {
+            return Arc::from([]);
+        };
+        let groups: Arc<[u32]> = tokio::task::spawn_blocking(move || resolver(uid))
+            .await
+            .map(Arc::from)
+            .unwrap_or_else(|_| Arc::from([]));
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= MAX_CACHED {
+            cache.retain(|_, (_, at)| now.duration_since(*at) < GROUPS_TTL);
+        }
+        cache.insert(uid, (groups.clone(), now));
+        groups
+    }
+}

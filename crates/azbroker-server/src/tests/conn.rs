@@ -1,0 +1,186 @@
+//! The hardened connection loop on a real socket: the caller's uid arrives with every request,
+//! oversized heads and bodies are refused, slow heads time out, idle connections cannot lock out
+//! a real client, and a burst of legitimate load passes every bound.
+
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::routing::{get, post};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::{Caller, Limits, Server};
+
+/// A router that reports what the connection code attached to the request.
+fn echo() -> Router {
+    Router::new()
+        .route(
+            "/who",
+            get(|req: axum::extract::Request| async move {
+                let uid =
+                    req.extensions().get::<Caller>().map(|c| c.uid.to_string()).unwrap_or("none".into());
+                let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.to_string());
+                format!("{uid} {}", peer.unwrap_or_default())
+            }),
+        )
+        .route("/body", post(|b: axum::body::Bytes| async move { b.len().to_string() }))
+}
+
+async fn start(router: Router, limits: Limits) -> (SocketAddr, CancellationToken, Server) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cancel = CancellationToken::new();
+    let server = Server::new(router, limits, cancel.clone());
+    let s = server.clone();
+    tokio::spawn(async move { s.serve_tcp(listener).await });
+    (addr, cancel, server)
+}
+
+/// Writes `request` and reads until the server closes or `limit` passes.
+async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn my_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").unwrap().uid()
+}
+
+#[tokio::test]
+async fn every_request_carries_the_callers_uid_and_peer_address() {
+    let (addr, cancel, _) = start(echo(), Limits::default()).await;
+    let reply = exchange(addr, b"GET /who HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").await;
+    let body = reply.split("\r\n\r\n").nth(1).unwrap();
+    let (uid, peer) = body.split_once(' ').unwrap();
+    assert_eq!(uid, my_uid().to_string(), "{reply}");
+    assert!(peer.starts_with("127.0.0.1:"), "{reply}");
+    cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_request_head_over_16_kib_gets_431_and_one_under_is_served() {
+    let (addr, cancel, _) = start(echo(), Limits::default()).await;
+    let head = |filler: usize| {
+        format!(
+            "GET /who HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: {}\r\nConnection: close\r\n\r\n",
+            "a".repeat(filler)
+        )
+    };
+    let reply = exchange(addr, head(17 * 1024).as_bytes()).await;
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+    let reply = exchange(addr, head(15 * 1024).as_bytes()).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    cancel.cancel();
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413_whether_declared_or_streamed() {
+    let limits = Limits { max_body_bytes: 1024, ..Limits::default() };
+    let (addr, cancel, _) = start(echo(), limits).await;
+    let declared = format!(
+        "POST /body HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n{}",
+        "x".repeat(5000)
+    );
+    let reply = exchange(addr, declared.as_bytes()).await;
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert!(reply.contains("application/json"), "{reply}");
+    let chunk = "x".repeat(2000);
+    let chunked = format!(
+        "POST /body HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+        chunk.len()
+    );
+    let reply = exchange(addr, chunked.as_bytes()).await;
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    let small = "POST /body HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc";
+    assert!(exchange(addr, small.as_bytes()).await.ends_with("\r\n\r\n3"));
+    cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_slowloris_head_is_cut_off() {
+    let limits = Limits { header_read_timeout: Duration::from_millis(300), ..Limits::default() };
+    let (addr, cancel, _) = start(echo(), limits).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /who HTTP/1.1\r\nHost: 127.0.0.1\r\n").await.unwrap();
+    let started = tokio::time::Instant::now();
+    let mut buf = Vec::new();
+    // Keep dribbling header bytes: the deadline is for the whole head, not per byte.
+    let dribble = async {
+        for _ in 0..100 {
+            if s.write_all(b"X-A: b\r\n").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), dribble).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(started.elapsed() < Duration::from_secs(4), "closed well before the dribble ended");
+    cancel.cancel();
+}
+
+#[tokio::test]
+async fn hundreds_of_idle_connections_do_not_lock_out_a_real_client() {
+    let limits = Limits { max_connections: 128, ..Limits::default() };
+    let (addr, cancel, server) = start(echo(), limits).await;
+    let mut idle = Vec::new();
+    for i in 0..400 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        if i % 2 == 0 {
+            s.write_all(b"GET /who HTTP/1.1\r\n").await.unwrap(); // half a head, then silence
+        }
+        idle.push(s);
+    }
+    let reply = tokio::time::timeout(
+        Duration::from_secs(10),
+        exchange(addr, b"GET /who HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+    .expect("the real client is served while 400 idle connections are open");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while server.open_connections() > 128 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(server.open_connections() <= 128, "bounded: {}", server.open_connections());
+    cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legitimate_load_passes_every_bound() {
+    // 64 keep-alive connections, 3200 distinct resources, through the real token route.
+    let st = state();
+    let (addr, cancel, _) = start(router(st.clone(), None), Limits::default()).await;
+    let mut clients = Vec::new();
+    for c in 0..64 {
+        clients.push(tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            let mut ok = 0;
+            for i in 0..50 {
+                let req = format!(
+                    "GET /metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://r{c}-{i}.example HTTP/1.1\r\nHost: 127.0.0.1\r\nMetadata: true\r\n\r\n"
+                );
+                s.write_all(req.as_bytes()).await.unwrap();
+                let mut buf = vec![0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap();
+                if buf[..n].starts_with(b"HTTP/1.1 200") {
+                    ok += 1;
+                }
+            }
+            ok
+        }));
+    }
+    let mut total = 0;
+    for c in clients {
+        total += c.await.unwrap();
+    }
+    assert_eq!(total, 64 * 50);
+    assert_eq!(st.engine().stats().upstream_calls, 64 * 50);
+    cancel.cancel();
+}
