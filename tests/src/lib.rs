@@ -46,6 +46,8 @@ pub struct Daemon {
     pub dir: tempfile::TempDir,
     pub addr: SocketAddr,
     pub config_path: PathBuf,
+    /// The HTTPS (Service Fabric) listener's address.
+    pub tls_addr: SocketAddr,
     child: Option<Child>,
 }
 
@@ -68,12 +70,42 @@ impl Daemon {
         );
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config)?;
-        let mut daemon = Self { dir, addr, config_path, child: None };
+        let mut daemon = Self { dir, addr, config_path, tls_addr: tls, child: None };
         daemon.spawn(extra)?;
         Ok(daemon)
     }
 
+    /// Starts the daemon. A port that was free when chosen can be taken by another process before
+    /// the daemon binds it (other tests run in parallel): then the listeners move to new free ports
+    /// and the start is retried, a bounded number of times.
     fn spawn(&mut self, extra: &[&str]) -> Result<()> {
+        const ATTEMPTS: usize = 5;
+        for attempt in 1.. {
+            match self.spawn_once(extra) {
+                Err(e) if attempt < ATTEMPTS && self.log().contains("Address already in use") => {
+                    eprintln!("daemon start {attempt}: a port was taken meanwhile, moving ({e:#})");
+                    self.move_to_free_ports()?;
+                }
+                result => return result,
+            }
+        }
+        unreachable!("the loop returns on its last attempt")
+    }
+
+    /// Rewrites the config's `listen` and `tls_listen` addresses to ports that are free now.
+    fn move_to_free_ports(&mut self) -> Result<()> {
+        let text = std::fs::read_to_string(&self.config_path)?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let tls = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let text = text
+            .replace(&format!("\"{}\"", self.addr), &format!("\"{addr}\""))
+            .replace(&format!("\"{}\"", self.tls_addr), &format!("\"{tls}\""));
+        std::fs::write(&self.config_path, text)?;
+        (self.addr, self.tls_addr) = (addr, tls);
+        Ok(())
+    }
+
+    fn spawn_once(&mut self, extra: &[&str]) -> Result<()> {
         let log = std::fs::File::create(self.log_path())?;
         let child = Command::new(binary())
             .arg("--config")
