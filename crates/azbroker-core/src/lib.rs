@@ -7,6 +7,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod login;
 pub mod names;
 pub mod schedule;
 pub mod secret;
@@ -19,6 +20,10 @@ pub use engine::{
     StatsSnapshot,
 };
 pub use error::UpstreamError;
+pub use login::{
+    AdminError, CallbackParams, FlowStart, FlowState, FlowStatus, LoginMethod, LoginRequest, LoginStatus,
+    Redirect, RedirectListener, TenantInfo, TenantNeedingSignIn,
+};
 pub use names::{NameError, ProfileName, Resource, TenantId};
 pub use secret::Secret;
 pub use select::{AliasConflict, Directory, IdSelector, ProfileSelectors, SelectError, Selection};

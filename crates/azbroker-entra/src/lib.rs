@@ -10,14 +10,26 @@
 //! - [`client`]: [`EntraClient`], the token endpoint grants, HTTP settings.
 //! - [`response`]: [`TokenResponse`], the parsed success body.
 //! - [`service_principal`]: [`ServicePrincipalSource`], client-secret service principals.
+//! - [`user`]: [`UserLogins`] and [`UserSource`], user logins: one refresh token redeemed in
+//!   every tenant, "needs sign-in" marks; `flows`: device-code and browser sign-ins run by the
+//!   daemon, logout, the tenant list.
+//! - [`store`]: [`LoginStore`], the encrypted, atomically written, locked login store.
+//! - [`arm`]: [`ArmClient`], tenant discovery from ARM's challenge and `GET /tenants`.
 
+pub mod arm;
 pub mod client;
 pub mod cloud;
 mod error_map;
+mod flows;
 pub mod response;
 pub mod service_principal;
+pub mod store;
+pub mod user;
 
+pub use arm::ArmClient;
 pub use client::{ClientCredential, EntraClient, HttpSettings, SetupError};
 pub use cloud::{CloudName, parse_authority_host};
 pub use response::TokenResponse;
 pub use service_principal::{SecretRef, ServicePrincipalSource};
+pub use store::{LoginStore, StoreError, StoreKey};
+pub use user::{AZURE_CLI_CLIENT_ID, LoginEvent, UserLogin, UserLogins, UserSource};
