@@ -14,9 +14,13 @@
 //!   every tenant, "needs sign-in" marks; `flows`: device-code and browser sign-ins run by the
 //!   daemon, logout, the tenant list.
 //! - [`store`]: [`LoginStore`], the encrypted, atomically written, locked login store.
+//! - [`assertion`]: [`CertificateSource`] (PS256 `x5t#S256` certificate assertions) and
+//!   [`WorkloadIdentitySource`] (federated token file); [`azure_cli`]: [`AzureCliSource`].
 //! - [`arm`]: [`ArmClient`], tenant discovery from ARM's challenge and `GET /tenants`.
 
 pub mod arm;
+pub mod assertion;
+pub mod azure_cli;
 pub mod client;
 pub mod cloud;
 mod error_map;
@@ -27,6 +31,8 @@ pub mod store;
 pub mod user;
 
 pub use arm::ArmClient;
+pub use assertion::{CertificateSource, WorkloadIdentitySource};
+pub use azure_cli::AzureCliSource;
 pub use client::{ClientCredential, EntraClient, HttpSettings, SetupError};
 pub use cloud::{CloudName, parse_authority_host};
 pub use response::TokenResponse;

@@ -19,6 +19,7 @@ mod error;
 mod guard;
 mod health;
 mod query;
+pub mod redirect;
 mod routes;
 mod select;
 mod serve;

@@ -7,11 +7,14 @@ mod cli;
 mod client_env;
 mod commands;
 mod config;
+mod login_commands;
+mod logins;
 mod paths;
 mod serve;
 mod sources;
 mod state;
 mod telemetry;
+mod workspace_commands;
 
 use std::process::ExitCode;
 
@@ -58,5 +61,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig => commands::check_config(&config),
         Command::Status(args) => block_on(admin_commands::status(&config, &args)),
         Command::Reload => block_on(admin_commands::reload(&config)),
+        Command::Login(args) => block_on(login_commands::login(&config, &args)),
+        Command::Logout(args) => block_on(login_commands::logout(&config, &args)),
+        Command::Tenants(args) => block_on(login_commands::tenants(&config, &args)),
+        Command::Workspace(cmd) => block_on(workspace_commands::run(&config, &cmd)),
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use azbroker_core::BoxFuture;
+use azbroker_core::login::{AdminError, FlowStart, FlowStatus, LoginRequest, TenantInfo};
 use azbroker_core::{Engine, ProfileName, Secret, TenantId};
 use azbroker_entra::SecretRef;
 use azbroker_server::admin::{self, AdminHooks, AdminState, DaemonInfo, PeerPolicy, ReloadOutcome};
@@ -23,7 +24,11 @@ use url::Url;
 use crate::cli::ServeArgs;
 use crate::client_env;
 use crate::config::{Config, Login, LoginKind, Profile};
+use crate::logins::LoginService;
 use crate::{admin_client, paths, sources, state};
+
+/// The user the local authority signs in without asking.
+const LOCAL_DEMO_USER: &str = "demo@local.azbroker.invalid";
 
 /// How long in-flight requests may take to finish after SIGTERM.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -38,7 +43,10 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
     let local = if args.local_authority { Some(start_local_authority(&mut config).await?) } else { None };
     let authority = local.as_ref().map(|l| Url::parse(&l.url())).transpose()?;
     let client = sources::entra_client(&config, authority.as_ref())?;
-    let engine = Engine::new(config.refresh.clone(), sources::bindings(&config, &client));
+    let engine = Engine::new(config.refresh.clone(), Vec::new());
+    let arm = local.as_ref().map(|l| Url::parse(&l.arm_url())).transpose()?;
+    let logins = Arc::new(LoginService::start(&config, &client, arm.as_ref(), &engine)?);
+    engine.set_profiles(sources::bindings(&config, &client, &logins.users));
     let app = AppState::new(engine.clone(), sources::directory(&config)?, RuntimeSecrets { identity_header });
 
     let listeners = bind_all(&config).await?;
@@ -64,7 +72,12 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
         });
     }
     let (reload_tx, mut reload_rx) = mpsc::channel(4);
-    let hooks = Arc::new(ServeHooks { reload_tx, fields: Mutex::new(status_fields(&config)) });
+    let hooks = Arc::new(ServeHooks {
+        reload_tx,
+        fields: Mutex::new(status_fields(&config)),
+        logins: logins.clone(),
+        config: Mutex::new(config.clone()),
+    });
     {
         let info = DaemonInfo {
             version: env!("CARGO_PKG_VERSION").into(),
@@ -123,6 +136,16 @@ type ReloadRequest = oneshot::Sender<Result<ReloadOutcome, Vec<String>>>;
 struct ServeHooks {
     reload_tx: mpsc::Sender<ReloadRequest>,
     fields: Mutex<serde_json::Map<String, serde_json::Value>>,
+    logins: Arc<LoginService>,
+    /// The config in force, for the login list of `status`.
+    config: Mutex<Config>,
+}
+
+impl ServeHooks {
+    fn applied(&self, config: &Config) {
+        *self.fields.lock().unwrap_or_else(PoisonError::into_inner) = status_fields(config);
+        *self.config.lock().unwrap_or_else(PoisonError::into_inner) = config.clone();
+    }
 }
 
 impl AdminHooks for ServeHooks {
@@ -138,22 +161,54 @@ impl AdminHooks for ServeHooks {
     }
 
     fn status_fields(&self) -> serde_json::Map<String, serde_json::Value> {
-        self.fields.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        let mut fields = self.fields.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let statuses = self.logins.statuses(&self.config.lock().unwrap_or_else(PoisonError::into_inner));
+        fields.insert("logins".into(), serde_json::to_value(statuses).unwrap_or_default());
+        fields
+    }
+
+    fn start_login(
+        &self,
+        login: String,
+        request: LoginRequest,
+    ) -> BoxFuture<'static, Result<FlowStart, AdminError>> {
+        let users = self.logins.users.clone();
+        Box::pin(async move { users.start_flow(&login, request).await })
+    }
+
+    fn login_flow(
+        &self,
+        login: String,
+        id: String,
+        wait: Duration,
+    ) -> BoxFuture<'static, Result<FlowStatus, AdminError>> {
+        let users = self.logins.users.clone();
+        Box::pin(async move { users.flow_status(&login, &id, wait).await })
+    }
+
+    fn cancel_login(&self, login: String, id: String) -> BoxFuture<'static, Result<FlowStatus, AdminError>> {
+        let users = self.logins.users.clone();
+        Box::pin(async move { users.cancel_flow(&login, &id).await })
+    }
+
+    fn logout(&self, login: String) -> BoxFuture<'static, Result<bool, AdminError>> {
+        let users = self.logins.users.clone();
+        Box::pin(async move { users.logout(&login).await })
+    }
+
+    fn tenants(&self, login: String) -> BoxFuture<'static, Result<Vec<TenantInfo>, AdminError>> {
+        let users = self.logins.users.clone();
+        Box::pin(async move { users.tenants(&login).await })
     }
 }
 
-/// What `status` shows of the config: where it came from and the logins (never their secrets).
+/// What `status` shows of the config: where it came from (the logins, with their state, are
+/// added at each call; never a secret).
 fn status_fields(config: &Config) -> serde_json::Map<String, serde_json::Value> {
     let mut m = serde_json::Map::new();
     if let Some(origin) = &config.origin {
         m.insert("config".into(), origin.display().to_string().into());
     }
-    let logins: Vec<_> = config
-        .logins
-        .values()
-        .map(|l| serde_json::json!({"name": l.name.as_str(), "kind": l.kind.as_str(), "tenant": l.tenant.as_str()}))
-        .collect();
-    m.insert("logins".into(), logins.into());
     m
 }
 
@@ -177,14 +232,14 @@ async fn wait_for_signals(
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                if reload(config, app, client).is_ok() {
-                    *hooks.fields.lock().unwrap_or_else(PoisonError::into_inner) = status_fields(config);
+                if reload(config, app, client, &hooks.logins).is_ok() {
+                    hooks.applied(config);
                 }
             }
             Some(done) = reload_rx.recv() => {
-                let outcome = reload(config, app, client);
+                let outcome = reload(config, app, client, &hooks.logins);
                 if outcome.is_ok() {
-                    *hooks.fields.lock().unwrap_or_else(PoisonError::into_inner) = status_fields(config);
+                    hooks.applied(config);
                 }
                 let _ = done.send(outcome);
             }
@@ -199,6 +254,7 @@ fn reload(
     config: &mut Config,
     app: &AppState,
     client: &azbroker_entra::EntraClient,
+    logins: &LoginService,
 ) -> Result<ReloadOutcome, Vec<String>> {
     let rejected = |problems: Vec<String>| {
         tracing::error!("config reload rejected, keeping the running config: {}", problems.join("; "));
@@ -217,14 +273,17 @@ fn reload(
         tracing::warn!("listener changes take effect at the next restart");
         warnings.push("listener changes take effect at the next restart".to_owned());
     }
-    app.engine().set_profiles(sources::bindings(&next, client));
+    logins.apply(&next);
+    app.engine().set_profiles(sources::bindings(&next, client, &logins.users));
     app.set_directory(directory);
     tracing::info!(profiles = next.profiles.len(), "config reloaded");
     *config = next;
     Ok(ReloadOutcome { profiles: config.profiles.len(), warnings })
 }
 
-/// Starts the embedded fake authority and, when the config has no profiles, adds a demo one.
+/// Starts the embedded fake authority and, when the config has no profiles (or there is no
+/// config file at all), serves a demo service principal instead. A demo user who signs in at
+/// once is there too, so `azbroker login` can be tried offline.
 async fn start_local_authority(config: &mut Config) -> Result<FakeEntra> {
     let opts = azbroker_testkit::Options { permissive: true, ..Default::default() };
     let local = FakeEntra::start_with(opts).await.context("cannot start the local authority")?;
@@ -232,7 +291,13 @@ async fn start_local_authority(config: &mut Config) -> Result<FakeEntra> {
         authority = %local.url(),
         "LOCAL AUTHORITY MODE: tokens are signed by a key generated at start and are NOT valid in Azure"
     );
-    if config.profiles.is_empty() {
+    local.add_user(LOCAL_DEMO_USER, &["local.azbroker.invalid"]);
+    local.auto_approve_device_codes(Some(LOCAL_DEMO_USER));
+    local.set_browser_user(Some(LOCAL_DEMO_USER));
+    if config.profiles.is_empty() || config.origin.is_none() {
+        config.logins.clear();
+        config.profiles.clear();
+        config.workspaces.clear();
         let name = ProfileName::parse("local").context("built-in profile name")?;
         let tenant = TenantId::parse("local.azbroker.invalid").context("built-in tenant")?;
         config.logins.insert(
@@ -269,7 +334,16 @@ fn announce(config: &Config, bound: &[SocketAddr], local: bool) {
     let listeners: Vec<_> = bound.iter().map(ToString::to_string).collect();
     tracing::info!(listeners = %listeners.join(","), profiles = config.profiles.len(), "ready");
     let cfg_path: PathBuf = config.origin.clone().unwrap_or_else(crate::paths::default_config_file);
-    if config.profiles.is_empty() {
+    if config.origin.is_none() && !local {
+        eprintln!(
+            "\nazbroker is running with built-in defaults (no config file at {}):\n\
+             one user login 'me' against the 'organizations' authority, profile 'me'.\n\
+             Next step: sign in with `azbroker login` (device code; add --browser for a browser),\n\
+             then point clients at the daemon with: eval \"$(azbroker env)\"   (or `azbroker run -- CMD`).\n\
+             For a workspace in another tenant: `azbroker workspace add --name NAME --login me --subscription ID --resource-group RG --workspace WS`.\n",
+            cfg_path.display()
+        );
+    } else if config.profiles.is_empty() {
         eprintln!(
             "\nazbroker is running, but no profile is configured yet, so token requests will be refused.\n\
              Next step: create {} with a login and a profile (see config/azbroker.example.toml),\n\

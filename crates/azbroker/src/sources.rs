@@ -1,5 +1,5 @@
 //! Turns the configuration into what the engine and the server run on: one token source per
-//! login, one engine binding per profile, and the selection directory.
+//! login, one engine binding per profile (workspaces included), and the selection directory.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,7 +7,10 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use azbroker_core::select::ProfileSelectors;
 use azbroker_core::{Directory, ProfileBinding, ProfileName, TokenSource};
-use azbroker_entra::{EntraClient, HttpSettings, ServicePrincipalSource};
+use azbroker_entra::{
+    AzureCliSource, CertificateSource, EntraClient, HttpSettings, ServicePrincipalSource, UserLogin,
+    UserLogins, WorkloadIdentitySource,
+};
 use url::Url;
 
 use crate::config::{Config, LoginKind};
@@ -20,14 +23,45 @@ pub fn entra_client(config: &Config, authority_override: Option<&Url>) -> Result
     EntraClient::new(settings).context("cannot set up the Entra ID client")
 }
 
+/// The `user` logins of a config, for [`UserLogins::set_logins`].
+pub fn user_logins(config: &Config) -> Vec<UserLogin> {
+    config
+        .logins
+        .values()
+        .filter_map(|l| match &l.kind {
+            LoginKind::User { client_id } => Some(UserLogin {
+                name: l.name.to_string(),
+                client_id: client_id.clone(),
+                authority_tenant: l.tenant.clone(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
 /// One engine binding per profile, sharing one source per login.
-pub fn bindings(config: &Config, client: &EntraClient) -> Vec<ProfileBinding> {
+pub fn bindings(config: &Config, client: &EntraClient, users: &Arc<UserLogins>) -> Vec<ProfileBinding> {
     let mut sources: HashMap<&ProfileName, Arc<dyn TokenSource>> = HashMap::new();
     for login in config.logins.values() {
         let source: Arc<dyn TokenSource> = match &login.kind {
             LoginKind::ServicePrincipal { client_id, secret } => {
                 Arc::new(ServicePrincipalSource::new(client.clone(), client_id.clone(), secret.clone()))
             }
+            LoginKind::Certificate { client_id, certificate_file, send_chain } => {
+                Arc::new(CertificateSource::new(
+                    client.clone(),
+                    client_id.clone(),
+                    certificate_file.clone(),
+                    *send_chain,
+                ))
+            }
+            LoginKind::WorkloadIdentity { client_id, token_file } => {
+                Arc::new(WorkloadIdentitySource::new(client.clone(), client_id.clone(), token_file.clone()))
+            }
+            LoginKind::AzureCli { command, timeout } => {
+                Arc::new(AzureCliSource::new(command.clone(), *timeout))
+            }
+            LoginKind::User { .. } => users.source(login.name.as_str()),
         };
         sources.insert(&login.name, source);
     }
@@ -45,6 +79,15 @@ pub fn bindings(config: &Config, client: &EntraClient) -> Vec<ProfileBinding> {
             })
         })
         .collect()
+}
+
+/// Which profiles each login serves (to reset or drop their caches when the login changes).
+pub fn profiles_by_login(config: &Config) -> HashMap<String, Vec<String>> {
+    let mut map: HashMap<String, Vec<String>> = HashMap::new();
+    for p in config.profiles.values() {
+        map.entry(p.login.to_string()).or_default().push(p.name.to_string());
+    }
+    map
 }
 
 /// The selection table.
