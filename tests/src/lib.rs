@@ -43,6 +43,8 @@ pub struct Daemon {
     pub dir: tempfile::TempDir,
     pub addr: SocketAddr,
     pub config_path: PathBuf,
+    /// Extra environment variables for the daemon, applied at every (re)start.
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -64,7 +66,7 @@ impl Daemon {
         );
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config)?;
-        let mut daemon = Self { dir, addr, config_path, child: None };
+        let mut daemon = Self { dir, addr, config_path, env: Vec::new(), child: None };
         daemon.spawn(extra)?;
         Ok(daemon)
     }
@@ -80,6 +82,7 @@ impl Daemon {
             .stdout(log.try_clone()?)
             .stderr(log)
             .env_remove("RUST_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .spawn()
             .context("spawn azbroker")?;
         self.child = Some(child);

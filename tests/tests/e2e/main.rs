@@ -4,6 +4,7 @@
 mod admin;
 mod clients;
 mod lifecycle;
+mod logins;
 mod tokens;
 
 use azbroker_tests::{Authority, Daemon, sp_config};
