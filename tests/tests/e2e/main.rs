@@ -5,7 +5,9 @@ mod admin;
 mod clients;
 mod lifecycle;
 mod logins;
+mod sources;
 mod tokens;
+mod workspaces;
 
 use azbroker_tests::{Authority, Daemon, sp_config};
 
