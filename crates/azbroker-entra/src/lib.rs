@@ -15,7 +15,9 @@
 //!   daemon, logout, the tenant list.
 //! - [`store`]: [`LoginStore`], the encrypted, atomically written, locked login store.
 //! - [`assertion`]: [`CertificateSource`] (PS256 `x5t#S256` certificate assertions) and
-//!   [`WorkloadIdentitySource`] (federated token file); [`azure_cli`]: [`AzureCliSource`].
+//!   [`WorkloadIdentitySource`] (federated token file); [`azure_cli`]: [`AzureCliSource`];
+//!   [`managed_identity`]: [`ManagedIdentitySource`] (the host's real managed identity, via
+//!   `azure_identity`).
 //! - [`arm`]: [`ArmClient`], tenant discovery from ARM's challenge and `GET /tenants`.
 
 pub mod arm;
@@ -25,6 +27,7 @@ pub mod client;
 pub mod cloud;
 mod error_map;
 mod flows;
+pub mod managed_identity;
 pub mod response;
 pub mod service_principal;
 pub mod store;
@@ -35,6 +38,7 @@ pub use assertion::{CertificateSource, WorkloadIdentitySource};
 pub use azure_cli::AzureCliSource;
 pub use client::{ClientCredential, EntraClient, HttpSettings, SetupError};
 pub use cloud::{CloudName, parse_authority_host};
+pub use managed_identity::ManagedIdentitySource;
 pub use response::TokenResponse;
 pub use service_principal::{SecretRef, ServicePrincipalSource};
 pub use store::{LoginStore, StoreError, StoreKey};

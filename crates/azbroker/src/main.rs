@@ -10,6 +10,7 @@ mod config;
 mod login_commands;
 mod logins;
 mod paths;
+mod scrub;
 mod serve;
 mod sources;
 mod state;
@@ -51,6 +52,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Serve(args) => {
+            scrub::reexec_if_needed(&config)?;
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(serve::run(config, args))?;
             Ok(ExitCode::SUCCESS)

@@ -6,10 +6,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use azbroker_core::select::ProfileSelectors;
-use azbroker_core::{Directory, ProfileBinding, ProfileName, TokenSource};
+use azbroker_core::{
+    AccessToken, BoxFuture, Directory, FetchRequest, ProfileBinding, ProfileName, TokenSource, UpstreamError,
+};
 use azbroker_entra::{
-    AzureCliSource, CertificateSource, EntraClient, HttpSettings, ServicePrincipalSource, UserLogin,
-    UserLogins, WorkloadIdentitySource,
+    AzureCliSource, CertificateSource, EntraClient, HttpSettings, ManagedIdentitySource,
+    ServicePrincipalSource, UserLogin, UserLogins, WorkloadIdentitySource,
 };
 use url::Url;
 
@@ -39,11 +41,21 @@ pub fn user_logins(config: &Config) -> Vec<UserLogin> {
         .collect()
 }
 
-/// One engine binding per profile, sharing one source per login.
+/// One engine binding per profile, sharing one source per login. A login whose source cannot
+/// be built (a managed identity on a host without one) serves its profiles an error saying so.
 pub fn bindings(config: &Config, client: &EntraClient, users: &Arc<UserLogins>) -> Vec<ProfileBinding> {
     let mut sources: HashMap<&ProfileName, Arc<dyn TokenSource>> = HashMap::new();
     for login in config.logins.values() {
         let source: Arc<dyn TokenSource> = match &login.kind {
+            LoginKind::ManagedIdentity { identity, endpoint } => {
+                match ManagedIdentitySource::new(identity.clone(), endpoint.clone()) {
+                    Ok(source) => Arc::new(source),
+                    Err(why) => {
+                        tracing::error!(login = %login.name, error = %why, "cannot use the managed identity");
+                        Arc::new(Unusable { kind: "managed-identity", why })
+                    }
+                }
+            }
             LoginKind::ServicePrincipal { client_id, secret } => {
                 Arc::new(ServicePrincipalSource::new(client.clone(), client_id.clone(), secret.clone()))
             }
@@ -100,4 +112,22 @@ pub fn directory(config: &Config) -> Result<Directory> {
     });
     Directory::new(profiles, config.server.default_profile.clone(), HashMap::new())
         .context("invalid profile aliases")
+}
+
+/// A source that could not be set up: every fetch reports why (a definitive error, so it is not
+/// retried in a loop).
+struct Unusable {
+    kind: &'static str,
+    why: String,
+}
+
+impl TokenSource for Unusable {
+    fn fetch<'a>(&'a self, _: &'a FetchRequest) -> BoxFuture<'a, Result<AccessToken, UpstreamError>> {
+        let err = UpstreamError::Config(format!("the {} login cannot be used: {}", self.kind, self.why));
+        Box::pin(async move { Err(err) })
+    }
+
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
 }

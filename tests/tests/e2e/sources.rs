@@ -110,3 +110,45 @@ async fn azure_cli_runs_once_per_token_lifetime() {
     assert_eq!(code, 400, "{body}");
     assert!(body["error_description"].as_str().unwrap().contains("Please run 'az login'"), "{body}");
 }
+
+/// A broker whose upstream is a managed identity: "the real IMDS / App Service" is played by a
+/// second broker (with a service principal against the testkit), reached through the App Service
+/// variables, or through IMDS with the address rewritten by the `endpoint` override.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_identity_upstream_and_self_pointing_variables_are_scrubbed() {
+    let (auth, host) = two_tenants("");
+    let host_vars = host.env(&[]).unwrap();
+    let mi_config = format!(
+        "[logins.mi]\nkind = \"managed-identity\"\nendpoint = \"http://{}\"\n\n[profiles.mi]\nlogin = \"mi\"\n",
+        host.addr
+    );
+
+    // The App Service shape of the environment, as on a real App Service host.
+    let mut broker = Daemon::start(&mi_config, &[]).unwrap();
+    broker.env = host_vars.clone();
+    broker.restart(&[]).unwrap();
+    let (code, body) = imds_token(&broker, "mi", VAULT).await;
+    assert_eq!(code, 200, "{body}\n{}", broker.log());
+    assert_eq!(auth.verify(body["access_token"].as_str().unwrap()).unwrap()["tid"], tenant_guid(CONTOSO));
+    assert!(granted_via(&host, "app_service"), "{}", host.log());
+
+    // Variables pointing at the broker itself (`eval "$(azbroker env)"` in its own shell) are
+    // removed from its environment, so the credential falls back to IMDS instead of calling
+    // itself (the host answers the rewritten IMDS request; with the bogus header, the App
+    // Service path would have been refused).
+    let mut looped = Daemon::start(&mi_config, &[]).unwrap();
+    looped.env = vec![
+        ("IDENTITY_ENDPOINT".into(), format!("http://{}/msi/token", looped.addr)),
+        ("IDENTITY_HEADER".into(), "not-the-host-header".into()),
+    ];
+    looped.restart(&[]).unwrap();
+    let (code, body) = imds_token(&looped, "mi", "https://storage.azure.com").await;
+    assert_eq!(code, 200, "{body}\n{}", looped.log());
+    assert!(looped.log().contains("removed variables pointing at this daemon"), "{}", looped.log());
+    assert!(granted_via(&host, "imds"), "{}", host.log());
+}
+
+/// Whether the daemon's audit log has a grant through `dialect`.
+fn granted_via(daemon: &Daemon, dialect: &str) -> bool {
+    daemon.log().lines().any(|l| l.contains("token granted") && l.contains(&format!("\"{dialect}\"")))
+}

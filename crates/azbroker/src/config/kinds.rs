@@ -6,13 +6,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use azbroker_core::Secret;
+use azbroker_entra::managed_identity::Identity;
 use azbroker_entra::{AZURE_CLI_CLIENT_ID, SecretRef};
+use url::Url;
 
 use super::reader::{Problems, Section};
 use super::{LoginKind, duration};
 
 /// Every kind this version knows, for error messages.
-pub const KINDS: &str = "user, service-principal, workload-identity, azure-cli";
+pub const KINDS: &str = "user, service-principal, workload-identity, azure-cli, managed-identity";
 /// Default time allowed for one `az account get-access-token`.
 pub const DEFAULT_CLI_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -23,6 +25,7 @@ pub fn parse(kind: &str, l: &Section<'_>, p: &mut Problems) -> Option<LoginKind>
         "service-principal" => service_principal(l, p),
         "workload-identity" => workload_identity(l, p),
         "azure-cli" => azure_cli(l, p),
+        "managed-identity" => managed_identity(l, p),
         other => {
             p.push(&format!("{}.kind", l.path), format!("unknown kind '{other}' (expected one of: {KINDS})"));
             None
@@ -119,4 +122,33 @@ fn azure_cli(l: &Section<'_>, p: &mut Problems) -> Option<LoginKind> {
         if l.contains("command") { PathBuf::from(non_empty(l, "command", p)?) } else { PathBuf::from("az") };
     let timeout = l.parsed("timeout", p, duration).unwrap_or(DEFAULT_CLI_TIMEOUT);
     Some(LoginKind::AzureCli { command, timeout })
+}
+
+fn managed_identity(l: &Section<'_>, p: &mut Problems) -> Option<LoginKind> {
+    l.only(&["kind", "tenant", "client_id", "object_id", "resource_id", "endpoint"], p);
+    let ids: Vec<(&str, String)> = ["client_id", "object_id", "resource_id"]
+        .into_iter()
+        .filter_map(|k| l.str(k, p).map(|v| (k, v.to_owned())))
+        .collect();
+    let identity = match ids.as_slice() {
+        [] => Identity::SystemAssigned,
+        [("client_id", v)] => Identity::ClientId(v.clone()),
+        [("object_id", v)] => Identity::ObjectId(v.clone()),
+        [(_, v)] => Identity::ResourceId(v.clone()),
+        _ => {
+            p.push(&l.path, "set at most one of client_id, object_id and resource_id");
+            return None;
+        }
+    };
+    let endpoint = l.parsed("endpoint", p, |raw| {
+        let url = Url::parse(raw).map_err(|e| e.to_string())?;
+        match (url.scheme(), url.host_str()) {
+            ("http" | "https", Some(_)) => Ok(url),
+            _ => Err("expected an http:// or https:// URL".to_owned()),
+        }
+    });
+    if l.contains("endpoint") && endpoint.is_none() {
+        return None;
+    }
+    Some(LoginKind::ManagedIdentity { identity, endpoint })
 }

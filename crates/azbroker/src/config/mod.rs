@@ -90,6 +90,11 @@ pub enum LoginKind {
         command: PathBuf,
         timeout: Duration,
     },
+    /// The managed identity of the Azure host the broker runs on (`endpoint`: another IMDS base).
+    ManagedIdentity {
+        identity: azbroker_entra::managed_identity::Identity,
+        endpoint: Option<Url>,
+    },
 }
 
 impl LoginKind {
@@ -99,6 +104,7 @@ impl LoginKind {
             Self::ServicePrincipal { .. } | Self::Certificate { .. } => "service-principal",
             Self::WorkloadIdentity { .. } => "workload-identity",
             Self::AzureCli { .. } => "azure-cli",
+            Self::ManagedIdentity { .. } => "managed-identity",
         }
     }
 }
