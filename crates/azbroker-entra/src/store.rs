@@ -364,7 +364,7 @@ fn decode(bytes: &[u8], key: &StoreKey) -> Result<BTreeMap<String, StoredLogin>,
     let mut buf = Zeroizing::new(sealed.to_vec());
     let plaintext = key
         .key
-        .open_in_place(nonce, Aad::from(header), &mut *buf)
+        .open_in_place(nonce, Aad::from(header), &mut buf)
         .map_err(|_| "it fails authentication (damaged or tampered with)".to_owned())?;
     let wire: Wire =
         serde_json::from_slice(plaintext).map_err(|_| "its contents are not a login list".to_owned())?;
