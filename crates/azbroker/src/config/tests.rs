@@ -159,7 +159,9 @@ fn builtin_defaults_have_one_user_login_against_organizations() {
     assert!(c.origin.is_none());
     let me = &c.logins[&ProfileName::parse("me").unwrap()];
     assert_eq!(me.tenant.as_str(), "organizations");
-    assert!(matches!(&me.kind, LoginKind::User { client_id } if client_id == azbroker_entra::AZURE_CLI_CLIENT_ID));
+    assert!(
+        matches!(&me.kind, LoginKind::User { client_id } if client_id == azbroker_entra::AZURE_CLI_CLIENT_ID)
+    );
     assert_eq!(c.server.default_profile.as_ref().unwrap().as_str(), "me");
     assert_eq!(c.cloud.arm_endpoint.as_str(), "https://management.azure.com/");
 }
