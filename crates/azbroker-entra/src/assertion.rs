@@ -1,75 +1,46 @@
-//! Service principals that prove themselves with a JWT instead of a secret (PROTOCOLS.md §12.4):
+//! Client assertions for service principals that prove themselves with a JWT instead of a
+//! secret (PROTOCOLS.md §12.4), used by `ServicePrincipalSource`:
 //!
-//! * [`CertificateSource`]: a PEM file with the certificate (chain) and its RSA private key; each
-//!   fetch signs a fresh assertion — PS256, `x5t#S256` = base64url(SHA-256 of the certificate),
+//! * [`certificate_assertion`]: a PEM file with the certificate (chain) and its RSA private key;
+//!   each fetch signs a fresh assertion — PS256, `x5t#S256` = base64url(SHA-256 of the certificate),
 //!   `aud` = the tenant's token endpoint, `iss` = `sub` = the client id, a random `jti`, valid
 //!   for 10 minutes — and optionally sends the chain as `x5c` (subject-name/issuer auth);
-//! * [`WorkloadIdentitySource`]: a federated token file (Kubernetes, GitHub OIDC, ...) re-read
+//! * [`read_token_file`]: a federated token file (Kubernetes, GitHub OIDC, ...) re-read
 //!   on every fetch, because its issuer rotates it.
 //!
 //! The files are re-read on every fetch, so rotation needs no restart; their contents never
 //! appear in an error or a log line.
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use aws_lc_rs::{digest, rand, signature};
-use azbroker_core::{AccessToken, BoxFuture, FetchRequest, Secret, TokenSource, UpstreamError, unix_now};
+use azbroker_core::{Secret, UpstreamError, unix_now};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use zeroize::Zeroizing;
 
-use crate::client::{ClientCredential, EntraClient};
 use crate::user::random_string;
 
 /// Lifetime of a signed assertion (MSAL uses the same).
 const ASSERTION_LIFETIME_SECS: u64 = 600;
 
-/// A service principal with a certificate credential.
-#[derive(Debug)]
-pub struct CertificateSource {
-    client: EntraClient,
-    client_id: String,
-    path: PathBuf,
+/// The signed client assertion for a request to `audience` (the tenant's token endpoint), from
+/// the PEM file at `path` (read now).
+pub async fn certificate_assertion(
+    path: &Path,
+    client_id: &str,
+    audience: &str,
     send_chain: bool,
-}
-
-impl CertificateSource {
-    pub fn new(client: EntraClient, client_id: String, path: PathBuf, send_chain: bool) -> Self {
-        Self { client, client_id, path, send_chain }
-    }
-
-    /// The signed client assertion for a request to `audience` (the token endpoint).
-    pub async fn assertion(&self, audience: &str) -> Result<Secret, UpstreamError> {
-        let shown = self.path.display().to_string();
-        let pem = Zeroizing::new(tokio::fs::read(&self.path).await.map_err(|e| {
+) -> Result<Secret, UpstreamError> {
+    let shown = path.display().to_string();
+    let pem =
+        Zeroizing::new(tokio::fs::read(path).await.map_err(|e| {
             UpstreamError::Config(format!("cannot read certificate_file {shown}: {}", e.kind()))
         })?);
-        sign_assertion(&pem, &self.client_id, audience, self.send_chain)
-            .map_err(|why| UpstreamError::Config(format!("certificate_file {shown}: {why}")))
-    }
-}
-
-impl TokenSource for CertificateSource {
-    fn fetch<'a>(&'a self, request: &'a FetchRequest) -> BoxFuture<'a, Result<AccessToken, UpstreamError>> {
-        Box::pin(async move {
-            let audience = self.client.token_endpoint(&request.tenant);
-            let credential = ClientCredential::Assertion(self.assertion(audience.as_str()).await?);
-            let scope = request.resource.scope();
-            let response =
-                self.client.client_credentials(&request.tenant, &self.client_id, &credential, &scope).await?;
-            Ok(response.into_access_token())
-        })
-    }
-
-    fn client_id(&self) -> Option<&str> {
-        Some(&self.client_id)
-    }
-
-    fn kind(&self) -> &'static str {
-        "service-principal"
-    }
+    sign_assertion(&pem, client_id, audience, send_chain)
+        .map_err(|why| UpstreamError::Config(format!("certificate_file {shown}: {why}")))
 }
 
 /// Builds and signs the assertion JWT from a PEM holding the certificate(s) and the key.
@@ -122,46 +93,19 @@ pub fn sign_assertion(
     Ok(Secret::new(format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))))
 }
 
-/// Workload identity federation: a token file sent as the client assertion.
-#[derive(Debug)]
-pub struct WorkloadIdentitySource {
-    client: EntraClient,
-    client_id: String,
-    token_file: PathBuf,
-}
-
-impl WorkloadIdentitySource {
-    pub fn new(client: EntraClient, client_id: String, token_file: PathBuf) -> Self {
-        Self { client, client_id, token_file }
+/// The federated token in `path` (read now, trimmed).
+pub async fn read_token_file(path: &Path) -> Result<Secret, UpstreamError> {
+    let shown = path.display();
+    let bytes = Zeroizing::new(
+        tokio::fs::read(path)
+            .await
+            .map_err(|e| UpstreamError::Config(format!("cannot read token_file {shown}: {}", e.kind())))?,
+    );
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| UpstreamError::Config(format!("token_file {shown} is not text")))?
+        .trim();
+    if text.is_empty() {
+        return Err(UpstreamError::Config(format!("token_file {shown} is empty")));
     }
-}
-
-impl TokenSource for WorkloadIdentitySource {
-    fn fetch<'a>(&'a self, request: &'a FetchRequest) -> BoxFuture<'a, Result<AccessToken, UpstreamError>> {
-        Box::pin(async move {
-            let shown = self.token_file.display();
-            let bytes = Zeroizing::new(tokio::fs::read(&self.token_file).await.map_err(|e| {
-                UpstreamError::Config(format!("cannot read token_file {shown}: {}", e.kind()))
-            })?);
-            let text = std::str::from_utf8(&bytes)
-                .map_err(|_| UpstreamError::Config(format!("token_file {shown} is not text")))?
-                .trim();
-            if text.is_empty() {
-                return Err(UpstreamError::Config(format!("token_file {shown} is empty")));
-            }
-            let credential = ClientCredential::Assertion(Secret::new(text));
-            let scope = request.resource.scope();
-            let response =
-                self.client.client_credentials(&request.tenant, &self.client_id, &credential, &scope).await?;
-            Ok(response.into_access_token())
-        })
-    }
-
-    fn client_id(&self) -> Option<&str> {
-        Some(&self.client_id)
-    }
-
-    fn kind(&self) -> &'static str {
-        "workload-identity"
-    }
+    Ok(Secret::new(text))
 }

@@ -9,13 +9,14 @@
 //! - [`cloud`]: national clouds and authority-host validation.
 //! - [`client`]: [`EntraClient`], the token endpoint grants, HTTP settings.
 //! - [`response`]: [`TokenResponse`], the parsed success body.
-//! - [`service_principal`]: [`ServicePrincipalSource`], client-secret service principals.
+//! - [`service_principal`]: [`ServicePrincipalSource`], service principals (secret, certificate,
+//!   workload identity).
 //! - [`user`]: [`UserLogins`] and [`UserSource`], user logins: one refresh token redeemed in
 //!   every tenant, "needs sign-in" marks; `flows`: device-code and browser sign-ins run by the
 //!   daemon, logout, the tenant list.
 //! - [`store`]: [`LoginStore`], the encrypted, atomically written, locked login store.
-//! - [`assertion`]: [`CertificateSource`] (PS256 `x5t#S256` certificate assertions) and
-//!   [`WorkloadIdentitySource`] (federated token file); [`azure_cli`]: [`AzureCliSource`];
+//! - [`assertion`]: certificate assertions (PS256, `x5t#S256`) and federated token files for
+//!   [`ServicePrincipalSource`]; [`azure_cli`]: [`AzureCliSource`];
 //!   [`managed_identity`]: [`ManagedIdentitySource`] (the host's real managed identity, via
 //!   `azure_identity`).
 //! - [`arm`]: [`ArmClient`], tenant discovery from ARM's challenge and `GET /tenants`.
@@ -34,12 +35,11 @@ pub mod store;
 pub mod user;
 
 pub use arm::ArmClient;
-pub use assertion::{CertificateSource, WorkloadIdentitySource};
 pub use azure_cli::AzureCliSource;
 pub use client::{ClientCredential, EntraClient, HttpSettings, SetupError};
 pub use cloud::{CloudName, parse_authority_host};
 pub use managed_identity::ManagedIdentitySource;
 pub use response::TokenResponse;
-pub use service_principal::{SecretRef, ServicePrincipalSource};
+pub use service_principal::{Credential, SecretRef, ServicePrincipalSource};
 pub use store::{LoginStore, StoreError, StoreKey};
 pub use user::{AZURE_CLI_CLIENT_ID, LoginEvent, UserLogin, UserLogins, UserSource};

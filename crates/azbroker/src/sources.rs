@@ -10,8 +10,8 @@ use azbroker_core::{
     AccessToken, BoxFuture, Directory, FetchRequest, ProfileBinding, ProfileName, TokenSource, UpstreamError,
 };
 use azbroker_entra::{
-    AzureCliSource, CertificateSource, EntraClient, HttpSettings, ManagedIdentitySource,
-    ServicePrincipalSource, UserLogin, UserLogins, WorkloadIdentitySource,
+    AzureCliSource, Credential, EntraClient, HttpSettings, ManagedIdentitySource, ServicePrincipalSource,
+    UserLogin, UserLogins,
 };
 use url::Url;
 
@@ -60,15 +60,21 @@ pub fn bindings(config: &Config, client: &EntraClient, users: &Arc<UserLogins>) 
                 Arc::new(ServicePrincipalSource::new(client.clone(), client_id.clone(), secret.clone()))
             }
             LoginKind::Certificate { client_id, certificate_file, send_chain } => {
-                Arc::new(CertificateSource::new(
+                let credential =
+                    Credential::Certificate { path: certificate_file.clone(), send_chain: *send_chain };
+                Arc::new(ServicePrincipalSource::with_credential(
                     client.clone(),
                     client_id.clone(),
-                    certificate_file.clone(),
-                    *send_chain,
+                    credential,
                 ))
             }
             LoginKind::WorkloadIdentity { client_id, token_file } => {
-                Arc::new(WorkloadIdentitySource::new(client.clone(), client_id.clone(), token_file.clone()))
+                let credential = Credential::FederatedTokenFile(token_file.clone());
+                Arc::new(ServicePrincipalSource::with_credential(
+                    client.clone(),
+                    client_id.clone(),
+                    credential,
+                ))
             }
             LoginKind::AzureCli { command, timeout } => {
                 Arc::new(AzureCliSource::new(command.clone(), *timeout))
