@@ -3,8 +3,9 @@
 //! gets a short page saying to return to the terminal. Implements core's [`RedirectListener`], so
 //! the upstream crate receives the callback without knowing any HTTP server.
 //!
-//! The listener stops when the callback is delivered or its receiver is dropped (flow cancelled
-//! or timed out). Other requests (a favicon) get 404.
+//! It also listens on `[::1]` at the same port when it can, since browsers may resolve
+//! `localhost` to ::1 first. The listeners stop when the callback is delivered or its receiver
+//! is dropped (flow cancelled or timed out). Other requests (a favicon) get 404.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,6 +18,7 @@ use azbroker_core::login::{CallbackParams, Redirect, RedirectListener};
 use http::StatusCode;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
 /// Binds loopback redirect listeners.
 #[derive(Debug, Default, Clone, Copy)]
@@ -27,25 +29,28 @@ type Slot = Arc<Mutex<Option<oneshot::Sender<CallbackParams>>>>;
 impl RedirectListener for LoopbackRedirect {
     fn listen(&self) -> BoxFuture<'static, Result<Redirect, String>> {
         Box::pin(async {
-            let listener = TcpListener::bind(("127.0.0.1", 0))
+            let v4 = TcpListener::bind(("127.0.0.1", 0))
                 .await
                 .map_err(|e| format!("cannot bind a loopback port: {e}"))?;
-            let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+            let port = v4.local_addr().map_err(|e| e.to_string())?.port();
+            // `localhost` may resolve to ::1 first in the browser: answer there too when we can.
+            let v6 = TcpListener::bind(("::1", port)).await.ok();
             let (tx, rx) = oneshot::channel();
             let slot: Slot = Arc::new(Mutex::new(Some(tx)));
-            let (done_tx, done_rx) = oneshot::channel::<()>();
-            let app = Router::new()
-                .route("/", axum::routing::get(callback))
-                .with_state((slot, Arc::new(Mutex::new(Some(done_tx)))));
-            tokio::spawn(async move {
-                let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                    let _ = done_rx.await;
+            let app = Router::new().route("/", axum::routing::get(callback)).with_state(slot);
+            // Both listeners stop once the callback future completes or is dropped.
+            let stop = CancellationToken::new();
+            for listener in std::iter::once(v4).chain(v6) {
+                let (app, stop) = (app.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let _ = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
                 });
-                let _ = serve.await;
-            });
+            }
+            let guard = stop.drop_guard();
             Ok(Redirect {
                 redirect_uri: format!("http://localhost:{port}/"),
                 callback: Box::pin(async move {
+                    let _guard = guard;
                     rx.await.map_err(|_| "the redirect listener stopped".to_owned())
                 }),
             })
@@ -53,20 +58,12 @@ impl RedirectListener for LoopbackRedirect {
     }
 }
 
-type Done = Arc<Mutex<Option<oneshot::Sender<()>>>>;
-
-async fn callback(
-    State((slot, done)): State<(Slot, Done)>,
-    Query(params): Query<HashMap<String, String>>,
-) -> Response {
+async fn callback(State(slot): State<Slot>, Query(params): Query<HashMap<String, String>>) -> Response {
     if !params.contains_key("code") && !params.contains_key("error") {
         return StatusCode::NOT_FOUND.into_response();
     }
     let sender = slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
     let delivered = sender.is_some_and(|tx| tx.send(params).is_ok());
-    if let Some(done) = done.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
-        let _ = done.send(());
-    }
     let text = if delivered {
         "azbroker received the sign-in. You can close this window and return to the terminal."
     } else {
@@ -93,6 +90,22 @@ mod tests {
         assert!(http.starts_with("HTTP/1.1 200") && http.contains("return to the terminal"), "{http}");
         let params = redirect.callback.await.unwrap();
         assert_eq!((params["code"].as_str(), params["state"].as_str()), ("abc", "xyz"));
+    }
+
+    #[tokio::test]
+    async fn dropping_the_callback_closes_the_listener() {
+        let redirect = LoopbackRedirect.listen().await.unwrap();
+        let port: u16 =
+            redirect.redirect_uri.trim_end_matches('/').rsplit(':').next().unwrap().parse().unwrap();
+        assert!(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok());
+        drop(redirect);
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("the listener is still accepting after its callback was dropped");
     }
 
     /// A minimal HTTP/1.1 GET over a TCP stream (the server crate has no HTTP client).

@@ -179,6 +179,26 @@ async fn a_store_under_another_key_is_refused_and_kept() {
     assert_eq!(code, 200, "{body}");
 }
 
+#[test]
+fn a_second_daemon_on_the_same_state_dir_is_locked_out() {
+    let auth = Authority::start();
+    let daemon = user_daemon(&auth, "");
+    let other = daemon.dir.path().join("other.toml");
+    let text = std::fs::read_to_string(&daemon.config_path).unwrap();
+    let text = text
+        .replace(&daemon.addr.to_string(), &format!("127.0.0.1:{}", azbroker_tests::free_port()))
+        .replace(
+            &format!("{}", daemon.dir.path().join("run").display()),
+            &format!("{}", daemon.dir.path().join("run2").display()),
+        );
+    std::fs::write(&other, text).unwrap();
+    let out =
+        Command::new(azbroker_tests::binary()).arg("--config").arg(&other).arg("serve").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("locked by another process"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_login_and_mfa_tenant_name_the_command_and_a_sign_in_clears_them() {
     let auth = Authority::start();
