@@ -265,6 +265,22 @@ impl LoginStore {
         self.persist().await
     }
 
+    /// Changes an existing login's state when `change` says it changed something (returns
+    /// true), and persists it then. A login that is not stored (signed out meanwhile) is left
+    /// alone. Returns whether anything was written.
+    pub async fn update_existing(
+        &self,
+        login: &str,
+        change: impl FnOnce(&mut StoredLogin) -> bool,
+    ) -> Result<bool, StoreError> {
+        let _writer = self.write.lock().await;
+        let changed = self.lock().get_mut(login).is_some_and(change);
+        if changed {
+            self.persist().await?;
+        }
+        Ok(changed)
+    }
+
     /// Forgets a login; true if it was stored.
     pub async fn remove(&self, login: &str) -> Result<bool, StoreError> {
         let _writer = self.write.lock().await;
@@ -443,7 +459,11 @@ mod tests {
         let me = store.get("me").unwrap();
         assert_eq!(me.refresh_token.unwrap().expose(), "0.rt.very-secret-refresh-token");
         assert_eq!(me.tenants["fabrikam.example"], "MFA");
+        // A change to a login that is gone (signed out meanwhile) does not bring it back.
+        assert!(store.update_existing("me", |_| true).await.unwrap());
+        assert!(!store.update_existing("me", |_| false).await.unwrap());
         assert!(store.remove("me").await.unwrap());
+        assert!(!store.update_existing("me", |_| true).await.unwrap());
         assert!(store.get("me").is_none());
     }
 

@@ -213,8 +213,19 @@ impl UserLogins {
         match self.client.refresh_token(tenant, &config.client_id, &rt, scope).await {
             Ok(response) => {
                 if let Some(next) = response.refresh_token.clone() {
-                    // Rotated refresh tokens are kept every time (the old one may stop working).
-                    if let Err(e) = self.store.update(login, |s| s.refresh_token = Some(next)).await {
+                    // Rotated refresh tokens are kept every time (the old one may stop working),
+                    // unless a sign-in or sign-out replaced the token while this request ran.
+                    let rotated = self
+                        .store
+                        .update_existing(login, |s| {
+                            let current = s.refresh_token.as_ref().is_some_and(|t| t.expose() == rt.expose());
+                            if current {
+                                s.refresh_token = Some(next);
+                            }
+                            current
+                        })
+                        .await;
+                    if let Err(e) = rotated {
                         tracing::error!(login, error = %e, "cannot persist the rotated refresh token");
                     }
                 }
@@ -222,17 +233,17 @@ impl UserLogins {
                 Ok(response)
             }
             Err(UpstreamError::InteractionRequired { description, .. }) => {
-                self.mark(login, Some(tenant), &description).await;
+                self.mark(login, Some(tenant), &description, &rt).await;
                 Err(required(Some(tenant), description))
             }
             Err(UpstreamError::InvalidGrant { codes, description })
                 if codes.iter().any(|c| TENANT_SCOPED_INVALID_GRANT.contains(c)) =>
             {
-                self.mark(login, Some(tenant), &description).await;
+                self.mark(login, Some(tenant), &description, &rt).await;
                 Err(required(Some(tenant), description))
             }
             Err(UpstreamError::InvalidGrant { description, .. }) => {
-                self.mark(login, None, &description).await;
+                self.mark(login, None, &description, &rt).await;
                 Err(required(None, description))
             }
             Err(other) => {
@@ -245,7 +256,9 @@ impl UserLogins {
         }
     }
 
-    async fn mark(&self, login: &str, tenant: Option<&TenantId>, reason: &str) {
+    /// Marks the login (or one tenant) as needing sign-in — unless the refresh token that failed
+    /// is no longer the stored one (a sign-in completed while the request ran).
+    async fn mark(&self, login: &str, tenant: Option<&TenantId>, reason: &str, used: &Secret) {
         tracing::warn!(
             login,
             tenant = tenant.map(TenantId::as_str),
@@ -254,11 +267,17 @@ impl UserLogins {
         );
         let result = self
             .store
-            .update(login, |s| match tenant {
-                Some(t) => {
-                    s.tenants.insert(t.to_string(), reason.to_owned());
+            .update_existing(login, |s| {
+                if !s.refresh_token.as_ref().is_some_and(|t| t.expose() == used.expose()) {
+                    return false;
                 }
-                None => s.needs_sign_in = Some(reason.to_owned()),
+                match tenant {
+                    Some(t) => {
+                        s.tenants.insert(t.to_string(), reason.to_owned());
+                    }
+                    None => s.needs_sign_in = Some(reason.to_owned()),
+                }
+                true
             })
             .await;
         if let Err(e) = result {
