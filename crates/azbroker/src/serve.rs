@@ -282,8 +282,8 @@ fn reload(
 }
 
 /// Starts the embedded fake authority and, when the config has no profiles (or there is no
-/// config file at all), serves a demo service principal instead. A demo user who signs in at
-/// once is there too, so `azbroker login` can be tried offline.
+/// config file at all), adds a demo service principal as the default profile. A demo user who
+/// signs in at once is there too, so `azbroker login` can be tried offline.
 async fn start_local_authority(config: &mut Config) -> Result<FakeEntra> {
     let opts = azbroker_testkit::Options { permissive: true, ..Default::default() };
     let local = FakeEntra::start_with(opts).await.context("cannot start the local authority")?;
@@ -294,10 +294,9 @@ async fn start_local_authority(config: &mut Config) -> Result<FakeEntra> {
     local.add_user(LOCAL_DEMO_USER, &["local.azbroker.invalid"]);
     local.auto_approve_device_codes(Some(LOCAL_DEMO_USER));
     local.set_browser_user(Some(LOCAL_DEMO_USER));
+    // With no config file the built-in user login `me` stays (sign in as the demo user with
+    // `azbroker login`), and the demo service principal becomes the default profile.
     if config.profiles.is_empty() || config.origin.is_none() {
-        config.logins.clear();
-        config.profiles.clear();
-        config.workspaces.clear();
         let name = ProfileName::parse("local").context("built-in profile name")?;
         let tenant = TenantId::parse("local.azbroker.invalid").context("built-in tenant")?;
         config.logins.insert(
