@@ -218,7 +218,7 @@ impl UserLogins {
                     let rotated = self
                         .store
                         .update_existing(login, |s| {
-                            let current = s.refresh_token.as_ref().is_some_and(|t| t.expose() == rt.expose());
+                            let current = holds(s, &rt);
                             if current {
                                 s.refresh_token = Some(next);
                             }
@@ -268,7 +268,7 @@ impl UserLogins {
         let result = self
             .store
             .update_existing(login, |s| {
-                if !s.refresh_token.as_ref().is_some_and(|t| t.expose() == used.expose()) {
+                if !holds(s, used) {
                     return false;
                 }
                 match tenant {
@@ -314,6 +314,11 @@ impl TokenSource for UserSource {
     fn kind(&self) -> &'static str {
         "user"
     }
+}
+
+/// Whether the stored refresh token is still `token`.
+fn holds(stored: &crate::store::StoredLogin, token: &Secret) -> bool {
+    stored.refresh_token.as_ref().is_some_and(|t| t.matches(token.expose().as_bytes()))
 }
 
 /// Who signed in, from the id token's claims (not verified: it came straight from the token
