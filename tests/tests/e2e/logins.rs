@@ -289,16 +289,19 @@ async fn browser_sign_in_with_pkce_and_a_loopback_redirect() {
     )
     .unwrap();
     std::fs::set_permissions(&browser, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let browser_login = || {
+        Command::new(azbroker_tests::binary())
+            .arg("--config")
+            .arg(&daemon.config_path)
+            .args(["login", "--browser"])
+            .env("BROWSER", &browser)
+            .env("no_proxy", "*")
+            .env_remove("http_proxy")
+            .output()
+            .unwrap()
+    };
     auth.set_browser_user(Some(ALICE));
-    let out = Command::new(azbroker_tests::binary())
-        .arg("--config")
-        .arg(&daemon.config_path)
-        .args(["login", "--browser"])
-        .env("BROWSER", &browser)
-        .env("no_proxy", "*")
-        .env_remove("http_proxy")
-        .output()
-        .unwrap();
+    let out = browser_login();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}\n{}", String::from_utf8_lossy(&out.stderr), daemon.log());
     assert!(
@@ -310,14 +313,7 @@ async fn browser_sign_in_with_pkce_and_a_loopback_redirect() {
 
     // A user who cancels in the browser: the CLI reports the failure.
     auth.set_browser_user(None);
-    let out = Command::new(azbroker_tests::binary())
-        .arg("--config")
-        .arg(&daemon.config_path)
-        .args(["login", "--browser"])
-        .env("BROWSER", &browser)
-        .env("no_proxy", "*")
-        .output()
-        .unwrap();
+    let out = browser_login();
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("access_denied"),

@@ -76,42 +76,15 @@ async fn workspace_add_discovers_the_tenant_and_survives_restart() {
     assert_eq!(auth.verify(body["access_token"].as_str().unwrap()).unwrap()["tid"], guid);
 
     // Mistakes are explained: an unknown subscription, a name taken by a profile.
-    let out = daemon
-        .cli(&[
-            "workspace",
-            "add",
-            "--name",
-            "x",
-            "--subscription",
-            "00000000-0000-0000-0000-000000000000",
-            "--resource-group",
-            "g",
-            "--workspace",
-            "w",
-        ])
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("SubscriptionNotFound"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = daemon
-        .cli(&[
-            "workspace",
-            "add",
-            "--name",
-            "home",
-            "--subscription",
-            SUB,
-            "--resource-group",
-            "g",
-            "--workspace",
-            "w",
-        ])
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("also a profile name"));
+    let refused = |name: &str, subscription: &str| {
+        let args = ["workspace", "add", "--name", name, "--subscription", subscription];
+        let out = daemon.cli(&[&args[..], &["--resource-group", "g", "--workspace", "w"]].concat()).unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = refused("x", "00000000-0000-0000-0000-000000000000");
+    assert!(err.contains("SubscriptionNotFound"), "{err}");
+    assert!(refused("home", SUB).contains("also a profile name"));
     let out = daemon.cli(&["workspace", "config", "nope"]).unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not configured"));
 }
