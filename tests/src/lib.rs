@@ -48,6 +48,8 @@ pub struct Daemon {
     pub config_path: PathBuf,
     /// The HTTPS (Service Fabric) listener's address.
     pub tls_addr: SocketAddr,
+    /// Extra environment variables for the daemon, applied at every (re)start.
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -70,7 +72,7 @@ impl Daemon {
         );
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config)?;
-        let mut daemon = Self { dir, addr, config_path, tls_addr: tls, child: None };
+        let mut daemon = Self { dir, addr, config_path, tls_addr: tls, env: Vec::new(), child: None };
         daemon.spawn(extra)?;
         Ok(daemon)
     }
@@ -116,6 +118,7 @@ impl Daemon {
             .stdout(log.try_clone()?)
             .stderr(log)
             .env_remove("RUST_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .spawn()
             .context("spawn azbroker")?;
         self.child = Some(child);

@@ -365,6 +365,19 @@ impl Engine {
         }
     }
 
+    /// Clears the failure state (backoff, negative cache) of every entry of `profile`, keeping
+    /// cached tokens: after a sign-in fixed what was failing, the next request goes upstream at
+    /// once instead of waiting out the backoff.
+    pub fn reset_backoff(&self, profile: &str) {
+        let slots = read(&self.inner.slots);
+        for slot in slots.get(profile).into_iter().flat_map(HashMap::values) {
+            let mut st = lock(&slot.state);
+            st.failures = 0;
+            st.retry_at = None;
+            st.last_error = None;
+        }
+    }
+
     /// The configured profile names.
     pub fn profile_names(&self) -> Vec<ProfileName> {
         let mut v: Vec<_> = read(&self.inner.profiles).keys().cloned().collect();

@@ -48,11 +48,18 @@ pub enum UpstreamError {
 
 /// The message clients see: what is wrong and the exact command that fixes it.
 fn login_required_message(login: &str, tenant: Option<&str>, reason: &str) -> String {
+    let command = login_command(login, tenant);
     match tenant {
-        Some(t) => format!(
-            "login '{login}' needs sign-in for tenant {t} ({reason}); run `azbroker login --login {login} --tenant {t}`"
-        ),
-        None => format!("login '{login}' needs sign-in ({reason}); run `azbroker login --login {login}`"),
+        Some(t) => format!("login '{login}' needs sign-in for tenant {t} ({reason}); run `{command}`"),
+        None => format!("login '{login}' needs sign-in ({reason}); run `{command}`"),
+    }
+}
+
+/// The command that signs `login` in (at `tenant`, when only that tenant needs it).
+pub fn login_command(login: &str, tenant: Option<&str>) -> String {
+    match tenant {
+        Some(t) => format!("azbroker login --login {login} --tenant {t}"),
+        None => format!("azbroker login --login {login}"),
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod login;
 pub mod names;
 pub mod policy;
 pub mod schedule;
@@ -20,6 +21,10 @@ pub use engine::{
     StatsSnapshot,
 };
 pub use error::UpstreamError;
+pub use login::{
+    AdminError, CallbackParams, FlowStart, FlowState, FlowStatus, LoginMethod, LoginRequest, LoginStatus,
+    Redirect, RedirectListener, TenantInfo, TenantNeedingSignIn,
+};
 pub use names::{NameError, ProfileName, Resource, TenantId};
 pub use policy::{AccessPolicy, Caller, Denial, ProfileAccess, ResourceAllowList, Users};
 pub use secret::Secret;

@@ -28,6 +28,9 @@ pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// `client_assertion_type` for JWT client assertions (certificates, federated credentials).
 pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
+/// `grant_type` of device-code polling.
+pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
 /// Form fields whose values are secrets: never logged, scrubbed from echoed error text.
 const SECRET_FORM_FIELDS: [&str; 6] =
     ["client_secret", "client_assertion", "refresh_token", "device_code", "code", "code_verifier"];
@@ -77,6 +80,68 @@ pub enum ClientCredential {
     Secret(Secret),
     /// A signed JWT (`client_assertion=`): a certificate assertion or a federated token.
     Assertion(Secret),
+}
+
+/// The fields of an authorize request for a browser sign-in.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthorizeRequest<'a> {
+    pub client_id: &'a str,
+    pub redirect_uri: &'a str,
+    pub scope: &'a str,
+    pub state: &'a str,
+    pub code_challenge: &'a str,
+}
+
+/// The answer of the device authorization endpoint. `Debug` redacts the device code.
+#[derive(Debug, Clone)]
+pub struct DeviceCode {
+    pub device_code: Secret,
+    pub user_code: String,
+    pub verification_uri: String,
+    pub expires_in: Duration,
+    pub interval: Duration,
+    /// Entra's instruction for the person, naming the URL and the code.
+    pub message: String,
+}
+
+impl DeviceCode {
+    fn from_json(body: &[u8]) -> Result<Self, UpstreamError> {
+        let bad = |what: &str| UpstreamError::BadResponse(format!("device code response: {what}"));
+        let v: serde_json::Value = serde_json::from_slice(body).map_err(|_| bad("not JSON"))?;
+        let text = |k: &str| v.get(k).and_then(serde_json::Value::as_str).filter(|s| !s.is_empty());
+        // MSAL defends against numbers sent as strings; so do we.
+        let secs = |k: &str| {
+            v.get(k).and_then(|n| n.as_u64().or_else(|| n.as_str().and_then(|s| s.trim().parse().ok())))
+        };
+        let device_code = text("device_code").ok_or_else(|| bad("no device_code"))?;
+        let user_code = text("user_code").ok_or_else(|| bad("no user_code"))?.to_owned();
+        let verification_uri = text("verification_uri")
+            .or_else(|| text("verification_url"))
+            .ok_or_else(|| bad("no verification_uri"))?
+            .to_owned();
+        let message = text("message").map_or_else(
+            || format!("To sign in, open {verification_uri} and enter the code {user_code}."),
+            str::to_owned,
+        );
+        Ok(Self {
+            device_code: Secret::new(device_code),
+            expires_in: Duration::from_secs(secs("expires_in").unwrap_or(900).min(3600)),
+            interval: Duration::from_secs(secs("interval").unwrap_or(5).clamp(0, 60)),
+            user_code,
+            verification_uri,
+            message,
+        })
+    }
+}
+
+/// One poll of a device-code sign-in.
+#[derive(Debug)]
+pub enum DevicePoll {
+    /// The person has not finished yet.
+    Pending,
+    /// Polling too fast: wait longer from now on.
+    SlowDown,
+    SignedIn(Box<TokenResponse>),
 }
 
 /// A cheap-to-clone Entra ID v2 client bound to one authority host.
@@ -136,6 +201,100 @@ impl EntraClient {
         self.post_token(tenant, &form).await
     }
 
+    /// Starts a device-code sign-in (PROTOCOLS.md §12.2). `scope` should include
+    /// `offline_access` so that the answer carries a refresh token.
+    pub async fn device_code(
+        &self,
+        tenant: &TenantId,
+        client_id: &str,
+        scope: &str,
+    ) -> Result<DeviceCode, UpstreamError> {
+        let url = self.tenant_url(tenant, &["oauth2", "v2.0", "devicecode"]);
+        let form = [("client_id", client_id), ("scope", scope)];
+        let body = self.post_form(url, tenant, &form).await?;
+        DeviceCode::from_json(&body)
+    }
+
+    /// One poll of a device-code sign-in. `authorization_pending` and `slow_down` are answers,
+    /// not errors; `authorization_declined`, `expired_token` and the rest are errors.
+    pub async fn poll_device_code(
+        &self,
+        tenant: &TenantId,
+        client_id: &str,
+        device_code: &Secret,
+    ) -> Result<DevicePoll, UpstreamError> {
+        let form = [
+            ("grant_type", DEVICE_CODE_GRANT),
+            ("client_id", client_id),
+            ("device_code", device_code.expose()),
+        ];
+        match self.post_token(tenant, &form).await {
+            Ok(response) => Ok(DevicePoll::SignedIn(Box::new(response))),
+            Err(UpstreamError::Refused { error, .. }) if error == "authorization_pending" => {
+                Ok(DevicePoll::Pending)
+            }
+            Err(UpstreamError::Refused { error, .. }) if error == "slow_down" => Ok(DevicePoll::SlowDown),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Redeems a user's refresh token in `tenant` (any tenant the user can reach, §12.3). The
+    /// answer usually carries a new refresh token, which the caller must keep.
+    pub async fn refresh_token(
+        &self,
+        tenant: &TenantId,
+        client_id: &str,
+        refresh_token: &Secret,
+        scope: &str,
+    ) -> Result<TokenResponse, UpstreamError> {
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("client_id", client_id),
+            ("refresh_token", refresh_token.expose()),
+            ("scope", scope),
+            ("client_info", "1"),
+        ];
+        self.post_token(tenant, &form).await
+    }
+
+    /// The authorize URL of a browser sign-in with PKCE (S256).
+    pub fn authorize_url(&self, tenant: &TenantId, request: &AuthorizeRequest<'_>) -> Url {
+        let mut url = self.tenant_url(tenant, &["oauth2", "v2.0", "authorize"]);
+        url.query_pairs_mut()
+            .append_pair("client_id", request.client_id)
+            .append_pair("response_type", "code")
+            .append_pair("redirect_uri", request.redirect_uri)
+            .append_pair("response_mode", "query")
+            .append_pair("scope", request.scope)
+            .append_pair("state", request.state)
+            .append_pair("code_challenge", request.code_challenge)
+            .append_pair("code_challenge_method", "S256")
+            .append_pair("prompt", "select_account");
+        url
+    }
+
+    /// Redeems the authorization code of a browser sign-in.
+    pub async fn authorization_code(
+        &self,
+        tenant: &TenantId,
+        client_id: &str,
+        code: &Secret,
+        redirect_uri: &str,
+        code_verifier: &Secret,
+        scope: &str,
+    ) -> Result<TokenResponse, UpstreamError> {
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("client_id", client_id),
+            ("code", code.expose()),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", code_verifier.expose()),
+            ("scope", scope),
+            ("client_info", "1"),
+        ];
+        self.post_token(tenant, &form).await
+    }
+
     /// `{authority_host}/{tenant}/{segments...}`, keeping any path prefix of the authority host.
     fn tenant_url(&self, tenant: &TenantId, segments: &[&str]) -> Url {
         let mut url = self.inner.authority_host.clone();
@@ -151,17 +310,28 @@ impl EntraClient {
         tenant: &TenantId,
         form: &[(&str, &str)],
     ) -> Result<TokenResponse, UpstreamError> {
+        let body = self.post_form(self.token_endpoint(tenant), tenant, form).await?;
+        TokenResponse::from_json(&body)
+    }
+
+    /// POSTs a form to an Entra endpoint: logging, body bound, secret scrubbing, error mapping.
+    /// Returns the body of a 2xx answer.
+    async fn post_form(
+        &self,
+        url: Url,
+        tenant: &TenantId,
+        form: &[(&str, &str)],
+    ) -> Result<Vec<u8>, UpstreamError> {
         let grant = form_value(form, "grant_type").unwrap_or("unknown");
         let scope = form_value(form, "scope").unwrap_or("");
         let secrets: Vec<&str> =
             form.iter().filter(|(k, _)| SECRET_FORM_FIELDS.contains(k)).map(|(_, v)| *v).collect();
         let started = Instant::now();
-        let request =
-            self.inner.http.post(self.token_endpoint(tenant)).header(ACCEPT, "application/json").form(form);
+        let request = self.inner.http.post(url).header(ACCEPT, "application/json").form(form);
         let (status, result) = match request.send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
-                (Some(status), read_token_response(response, &secrets).await)
+                (Some(status), read_ok_body(response, &secrets).await)
             }
             Err(e) => (None, Err(map_transport(&e))),
         };
@@ -195,11 +365,9 @@ fn push_credential<'a>(form: &mut Vec<(&'static str, &'a str)>, credential: &'a 
     }
 }
 
-/// Maps a response: 429/5xx without reading the body, otherwise a bounded read then parse.
-async fn read_token_response(
-    response: reqwest::Response,
-    secrets: &[&str],
-) -> Result<TokenResponse, UpstreamError> {
+/// Maps a response: 429/5xx without reading the body, otherwise a bounded read; the body of a
+/// 2xx answer is returned for the caller to parse.
+async fn read_ok_body(response: reqwest::Response, secrets: &[&str]) -> Result<Vec<u8>, UpstreamError> {
     let status = response.status().as_u16();
     let retry_after = response
         .headers()
@@ -211,7 +379,7 @@ async fn read_token_response(
     }
     let body = read_bounded(response).await?;
     if (200..=299).contains(&status) {
-        TokenResponse::from_json(&body)
+        Ok(body)
     } else {
         Err(map_error_response(status, retry_after, &body, secrets))
     }

@@ -1,13 +1,16 @@
-//! Service principals with a client secret: the `service-principal` [`TokenSource`].
+//! Service principals — the client-credentials grant with a secret, a certificate assertion or
+//! a federated token: the `service-principal` and `workload-identity` [`TokenSource`]s.
 //!
-//! The secret may be inline (from config) or a file that is re-read on every fetch, so rotating it
-//! on disk needs no restart. The file's contents never appear in an error or a log line.
+//! The secret may be inline (from config) or a file; files (secret, certificate, token) are
+//! re-read on every fetch, so rotating them on disk needs no restart. Their contents never appear
+//! in an error or a log line.
 
 use std::path::PathBuf;
 
 use azbroker_core::{AccessToken, BoxFuture, FetchRequest, Secret, TokenSource, UpstreamError};
 use zeroize::Zeroizing;
 
+use crate::assertion;
 use crate::client::{ClientCredential, EntraClient};
 
 /// Where a client secret comes from. `Debug` shows the path, never the secret.
@@ -30,24 +33,57 @@ impl SecretRef {
     }
 }
 
-/// A service principal authenticating with a client secret.
+/// How a service principal proves itself.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    Secret(SecretRef),
+    /// A PEM file with the certificate (chain) and its RSA key; `send_chain` adds `x5c`.
+    Certificate {
+        path: PathBuf,
+        send_chain: bool,
+    },
+    /// Workload identity federation: a token file from another issuer.
+    FederatedTokenFile(PathBuf),
+}
+
+/// A service principal (client credentials grant).
 #[derive(Debug)]
 pub struct ServicePrincipalSource {
     client: EntraClient,
     client_id: String,
-    secret: SecretRef,
+    credential: Credential,
 }
 
 impl ServicePrincipalSource {
+    /// A service principal with a client secret.
     pub fn new(client: EntraClient, client_id: String, secret: SecretRef) -> Self {
-        Self { client, client_id, secret }
+        Self::with_credential(client, client_id, Credential::Secret(secret))
+    }
+
+    pub fn with_credential(client: EntraClient, client_id: String, credential: Credential) -> Self {
+        Self { client, client_id, credential }
     }
 }
 
 impl TokenSource for ServicePrincipalSource {
     fn fetch<'a>(&'a self, request: &'a FetchRequest) -> BoxFuture<'a, Result<AccessToken, UpstreamError>> {
         Box::pin(async move {
-            let credential = ClientCredential::Secret(self.secret.resolve().await?);
+            let credential = match &self.credential {
+                Credential::Secret(secret) => ClientCredential::Secret(secret.resolve().await?),
+                Credential::Certificate { path, send_chain } => {
+                    let audience = self.client.token_endpoint(&request.tenant);
+                    let assertion = assertion::certificate_assertion(
+                        path,
+                        &self.client_id,
+                        audience.as_str(),
+                        *send_chain,
+                    );
+                    ClientCredential::Assertion(assertion.await?)
+                }
+                Credential::FederatedTokenFile(path) => {
+                    ClientCredential::Assertion(assertion::read_token_file(path).await?)
+                }
+            };
             let scope = request.resource.scope();
             let response =
                 self.client.client_credentials(&request.tenant, &self.client_id, &credential, &scope).await?;
@@ -60,7 +96,10 @@ impl TokenSource for ServicePrincipalSource {
     }
 
     fn kind(&self) -> &'static str {
-        "service-principal"
+        match self.credential {
+            Credential::FederatedTokenFile(_) => "workload-identity",
+            _ => "service-principal",
+        }
     }
 }
 

@@ -29,6 +29,7 @@ mod health;
 pub mod identity;
 mod query;
 mod ratelimit;
+pub mod redirect;
 mod routes;
 mod secrets;
 mod select;

@@ -2,8 +2,8 @@
 //! which credential — `client_secret` in the body, HTTP Basic (RFC 6749 §2.3.1), or a
 //! `client_assertion` JWT — checked against the app registry unless the fake is permissive.
 //!
-//! Grants call [`authenticate`]; assertion checking is isolated in [`check_assertion`] so real
-//! signature verification can replace the permissive placeholder without touching the grants.
+//! Grants call [`authenticate`]; assertion checking (certificate signatures, audience, lifetime,
+//! federated subjects) is isolated in [`check_assertion`].
 
 use axum::http::{HeaderMap, StatusCode, header};
 use base64::Engine as _;
@@ -12,9 +12,13 @@ use percent_encoding::percent_decode_str;
 
 use crate::error::EntraError;
 use crate::form::Params;
+use aws_lc_rs::signature;
+
+use crate::cert;
 use crate::jwt;
 use crate::state::{AppLookup, State};
 use crate::tenant::{Tenant, printable};
+use crate::time::unix_now;
 
 pub(crate) const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
@@ -109,17 +113,20 @@ pub(crate) fn authenticate(
             AuthMethod::Secret
         }
         Some(Credential::Assertion(assertion)) => {
-            check_assertion(&lookup, &client_id, tenant, &assertion)?;
+            check_assertion(state, &lookup, &client_id, tenant, &assertion)?;
             AuthMethod::Assertion
         }
     };
     Ok(Client { id: client_id, method })
 }
 
-/// Checks a `client_assertion`. For now only permissive mode accepts assertions (any well-formed
-/// JWT); registered apps have no keys yet, so for them every assertion fails as Entra fails an
-/// assertion signed by an unregistered key.
+/// Checks a `client_assertion`. Permissive mode accepts any well-formed JWT. A registered app
+/// accepts a certificate assertion signed (PS256 or RS256) by a certificate registered for it,
+/// named by `x5t#S256` (or legacy `x5t`), with `aud` = this tenant's token endpoint, `iss` =
+/// `sub` = the client id and a current `exp`/`nbf`; or a federated assertion signed by this
+/// authority's own key whose (`iss`, `sub`) the app trusts.
 fn check_assertion(
+    state: &State,
     lookup: &AppLookup,
     client_id: &str,
     tenant: &Tenant,
@@ -128,20 +135,92 @@ fn check_assertion(
     let malformed =
         || EntraError::bad_request("invalid_request", 50_027, "JWT token is invalid or malformed.");
     let parts = jwt::Parts::split(assertion).map_err(|_| malformed())?;
-    jwt::decode_json(parts.header, "header").map_err(|_| malformed())?;
-    jwt::decode_json(parts.claims, "claims").map_err(|_| malformed())?;
+    let header = jwt::decode_json(parts.header, "header").map_err(|_| malformed())?;
+    let claims = jwt::decode_json(parts.claims, "claims").map_err(|_| malformed())?;
     match lookup {
         AppLookup::AnyAccepted => {
             tracing::debug!(client_id, tenant = %tenant.path, "accepting client assertion (permissive)");
-            Ok(())
+            return Ok(());
         }
-        AppLookup::Registered { .. } | AppLookup::Unknown => Err(EntraError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            700_027,
-            "Client assertion contains an invalid signature. [Reason - The key was not found.]",
-        )),
+        AppLookup::Unknown => return Err(key_not_found()),
+        AppLookup::Registered { .. } => {}
     }
+    if header["kid"].as_str() == Some(state.key.kid()) {
+        let claims = state
+            .key
+            .verify(assertion)
+            .map_err(|_| invalid_client(700_027, "Client assertion contains an invalid signature."))?;
+        let (iss, sub) = (claims["iss"].as_str().unwrap_or(""), claims["sub"].as_str().unwrap_or(""));
+        if state.trusts_federated(client_id, iss, sub) {
+            return Ok(());
+        }
+        return Err(EntraError::bad_request(
+            "invalid_request",
+            700_213,
+            format!(
+                "No matching federated identity record found for presented assertion subject '{}'.",
+                printable(sub)
+            ),
+        ));
+    }
+    let certs = state.certificates(client_id);
+    let cert = match (header["x5t#S256"].as_str(), header["x5t"].as_str()) {
+        (Some(t), _) => certs.iter().find(|c| cert::sha256_thumbprint(c) == t),
+        (None, Some(t)) => certs.iter().find(|c| cert::sha1_thumbprint(c) == t),
+        (None, None) => None,
+    }
+    .ok_or_else(key_not_found)?;
+    let alg: &'static dyn signature::VerificationAlgorithm = match header["alg"].as_str() {
+        Some("PS256") => &signature::RSA_PSS_2048_8192_SHA256,
+        Some("RS256") => &signature::RSA_PKCS1_2048_8192_SHA256,
+        _ => return Err(invalid_client(700_027, "Client assertion uses an unsupported signing algorithm.")),
+    };
+    let spki = cert::subject_public_key_info(cert).map_err(|_| key_not_found())?;
+    let sig = jwt::b64_decode(parts.signature).map_err(|_| malformed())?;
+    signature::UnparsedPublicKey::new(alg, spki)
+        .verify(parts.signing_input.as_bytes(), &sig)
+        .map_err(|_| invalid_client(700_027, "Client assertion contains an invalid signature."))?;
+    let aud = claims["aud"].as_str().unwrap_or("");
+    let audiences = [
+        format!("{}/{}/oauth2/v2.0/token", state.authority, tenant.path),
+        format!("{}/{}/oauth2/v2.0/token", state.authority, tenant.tid),
+    ];
+    if !audiences.iter().any(|a| a.eq_ignore_ascii_case(aud)) {
+        return Err(invalid_client(
+            700_021,
+            format!(
+                "Client assertion audience claim does not match Realm issuer. Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials . Provided value: '{}'.",
+                printable(aud)
+            ),
+        ));
+    }
+    if claims["iss"] != client_id || claims["sub"] != client_id {
+        return Err(invalid_client(
+            700_023,
+            "Client assertion issuer and subject must both be the client id.",
+        ));
+    }
+    if claims["jti"].as_str().is_none_or(str::is_empty) {
+        return Err(invalid_client(700_022, "Client assertion must carry a jti claim."));
+    }
+    let now = unix_now();
+    let exp = claims["exp"].as_u64().unwrap_or(0);
+    let nbf = claims["nbf"].as_u64().unwrap_or(0);
+    if exp <= now || nbf > now + 300 {
+        return Err(invalid_client(700_024, "Client assertion is not within its valid time range."));
+    }
+    Ok(())
+}
+
+fn key_not_found() -> EntraError {
+    invalid_client(
+        700_027,
+        "Client assertion contains an invalid signature. [Reason - The key was not found.]",
+    )
+}
+
+fn invalid_client(code: u32, message: impl Into<String>) -> EntraError {
+    EntraError::new(StatusCode::UNAUTHORIZED, "invalid_client", code, message)
 }
 
 /// The single credential the request carries, if any; more than one is a malformed request.

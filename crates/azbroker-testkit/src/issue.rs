@@ -107,3 +107,98 @@ struct TokenBody {
     ext_expires_in: u64,
     access_token: String,
 }
+
+/// Namespace for the deterministic `uti`-like session ids of user tokens.
+const SID_NAMESPACE: Uuid = Uuid::from_u128(0x9a4c_1e7b_2d3f_4c5a_8b6e_0f1a_2b3c_4d5e);
+
+/// What a delegated grant hands back besides the access token.
+pub(crate) struct UserIssue<'a> {
+    pub user: &'a crate::users::User,
+    /// The tenant the token is for (`tid`).
+    pub tid: &'a str,
+    pub client_id: &'a str,
+    pub resource: &'a str,
+    /// The scopes as requested, echoed in `scope`.
+    pub scope: &'a str,
+    pub refresh_token: Option<String>,
+    pub client_info: bool,
+}
+
+/// The delegated success body (PROTOCOLS.md §12.2): a user access token for `resource`, an id
+/// token, a refresh token when one was issued, and `client_info` when asked for.
+pub(crate) async fn user_tokens(state: &Arc<State>, issue: UserIssue<'_>) -> Result<Response, EntraError> {
+    let lifetime = state.token_lifetime().as_secs();
+    let now = unix_now();
+    let user = issue.user;
+    let oid = user.oid_in(issue.tid);
+    let iss = format!("{}/{}/v2.0", state.authority, issue.tid);
+    let access = serde_json::json!({
+        "aud": issue.resource,
+        "iss": iss,
+        "iat": now, "nbf": now, "exp": now.saturating_add(lifetime),
+        "acr": "1",
+        "amr": ["pwd", "mfa"],
+        "appid": issue.client_id,
+        "appidacr": "0",
+        "family_name": "", "given_name": user.display_name,
+        "idtyp": "user",
+        "name": user.display_name,
+        "oid": oid,
+        "scp": "user_impersonation",
+        "sid": Uuid::new_v5(&SID_NAMESPACE, format!("{oid}/{now}").as_bytes()).to_string(),
+        "sub": oid,
+        "tid": issue.tid,
+        "unique_name": user.username,
+        "upn": user.username,
+        "uti": b64(Uuid::new_v4().as_bytes()),
+        "ver": "1.0",
+    });
+    let id_token = serde_json::json!({
+        "aud": issue.client_id,
+        "iss": iss,
+        "iat": now, "nbf": now, "exp": now.saturating_add(lifetime),
+        "name": user.display_name,
+        "oid": oid,
+        "preferred_username": user.username,
+        "sub": oid,
+        "tid": issue.tid,
+        "ver": "2.0",
+    });
+    let signer = Arc::clone(state);
+    let signed = tokio::task::spawn_blocking(move || {
+        Ok::<_, String>((signer.key.sign(&access)?, signer.key.sign(&id_token)?))
+    })
+    .await;
+    let (access_token, id_token) = match signed {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(reason)) => return Err(server_error(&reason)),
+        Err(join) => return Err(server_error(&join.to_string())),
+    };
+    state.count_issued();
+    tracing::debug!(
+        tid = issue.tid,
+        client_id = issue.client_id,
+        resource = issue.resource,
+        "issued user token"
+    );
+    let mut body = serde_json::json!({
+        "token_type": "Bearer",
+        "scope": issue.scope,
+        "expires_in": lifetime,
+        "ext_expires_in": lifetime,
+        "access_token": access_token,
+        "id_token": id_token,
+    });
+    if let Some(rt) = issue.refresh_token {
+        body["refresh_token"] = rt.into();
+    }
+    if issue.client_info {
+        let info = serde_json::json!({"uid": user.oid_in(&user.home_tid), "utid": user.home_tid});
+        body["client_info"] = b64(info.to_string().as_bytes()).into();
+    }
+    let mut response = (StatusCode::OK, Json(body)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store, no-cache"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}

@@ -6,6 +6,14 @@
 //! * `POST /{tenant}/oauth2/v2.0/token` — the `client_credentials` grant (secret in the body or
 //!   HTTP Basic; `client_assertion` in permissive mode), minting RS256 JWTs with Entra's v1.0
 //!   app-token claims; errors in Entra's exact body shape (PROTOCOLS.md §12.5);
+//! * the delegated grants for scripted users: device code (`POST /{tenant}/oauth2/v2.0/devicecode`
+//!   and its polling states), authorization code + PKCE (`GET /{tenant}/oauth2/v2.0/authorize`
+//!   signs the scripted browser user in and redirects to the loopback `redirect_uri`), and refresh
+//!   tokens redeemable in every tenant the user reaches, rotated on every use, revocable, with
+//!   MFA / conditional-access demands per tenant;
+//! * certificate assertions verified against registered certificates (PS256/RS256, `x5t#S256`,
+//!   `aud`, `exp`), and federated assertions it minted itself;
+//! * a sliver of ARM: the unauthenticated `GET /subscriptions/{id}` challenge and `GET /tenants`;
 //! * `GET /{tenant}/discovery/v2.0/keys` (JWKS), `GET /{tenant}/v2.0/.well-known/openid-configuration`
 //!   and `GET /common/discovery/instance`;
 //! * `GET /subscriptions` — ARM's subscription list for a bearer token this authority minted (one
@@ -22,6 +30,7 @@
 //! This crate never prints to stdout, never logs secrets or tokens (tracing at debug level only),
 //! never panics on client input, and listens wherever [`Options::bind`] says (loopback by default).
 
+mod cert;
 mod client_auth;
 mod error;
 mod fault;
@@ -39,7 +48,9 @@ mod server;
 mod state;
 mod tenant;
 mod time;
+mod users;
 
+pub use cert::{TestCertificate, sha256_thumbprint};
 pub use error::EntraError;
 pub use fault::Fault;
 pub use jwt::decode_claims;

@@ -15,6 +15,7 @@ use crate::fault::{Fault, FaultQueue};
 use crate::keys::SigningKey;
 use crate::scope::normalise_resource;
 use crate::tenant::tenant_guid;
+use crate::users::Users;
 
 /// Distinct `(tenant, grant_type, scope)` keys we count; later keys are not tracked, so a client
 /// sending endless distinct scopes cannot grow memory without bound.
@@ -33,6 +34,7 @@ pub(crate) struct State {
     token_requests: AtomicU64,
     issued_tokens: AtomicU64,
     per_key: Mutex<HashMap<CounterKey, u64>>,
+    users: Mutex<Users>,
 }
 
 type CounterKey = (String, String, String);
@@ -46,6 +48,12 @@ struct Config {
     denied_tenants: HashSet<String>,
     /// `normalise_resource` of each denied resource.
     denied_resources: HashSet<String>,
+    /// client_id (lower-cased) → DER certificates whose keys may sign its assertions.
+    certificates: HashMap<String, Vec<Vec<u8>>>,
+    /// client_id (lower-cased) → (issuer, subject) pairs it trusts for federated assertions.
+    federated: HashMap<String, Vec<(String, String)>>,
+    /// subscription id (lower-cased) → tid.
+    subscriptions: HashMap<String, String>,
 }
 
 /// Result of looking a client up in the app registry.
@@ -77,11 +85,15 @@ impl State {
                 token_lifetime,
                 denied_tenants: HashSet::new(),
                 denied_resources: HashSet::new(),
+                certificates: HashMap::new(),
+                federated: HashMap::new(),
+                subscriptions: HashMap::new(),
             }),
             faults: Mutex::new(FaultQueue::default()),
             token_requests: AtomicU64::new(0),
             issued_tokens: AtomicU64::new(0),
             per_key: Mutex::new(HashMap::new()),
+            users: Mutex::new(Users::default()),
         }
     }
 
@@ -135,6 +147,49 @@ impl State {
                 AppLookup::Registered { secret_ok }
             }
         }
+    }
+
+    /// Registers a certificate credential; the app becomes known (with no usable secret) if it
+    /// was not registered yet.
+    pub(crate) fn register_certificate(&self, client_id: &str, der: Vec<u8>) {
+        let mut config = self.config();
+        let id = client_id.to_ascii_lowercase();
+        config.apps.entry(id.clone()).or_insert_with(|| uuid::Uuid::new_v4().to_string());
+        config.certificates.entry(id).or_default().push(der);
+    }
+
+    pub(crate) fn certificates(&self, client_id: &str) -> Vec<Vec<u8>> {
+        self.config().certificates.get(&client_id.to_ascii_lowercase()).cloned().unwrap_or_default()
+    }
+
+    pub(crate) fn register_federated(&self, client_id: &str, issuer: &str, subject: &str) {
+        let mut config = self.config();
+        config.apps.entry(client_id.to_ascii_lowercase()).or_insert_with(|| uuid::Uuid::new_v4().to_string());
+        config
+            .federated
+            .entry(client_id.to_ascii_lowercase())
+            .or_default()
+            .push((issuer.to_owned(), subject.to_owned()));
+    }
+
+    pub(crate) fn trusts_federated(&self, client_id: &str, issuer: &str, subject: &str) -> bool {
+        self.config()
+            .federated
+            .get(&client_id.to_ascii_lowercase())
+            .is_some_and(|v| v.iter().any(|(i, s)| i == issuer && s == subject))
+    }
+
+    pub(crate) fn register_subscription(&self, subscription_id: &str, tenant: &str) {
+        self.config().subscriptions.insert(subscription_id.to_ascii_lowercase(), tenant_guid(tenant));
+    }
+
+    pub(crate) fn subscription_tenant(&self, subscription_id: &str) -> Option<String> {
+        self.config().subscriptions.get(&subscription_id.to_ascii_lowercase()).cloned()
+    }
+
+    /// Users, device codes, authorization codes and refresh tokens.
+    pub(crate) fn users(&self) -> MutexGuard<'_, Users> {
+        self.users.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     // ---- faults ----

@@ -43,6 +43,10 @@ impl AdminClient {
         self.call(Method::POST, path, body).await
     }
 
+    pub async fn delete(&self, path: &str) -> Result<(StatusCode, Value)> {
+        self.call(Method::DELETE, path, None).await
+    }
+
     async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<(StatusCode, Value)> {
         tokio::time::timeout(CALL_TIMEOUT, self.call_inner(method, path, body)).await.map_err(|_| {
             anyhow!("the daemon did not answer on {} within {CALL_TIMEOUT:?}", self.path.display())

@@ -83,6 +83,43 @@ fn secs(v: &Value) -> String {
     }
 }
 
+/// Each login with its state: who is signed in, what needs a sign-in (and the command), the last
+/// error.
+fn render_logins(out: &mut String, logins: &[Value]) {
+    let _ = writeln!(out, "logins:");
+    for l in logins {
+        let state = match (text(l, "state"), l["account"].as_str()) {
+            ("signed_in", Some(who)) => format!("signed in as {who}"),
+            ("needs_sign_in", _) => format!("NEEDS SIGN-IN: {}", text(l, "reason")),
+            ("not_signed_in", _) => "not signed in".to_owned(),
+            (other, _) => other.to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<16} {:<18} {:<24} {state}",
+            text(l, "name"),
+            text(l, "kind"),
+            text(l, "tenant")
+        );
+        if let Some(cmd) = l["command"].as_str() {
+            let _ = writeln!(out, "  {:<16} run `{cmd}`", "");
+        }
+        for t in l["tenants_needing_sign_in"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "  {:<16} tenant {} NEEDS SIGN-IN: {}; run `{}`",
+                "",
+                text(t, "tenant"),
+                text(t, "reason"),
+                text(t, "command")
+            );
+        }
+        if let Some(e) = l["last_error"].as_str() {
+            let _ = writeln!(out, "  {:<16} last error: {e}", "");
+        }
+    }
+}
+
 /// The human view of `GET /v1/status`.
 fn render_status(s: &Value) -> String {
     let mut out = String::new();
@@ -111,10 +148,7 @@ fn render_status(s: &Value) -> String {
     let _ =
         writeln!(out, "profiles:  {}", if profiles.is_empty() { "none".into() } else { profiles.join(", ") });
     if let Some(logins) = s["logins"].as_array() {
-        let _ = writeln!(out, "logins:");
-        for l in logins {
-            let _ = writeln!(out, "  {:<16} {:<18} {}", text(l, "name"), text(l, "kind"), text(l, "tenant"));
-        }
+        render_logins(&mut out, logins);
     }
     let entries = s["entries"].as_array().map(Vec::as_slice).unwrap_or_default();
     if entries.is_empty() {
@@ -163,7 +197,11 @@ mod tests {
             "version": "0.1.0", "pid": 7, "ready": true, "uptime_secs": 65,
             "config": "/etc/azbroker/config.toml", "listeners": ["127.0.0.1:50342"],
             "profiles": ["contoso", "fabrikam"], "default_profile": "contoso",
-            "logins": [{"name": "app", "kind": "service-principal", "tenant": "contoso.example"}],
+            "logins": [{"name": "app", "kind": "service-principal", "tenant": "contoso.example", "state": "configured"},
+                       {"name": "me", "kind": "user", "tenant": "organizations", "state": "signed_in",
+                        "account": "alice@contoso.example", "tenants_needing_sign_in": [
+                          {"tenant": "fabrikam.example", "reason": "AADSTS50076: MFA",
+                           "command": "azbroker login --login me --tenant fabrikam.example"}]}],
             "entries": [{"profile": "fabrikam", "resource": "https://vault.azure.net", "token_hash": "ab12cd34",
                          "expires_in_secs": 3000, "next_refresh_in_secs": 1200, "last_error": null}],
             "stats": {"hits": 5, "misses": 1, "coalesced": 0, "upstream_calls": 1, "upstream_errors": 0, "refreshes": 0}
@@ -172,6 +210,11 @@ mod tests {
         assert!(text.contains("azbroker 0.1.0 (pid 7), ready, up 1m 5s"), "{text}");
         assert!(text.contains("profiles:  contoso (default), fabrikam"), "{text}");
         assert!(text.contains("app") && text.contains("service-principal"), "{text}");
+        assert!(text.contains("signed in as alice@contoso.example"), "{text}");
+        assert!(
+            text.contains("tenant fabrikam.example NEEDS SIGN-IN: AADSTS50076: MFA; run `azbroker login --login me --tenant fabrikam.example`"),
+            "{text}"
+        );
         assert!(
             text.contains("https://vault.azure.net") && text.contains("ab12cd34") && text.contains("50m"),
             "{text}"

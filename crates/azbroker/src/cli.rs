@@ -48,6 +48,80 @@ pub enum Command {
     /// Give the running daemon new runtime secrets (identity header, ...); the old values keep
     /// working for `server.rotate_grace`, then clients need the new `azbroker env`.
     RotateSecrets,
+    /// Sign a user login in (the daemon runs the flow and keeps the refresh token).
+    Login(LoginArgs),
+    /// Forget a user login's refresh token and its cached tokens.
+    Logout(LogoutArgs),
+    /// List the tenants a user login can reach.
+    Tenants(TenantsArgs),
+    /// Azure ML workspaces: add (discovering the tenant), list, print config.json.
+    #[command(subcommand)]
+    Workspace(WorkspaceCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The user login (default: the only `kind = "user"` login).
+    #[arg(long)]
+    pub login: Option<String>,
+    /// Sign in at this tenant (when a tenant demands its own MFA or conditional-access sign-in).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Sign in with a code typed at a web page, from any device (the default).
+    #[arg(long, conflicts_with = "browser")]
+    pub device_code: bool,
+    /// Sign in with a browser on this machine (authorization code + PKCE, loopback redirect).
+    #[arg(long)]
+    pub browser: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    #[arg(long)]
+    pub login: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TenantsArgs {
+    #[arg(long)]
+    pub login: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkspaceCommand {
+    /// Add a workspace to the config file (tenant discovered from the subscription) and reload.
+    Add(WorkspaceAddArgs),
+    /// List the configured workspaces.
+    List,
+    /// Print the config.json that azureml's Workspace.from_config() reads.
+    Config {
+        /// The workspace name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct WorkspaceAddArgs {
+    /// Name of the workspace entry (also usable as a profile name).
+    #[arg(long)]
+    pub name: String,
+    /// The login that gets its tokens (default: the only user login).
+    #[arg(long)]
+    pub login: Option<String>,
+    /// Subscription id (GUID).
+    #[arg(long)]
+    pub subscription: String,
+    #[arg(long)]
+    pub resource_group: String,
+    /// The Azure ML workspace name.
+    #[arg(long)]
+    pub workspace: String,
+    /// The tenant, when known (skips discovery).
+    #[arg(long)]
+    pub tenant: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -10,13 +10,17 @@ mod commands;
 mod config;
 mod link_local;
 mod listeners;
+mod login_commands;
+mod logins;
 mod paths;
+mod scrub;
 mod secrets;
 mod serve;
 mod sources;
 mod state;
 mod telemetry;
 mod tls_identity;
+mod workspace_commands;
 
 use std::process::ExitCode;
 
@@ -53,6 +57,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Serve(args) => {
+            scrub::reexec_if_needed(&config)?;
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(serve::run(config, args))?;
             Ok(ExitCode::SUCCESS)
@@ -64,5 +69,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => block_on(admin_commands::status(&config, &args)),
         Command::Reload => block_on(admin_commands::reload(&config)),
         Command::RotateSecrets => block_on(admin_commands::rotate_secrets(&config)),
+        Command::Login(args) => block_on(login_commands::login(&config, &args)),
+        Command::Logout(args) => block_on(login_commands::logout(&config, &args)),
+        Command::Tenants(args) => block_on(login_commands::tenants(&config, &args)),
+        Command::Workspace(cmd) => block_on(workspace_commands::run(&config, &cmd)),
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use azbroker_core::BoxFuture;
+use azbroker_core::login::{AdminError, FlowStart, FlowStatus, LoginRequest, TenantInfo};
 use azbroker_core::{Engine, ProfileName, Secret, TenantId};
 use azbroker_entra::SecretRef;
 use azbroker_server::admin::{
@@ -25,7 +26,11 @@ use url::Url;
 
 use crate::cli::ServeArgs;
 use crate::config::{Config, ConfigError, Login, LoginKind, Profile};
+use crate::logins::LoginService;
 use crate::{access, admin_client, listeners, paths, secrets, sources, state};
+
+/// The user the local authority signs in without asking.
+const LOCAL_DEMO_USER: &str = "demo@local.azbroker.invalid";
 
 /// How long in-flight requests may take to finish after SIGTERM.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -44,7 +49,10 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
     })?;
     let authority = local.as_ref().map(|l| Url::parse(&l.url())).transpose()?;
     let client = sources::entra_client(&config, authority.as_ref())?;
-    let engine = Engine::new(config.refresh.clone(), sources::bindings(&config, &client));
+    let engine = Engine::new(config.refresh.clone(), Vec::new());
+    let arm = local.as_ref().map(|l| Url::parse(&l.arm_url())).transpose()?;
+    let logins = Arc::new(LoginService::start(&config, &client, arm.as_ref(), &engine)?);
+    engine.set_profiles(sources::bindings(&config, &client, &logins.users));
     let directory = sources::directory(&config, resolved.user_defaults.clone())?;
     let app = AppState::new(engine.clone(), directory, runtime_secrets);
     apply_access(&app, &config, resolved.policy);
@@ -93,6 +101,7 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
         reload_tx,
         fields: Mutex::new(status_fields(&config)),
         app: app.clone(),
+        logins: logins.clone(),
         config: Mutex::new(config.clone()),
     });
     {
@@ -155,7 +164,9 @@ struct ServeHooks {
     reload_tx: mpsc::Sender<ReloadRequest>,
     fields: Mutex<serde_json::Map<String, serde_json::Value>>,
     app: AppState,
-    /// The config in force (where the secrets live, the grace period).
+    logins: Arc<LoginService>,
+    /// The config in force (where the secrets live, the grace period, the login list of
+    /// `status`).
     config: Mutex<Config>,
 }
 
@@ -191,7 +202,44 @@ impl AdminHooks for ServeHooks {
     }
 
     fn status_fields(&self) -> serde_json::Map<String, serde_json::Value> {
-        self.fields.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        let mut fields = self.fields.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let statuses = self.logins.statuses(&self.config.lock().unwrap_or_else(PoisonError::into_inner));
+        fields.insert("logins".into(), serde_json::to_value(statuses).unwrap_or_default());
+        fields
+    }
+
+    fn start_login(
+        &self,
+        login: String,
+        request: LoginRequest,
+    ) -> BoxFuture<'static, Result<FlowStart, AdminError>> {
+        let users = self.logins.users.clone();
+        Box::pin(async move { users.start_flow(&login, request).await })
+    }
+
+    fn login_flow(
+        &self,
+        login: String,
+        id: String,
+        wait: Duration,
+    ) -> BoxFuture<'static, Result<FlowStatus, AdminError>> {
+        let users = self.logins.users.clone();
+        Box::pin(async move { users.flow_status(&login, &id, wait).await })
+    }
+
+    fn cancel_login(&self, login: String, id: String) -> BoxFuture<'static, Result<FlowStatus, AdminError>> {
+        let users = self.logins.users.clone();
+        Box::pin(async move { users.cancel_flow(&login, &id).await })
+    }
+
+    fn logout(&self, login: String) -> BoxFuture<'static, Result<bool, AdminError>> {
+        let users = self.logins.users.clone();
+        Box::pin(async move { users.logout(&login).await })
+    }
+
+    fn tenants(&self, login: String) -> BoxFuture<'static, Result<Vec<TenantInfo>, AdminError>> {
+        let users = self.logins.users.clone();
+        Box::pin(async move { users.tenants(&login).await })
     }
 }
 
@@ -202,18 +250,13 @@ fn apply_access(app: &AppState, config: &Config, policy: azbroker_core::AccessPo
     app.set_allow_remote(config.server.hardening.allow_non_loopback);
 }
 
-/// What `status` shows of the config: where it came from and the logins (never their secrets).
+/// What `status` shows of the config: where it came from (the logins, with their state, are
+/// added at each call; never a secret).
 fn status_fields(config: &Config) -> serde_json::Map<String, serde_json::Value> {
     let mut m = serde_json::Map::new();
     if let Some(origin) = &config.origin {
         m.insert("config".into(), origin.display().to_string().into());
     }
-    let logins: Vec<_> = config
-        .logins
-        .values()
-        .map(|l| serde_json::json!({"name": l.name.as_str(), "kind": l.kind.as_str(), "tenant": l.tenant.as_str()}))
-        .collect();
-    m.insert("logins".into(), logins.into());
     m
 }
 
@@ -237,12 +280,12 @@ async fn wait_for_signals(
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                if reload(config, app, client).is_ok() {
+                if reload(config, app, client, &hooks.logins).is_ok() {
                     hooks.applied(config);
                 }
             }
             Some(done) = reload_rx.recv() => {
-                let outcome = reload(config, app, client);
+                let outcome = reload(config, app, client, &hooks.logins);
                 if outcome.is_ok() {
                     hooks.applied(config);
                 }
@@ -259,6 +302,7 @@ fn reload(
     config: &mut Config,
     app: &AppState,
     client: &azbroker_entra::EntraClient,
+    logins: &LoginService,
 ) -> Result<ReloadOutcome, Vec<String>> {
     let rejected = |problems: Vec<String>| {
         tracing::error!("config reload rejected, keeping the running config: {}", problems.join("; "));
@@ -279,7 +323,8 @@ fn reload(
         tracing::warn!("listener changes take effect at the next restart");
         warnings.push("listener changes take effect at the next restart".to_owned());
     }
-    app.engine().set_profiles(sources::bindings(&next, client));
+    logins.apply(&next);
+    app.engine().set_profiles(sources::bindings(&next, client, &logins.users));
     app.set_directory(directory);
     apply_access(app, &next, resolved.policy);
     for warning in resolved.warnings {
@@ -290,7 +335,9 @@ fn reload(
     Ok(ReloadOutcome { profiles: config.profiles.len(), warnings })
 }
 
-/// Starts the embedded fake authority and, when the config has no profiles, adds a demo one.
+/// Starts the embedded fake authority and, when the config has no profiles (or there is no
+/// config file at all), adds a demo service principal as the default profile. A demo user who
+/// signs in at once is there too, so `azbroker login` can be tried offline.
 async fn start_local_authority(config: &mut Config) -> Result<FakeEntra> {
     let opts = azbroker_testkit::Options { permissive: true, ..Default::default() };
     let local = FakeEntra::start_with(opts).await.context("cannot start the local authority")?;
@@ -298,7 +345,12 @@ async fn start_local_authority(config: &mut Config) -> Result<FakeEntra> {
         authority = %local.url(),
         "LOCAL AUTHORITY MODE: tokens are signed by a key generated at start and are NOT valid in Azure"
     );
-    if config.profiles.is_empty() {
+    local.add_user(LOCAL_DEMO_USER, &["local.azbroker.invalid"]);
+    local.auto_approve_device_codes(Some(LOCAL_DEMO_USER));
+    local.set_browser_user(Some(LOCAL_DEMO_USER));
+    // With no config file the built-in user login `me` stays (sign in as the demo user with
+    // `azbroker login`), and the demo service principal becomes the default profile.
+    if config.profiles.is_empty() || config.origin.is_none() {
         let name = ProfileName::parse("local").context("built-in profile name")?;
         let tenant = TenantId::parse("local.azbroker.invalid").context("built-in tenant")?;
         config.logins.insert(
@@ -336,7 +388,16 @@ fn announce(config: &Config, bound: &[SocketAddr], local: bool) {
     let listeners: Vec<_> = bound.iter().map(ToString::to_string).collect();
     tracing::info!(listeners = %listeners.join(","), profiles = config.profiles.len(), "ready");
     let cfg_path: PathBuf = config.origin.clone().unwrap_or_else(crate::paths::default_config_file);
-    if config.profiles.is_empty() {
+    if config.origin.is_none() && !local {
+        eprintln!(
+            "\nazbroker is running with built-in defaults (no config file at {}):\n\
+             one user login 'me' against the 'organizations' authority, profile 'me'.\n\
+             Next step: sign in with `azbroker login` (device code; add --browser for a browser),\n\
+             then point clients at the daemon with: eval \"$(azbroker env)\"   (or `azbroker run -- CMD`).\n\
+             For a workspace in another tenant: `azbroker workspace add --name NAME --login me --subscription ID --resource-group RG --workspace WS`.\n",
+            cfg_path.display()
+        );
+    } else if config.profiles.is_empty() {
         eprintln!(
             "\nazbroker is running, but no profile is configured yet, so token requests will be refused.\n\
              Next step: create {} with a login and a profile (see config/azbroker.example.toml),\n\

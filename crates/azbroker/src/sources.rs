@@ -1,13 +1,18 @@
 //! Turns the configuration into what the engine and the server run on: one token source per
-//! login, one engine binding per profile, and the selection directory.
+//! login, one engine binding per profile (workspaces included), and the selection directory.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use azbroker_core::select::ProfileSelectors;
-use azbroker_core::{Directory, ProfileBinding, ProfileName, TokenSource};
-use azbroker_entra::{EntraClient, HttpSettings, ServicePrincipalSource};
+use azbroker_core::{
+    AccessToken, BoxFuture, Directory, FetchRequest, ProfileBinding, ProfileName, TokenSource, UpstreamError,
+};
+use azbroker_entra::{
+    AzureCliSource, Credential, EntraClient, HttpSettings, ManagedIdentitySource, ServicePrincipalSource,
+    UserLogin, UserLogins,
+};
 use url::Url;
 
 use crate::config::{Config, LoginKind};
@@ -20,14 +25,61 @@ pub fn entra_client(config: &Config, authority_override: Option<&Url>) -> Result
     EntraClient::new(settings).context("cannot set up the Entra ID client")
 }
 
-/// One engine binding per profile, sharing one source per login.
-pub fn bindings(config: &Config, client: &EntraClient) -> Vec<ProfileBinding> {
+/// The `user` logins of a config, for [`UserLogins::set_logins`].
+pub fn user_logins(config: &Config) -> Vec<UserLogin> {
+    config
+        .logins
+        .values()
+        .filter_map(|l| match &l.kind {
+            LoginKind::User { client_id } => Some(UserLogin {
+                name: l.name.to_string(),
+                client_id: client_id.clone(),
+                authority_tenant: l.tenant.clone(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One engine binding per profile, sharing one source per login. A login whose source cannot
+/// be built (a managed identity on a host without one) serves its profiles an error saying so.
+pub fn bindings(config: &Config, client: &EntraClient, users: &Arc<UserLogins>) -> Vec<ProfileBinding> {
     let mut sources: HashMap<&ProfileName, Arc<dyn TokenSource>> = HashMap::new();
     for login in config.logins.values() {
         let source: Arc<dyn TokenSource> = match &login.kind {
+            LoginKind::ManagedIdentity { identity, endpoint } => {
+                match ManagedIdentitySource::new(identity.clone(), endpoint.clone()) {
+                    Ok(source) => Arc::new(source),
+                    Err(why) => {
+                        tracing::error!(login = %login.name, error = %why, "cannot use the managed identity");
+                        Arc::new(Unusable { kind: "managed-identity", why })
+                    }
+                }
+            }
             LoginKind::ServicePrincipal { client_id, secret } => {
                 Arc::new(ServicePrincipalSource::new(client.clone(), client_id.clone(), secret.clone()))
             }
+            LoginKind::Certificate { client_id, certificate_file, send_chain } => {
+                let credential =
+                    Credential::Certificate { path: certificate_file.clone(), send_chain: *send_chain };
+                Arc::new(ServicePrincipalSource::with_credential(
+                    client.clone(),
+                    client_id.clone(),
+                    credential,
+                ))
+            }
+            LoginKind::WorkloadIdentity { client_id, token_file } => {
+                let credential = Credential::FederatedTokenFile(token_file.clone());
+                Arc::new(ServicePrincipalSource::with_credential(
+                    client.clone(),
+                    client_id.clone(),
+                    credential,
+                ))
+            }
+            LoginKind::AzureCli { command, timeout } => {
+                Arc::new(AzureCliSource::new(command.clone(), *timeout))
+            }
+            LoginKind::User { .. } => users.source(login.name.as_str()),
         };
         sources.insert(&login.name, source);
     }
@@ -47,6 +99,15 @@ pub fn bindings(config: &Config, client: &EntraClient) -> Vec<ProfileBinding> {
         .collect()
 }
 
+/// Which profiles each login serves (to reset or drop their caches when the login changes).
+pub fn profiles_by_login(config: &Config) -> HashMap<String, Vec<String>> {
+    let mut map: HashMap<String, Vec<String>> = HashMap::new();
+    for p in config.profiles.values() {
+        map.entry(p.login.to_string()).or_default().push(p.name.to_string());
+    }
+    map
+}
+
 /// The selection table, with the per-user default profiles (uid → profile).
 pub fn directory(config: &Config, user_defaults: HashMap<u32, ProfileName>) -> Result<Directory> {
     let profiles = config.profiles.values().map(|p| {
@@ -57,4 +118,22 @@ pub fn directory(config: &Config, user_defaults: HashMap<u32, ProfileName>) -> R
     });
     Directory::new(profiles, config.server.default_profile.clone(), user_defaults)
         .context("invalid profile aliases")
+}
+
+/// A source that could not be set up: every fetch reports why (a definitive error, so it is not
+/// retried in a loop).
+struct Unusable {
+    kind: &'static str,
+    why: String,
+}
+
+impl TokenSource for Unusable {
+    fn fetch<'a>(&'a self, _: &'a FetchRequest) -> BoxFuture<'a, Result<AccessToken, UpstreamError>> {
+        let err = UpstreamError::Config(format!("the {} login cannot be used: {}", self.kind, self.why));
+        Box::pin(async move { Err(err) })
+    }
+
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
 }

@@ -2,10 +2,9 @@
 //! (0600), generated once so that clients that cached them — long-running notebook kernels —
 //! keep working across restarts.
 
-use std::fs::{self, OpenOptions, Permissions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::fs::{self, Permissions};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use azbroker_core::Secret;
@@ -71,24 +70,8 @@ pub fn read_secret_file(path: &Path) -> Result<Secret> {
 
 /// Writes `bytes` to `path` with mode 0600: temp file, fsync, rename.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().context("secret path has no parent directory")?;
-    let tmp: PathBuf =
-        dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("secret")));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))?;
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    azbroker_entra::store::write_private(path, bytes)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// 32 random bytes, base64url without padding (43 characters, header- and URL-safe).

@@ -6,8 +6,11 @@ mod clients;
 mod dialects;
 mod lifecycle;
 mod link_local;
+mod logins;
 mod security;
+mod sources;
 mod tokens;
+mod workspaces;
 
 use azbroker_tests::{Authority, Daemon, sp_config};
 

@@ -204,6 +204,27 @@ async fn failing_login_is_not_retried_per_request() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn reset_backoff_lets_the_next_request_through_at_once() {
+    let src = FakeSource::new(HOUR, MS50);
+    let (engine, _c) = start(EngineConfig::default(), vec![binding("p", src.clone())]);
+    src.fail_with(Some(UpstreamError::LoginRequired {
+        login: "me".into(),
+        tenant: None,
+        reason: "r".into(),
+    }));
+    let r = res("api://x");
+    assert!(engine.get_token("p", &r).await.is_err());
+    assert!(engine.get_token("p", &r).await.is_err());
+    assert_eq!(src.calls(), 1, "the failure is negatively cached");
+    src.fail_with(None);
+    engine.reset_backoff("p");
+    engine.reset_backoff("unknown-profile");
+    assert!(engine.get_token("p", &r).await.is_ok());
+    assert_eq!(src.calls(), 2);
+    assert_eq!(engine.entries()[0].failures, 0);
+}
+
+#[tokio::test(start_paused = true)]
 async fn throttling_reports_the_remaining_backoff() {
     let src = FakeSource::new(HOUR, MS50);
     let (engine, _c) = start(EngineConfig::default(), vec![binding("p", src.clone())]);

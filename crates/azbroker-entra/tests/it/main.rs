@@ -9,6 +9,7 @@ mod proxy;
 mod redaction;
 mod service_principal;
 mod stub;
+mod user_flows;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! The admin API: JSON over HTTP/1.1 on a unix socket in the runtime directory, used by the CLI
-//! (`azbroker status`, `reload`, `rotate-secrets`, `env` when the state directory is not
-//! readable, and the commands later features add).
+//! (`azbroker status`, `reload`, `rotate-secrets`, `login`, `logout`, `tenants`, and `env` when
+//! the state directory is not readable).
 //!
 //! Access control has two layers: the socket file's mode (0600, or 0660 with the `admin_group`
 //! as its group) and the peer credentials of every connection (`SO_PEERCRED`), checked against a
@@ -12,6 +12,7 @@
 //! Behaviour that belongs to the binary (re-reading the config file, describing logins) reaches
 //! the router through [`AdminHooks`], so this crate stays free of config and upstream types.
 
+mod logins;
 mod peer;
 mod socket;
 
@@ -23,8 +24,9 @@ use axum::extract::connect_info::MockConnectInfo;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use azbroker_core::BoxFuture;
+use azbroker_core::login::{AdminError, FlowStart, FlowStatus, LoginRequest, TenantInfo};
 use http::StatusCode;
 use serde::Serialize;
 
@@ -53,6 +55,53 @@ pub trait AdminHooks: Send + Sync + 'static {
     fn status_fields(&self) -> serde_json::Map<String, serde_json::Value> {
         serde_json::Map::new()
     }
+
+    /// Starts an interactive sign-in for a user login; the daemon runs the flow.
+    fn start_login(
+        &self,
+        login: String,
+        request: LoginRequest,
+    ) -> BoxFuture<'static, Result<FlowStart, AdminError>> {
+        let _ = (login, request);
+        Box::pin(async { Err(unsupported()) })
+    }
+
+    /// A flow's state, after waiting up to `wait` for it to finish.
+    fn login_flow(
+        &self,
+        login: String,
+        flow_id: String,
+        wait: std::time::Duration,
+    ) -> BoxFuture<'static, Result<FlowStatus, AdminError>> {
+        let _ = (login, flow_id, wait);
+        Box::pin(async { Err(unsupported()) })
+    }
+
+    /// Cancels a flow.
+    fn cancel_login(
+        &self,
+        login: String,
+        flow_id: String,
+    ) -> BoxFuture<'static, Result<FlowStatus, AdminError>> {
+        let _ = (login, flow_id);
+        Box::pin(async { Err(unsupported()) })
+    }
+
+    /// Forgets a login's refresh token and cached tokens; `Ok(true)` if it had any.
+    fn logout(&self, login: String) -> BoxFuture<'static, Result<bool, AdminError>> {
+        let _ = login;
+        Box::pin(async { Err(unsupported()) })
+    }
+
+    /// The tenants the login's user can reach.
+    fn tenants(&self, login: String) -> BoxFuture<'static, Result<Vec<TenantInfo>, AdminError>> {
+        let _ = login;
+        Box::pin(async { Err(unsupported()) })
+    }
+}
+
+fn unsupported() -> AdminError {
+    AdminError::new(501, "not_supported", "this daemon does not run user logins")
 }
 
 /// A successful reload.
@@ -114,6 +163,10 @@ pub fn admin_router(state: AdminState) -> Router {
         .route("/v1/reload", post(reload))
         .route("/v1/secrets", get(secrets))
         .route("/v1/rotate-secrets", post(rotate_secrets))
+        .route("/v1/logins/{login}/flows", post(logins::start))
+        .route("/v1/logins/{login}/flows/{id}", get(logins::status).merge(delete(logins::cancel)))
+        .route("/v1/logins/{login}/logout", post(logins::logout))
+        .route("/v1/logins/{login}/tenants", get(logins::tenants))
         .fallback(|| async { body::error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint") })
         .route_layer(middleware::from_fn_with_state(state.clone(), check_peer))
         .with_state(state)

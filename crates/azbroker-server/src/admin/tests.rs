@@ -183,3 +183,111 @@ async fn rotate_secrets_reports_the_hooks_outcome() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "the default hook refuses: {body}");
     assert_eq!(body["error"], "rotate_failed");
 }
+
+/// Login hooks answering from canned values, recording what they were asked.
+#[derive(Default)]
+struct LoginHooks {
+    asked: Mutex<Vec<String>>,
+}
+
+impl AdminHooks for LoginHooks {
+    fn reload(&self) -> BoxFuture<'static, Result<ReloadOutcome, Vec<String>>> {
+        Box::pin(async { Err(vec![]) })
+    }
+
+    fn start_login(
+        &self,
+        login: String,
+        request: LoginRequest,
+    ) -> BoxFuture<'static, Result<FlowStart, AdminError>> {
+        self.asked.lock().unwrap().push(format!("start {login} {:?} {:?}", request.method, request.tenant));
+        Box::pin(async move {
+            if login != "me" {
+                return Err(AdminError::not_found("no such login"));
+            }
+            Ok(FlowStart {
+                flow_id: "f1".into(),
+                method: request.method,
+                tenant: request.tenant.unwrap_or_else(|| "organizations".into()),
+                message: Some("enter ABCD".into()),
+                user_code: Some("ABCD".into()),
+                verification_uri: Some("https://example/devicelogin".into()),
+                authorize_url: None,
+                expires_in_secs: 900,
+            })
+        })
+    }
+
+    fn login_flow(
+        &self,
+        login: String,
+        id: String,
+        wait: std::time::Duration,
+    ) -> BoxFuture<'static, Result<FlowStatus, AdminError>> {
+        self.asked.lock().unwrap().push(format!("status {login} {id} {}", wait.as_secs()));
+        Box::pin(async {
+            Ok(FlowStatus {
+                state: azbroker_core::FlowState::Pending,
+                expires_in_secs: 899,
+                account: None,
+                error: None,
+            })
+        })
+    }
+
+    fn cancel_login(&self, login: String, id: String) -> BoxFuture<'static, Result<FlowStatus, AdminError>> {
+        self.asked.lock().unwrap().push(format!("cancel {login} {id}"));
+        Box::pin(async {
+            Ok(FlowStatus {
+                state: azbroker_core::FlowState::Cancelled,
+                expires_in_secs: 0,
+                account: None,
+                error: None,
+            })
+        })
+    }
+}
+
+async fn call_with(router: Router, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
+    let req = Request::builder().method(method).uri(uri).body(Body::from(body.to_owned())).unwrap();
+    let response = router.oneshot(req).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+#[tokio::test]
+async fn login_routes_parse_bound_and_delegate() {
+    let hooks = Arc::new(LoginHooks::default());
+    let info = DaemonInfo { version: "1".into(), pid: 1, listeners: vec![] };
+    let state = AdminState::new(state(), hooks.clone(), info, PeerPolicy::new(vec![1000], vec![]));
+    let (code, body) = call_with(
+        as_peer(state.clone(), 1000),
+        "POST",
+        "/v1/logins/me/flows",
+        r#"{"method":"browser","tenant":"fabrikam.example"}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!((body["flow_id"].as_str(), body["method"].as_str()), (Some("f1"), Some("browser")));
+    let (code, _) = call_with(as_peer(state.clone(), 1000), "POST", "/v1/logins/me/flows", "").await;
+    assert_eq!(code, StatusCode::OK, "an empty body means a default device-code sign-in");
+    let (code, body) = call_with(as_peer(state.clone(), 1000), "POST", "/v1/logins/me/flows", "{nope").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(body["error_description"].as_str().unwrap().contains("not a login request"));
+    let (code, body) = call_with(as_peer(state.clone(), 1000), "POST", "/v1/logins/ghost/flows", "").await;
+    assert_eq!((code, body["error"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    let (code, body) = call(as_peer(state.clone(), 1000), "GET", "/v1/logins/me/flows/f1?wait=999").await;
+    assert_eq!((code, body["state"].as_str()), (StatusCode::OK, Some("pending")));
+    let (code, body) = call(as_peer(state.clone(), 1000), "DELETE", "/v1/logins/me/flows/f1").await;
+    assert_eq!((code, body["state"].as_str()), (StatusCode::OK, Some("cancelled")));
+    // Hooks without login support answer 501; strangers never reach the hooks.
+    let (code, _) = call(as_peer(state.clone(), 1000), "POST", "/v1/logins/me/logout").await;
+    assert_eq!(code, StatusCode::NOT_IMPLEMENTED);
+    let (code, _) = call(as_peer(state, 4242), "DELETE", "/v1/logins/me/flows/f1").await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    let asked = hooks.asked.lock().unwrap().clone();
+    assert_eq!(asked[0], "start me Browser Some(\"fabrikam.example\")");
+    assert!(asked.contains(&"status me f1 20".to_owned()), "the wait is capped: {asked:?}");
+    assert_eq!(asked.iter().filter(|a| a.starts_with("cancel")).count(), 1);
+}

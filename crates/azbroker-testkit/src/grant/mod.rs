@@ -6,7 +6,11 @@
 //! faults, tenant syntax and deny-list); they authenticate the client, validate their own
 //! parameters and end in `issue` or an [`EntraError`].
 
+mod authorization_code;
 mod client_credentials;
+mod delegated;
+mod device_code;
+mod refresh_token;
 
 use std::sync::Arc;
 
@@ -30,6 +34,9 @@ pub(crate) struct TokenRequest<'a> {
 pub(crate) async fn dispatch(req: &TokenRequest<'_>) -> Result<Response, EntraError> {
     match req.params.require("grant_type")? {
         client_credentials::GRANT_TYPE => client_credentials::handle(req).await,
+        device_code::GRANT_TYPE => device_code::handle(req).await,
+        refresh_token::GRANT_TYPE => refresh_token::handle(req).await,
+        authorization_code::GRANT_TYPE => authorization_code::handle(req).await,
         other => Err(EntraError::bad_request(
             "unsupported_grant_type",
             70_003,

@@ -116,7 +116,7 @@ async fn apply_fault(state: &State, params: &Params) -> Option<Response> {
 }
 
 /// Reads at most [`MAX_BODY_BYTES`], within [`BODY_TIMEOUT`].
-async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, EntraError> {
+pub(crate) async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, EntraError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

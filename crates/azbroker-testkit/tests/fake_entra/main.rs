@@ -7,6 +7,7 @@ mod errors;
 mod faults;
 mod lifecycle;
 mod tokens;
+mod users;
 
 use azbroker_testkit::FakeEntra;
 use serde_json::Value;

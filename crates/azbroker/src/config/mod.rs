@@ -5,7 +5,9 @@
 
 pub mod access;
 mod dialects;
+mod kinds;
 mod reader;
+mod workspaces;
 
 pub use dialects::DialectConfig;
 
@@ -14,13 +16,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use azbroker_core::{EngineConfig, ProfileName, Resource, Secret, TenantId};
+use azbroker_core::{EngineConfig, ProfileName, Resource, TenantId};
 use azbroker_entra::{CloudName, SecretRef};
 use url::Url;
 
 use crate::paths;
 pub use access::{GroupRef, Hardening, ProfileAccessConfig, UserRef};
 use reader::{Problems, Section};
+pub use workspaces::{Workspace, subscription_id as workspaces_subscription_id};
 
 /// A loaded, validated configuration.
 #[derive(Debug, Clone)]
@@ -34,6 +37,8 @@ pub struct Config {
     pub profiles: BTreeMap<ProfileName, Profile>,
     /// `[users.NAME] default_profile`: user name or uid (as written) → profile.
     pub user_defaults: BTreeMap<String, ProfileName>,
+    /// Azure ML workspaces; each is also a profile of the same name.
+    pub workspaces: BTreeMap<ProfileName, Workspace>,
 }
 
 #[derive(Debug, Clone)]
@@ -54,6 +59,8 @@ pub struct ServerConfig {
 pub struct CloudConfig {
     pub name: CloudName,
     pub authority_host: Url,
+    /// Azure Resource Manager (tenant discovery, tenant list).
+    pub arm_endpoint: Url,
     pub ca_file: Option<PathBuf>,
 }
 
@@ -69,13 +76,45 @@ pub struct Login {
 
 #[derive(Debug, Clone)]
 pub enum LoginKind {
-    ServicePrincipal { client_id: String, secret: SecretRef },
+    /// A person, signed in with `azbroker login` (public client id).
+    User {
+        client_id: String,
+    },
+    ServicePrincipal {
+        client_id: String,
+        secret: SecretRef,
+    },
+    /// A service principal proving itself with a certificate assertion (PEM cert + key file).
+    Certificate {
+        client_id: String,
+        certificate_file: PathBuf,
+        send_chain: bool,
+    },
+    /// A federated token from a file (re-read on every use) sent as the client assertion.
+    WorkloadIdentity {
+        client_id: String,
+        token_file: PathBuf,
+    },
+    /// `az account get-access-token`.
+    AzureCli {
+        command: PathBuf,
+        timeout: Duration,
+    },
+    /// The managed identity of the Azure host the broker runs on (`endpoint`: another IMDS base).
+    ManagedIdentity {
+        identity: azbroker_entra::managed_identity::Identity,
+        endpoint: Option<Url>,
+    },
 }
 
 impl LoginKind {
     pub fn as_str(&self) -> &'static str {
         match self {
-            Self::ServicePrincipal { .. } => "service-principal",
+            Self::User { .. } => "user",
+            Self::ServicePrincipal { .. } | Self::Certificate { .. } => "service-principal",
+            Self::WorkloadIdentity { .. } => "workload-identity",
+            Self::AzureCli { .. } => "azure-cli",
+            Self::ManagedIdentity { .. } => "managed-identity",
         }
     }
 }
@@ -129,17 +168,13 @@ impl Config {
         }
     }
 
-    /// Built-in defaults: the default listener, no logins, no profiles.
+    /// Built-in defaults: the default listener and one `user` login and profile, `me`, against
+    /// the `organizations` authority, so the first run needs no setup (`azbroker login`).
     pub fn builtin() -> Self {
-        Self {
-            origin: None,
-            server: default_server(),
-            cloud: default_cloud(),
-            refresh: EngineConfig::default(),
-            logins: BTreeMap::new(),
-            profiles: BTreeMap::new(),
-            user_defaults: BTreeMap::new(),
-        }
+        // A constant, valid file; the default user login needs no key of its own.
+        let mut config = Self::parse(BUILTIN, None).expect("the built-in configuration is valid");
+        config.origin = None;
+        config
     }
 
     /// Parses and validates TOML text.
@@ -151,13 +186,15 @@ impl Config {
         })?;
         let mut p = Problems::default();
         let root = Section::new("", &table);
-        root.only(&["server", "cloud", "refresh", "logins", "profiles", "users"], &mut p);
+        root.only(&["server", "cloud", "refresh", "logins", "profiles", "users", "workspaces"], &mut p);
         let mut server = server_section(root.table("server", &mut p), &mut p);
         let cloud = cloud_section(root.table("cloud", &mut p), &mut p);
         let refresh = refresh_section(root.table("refresh", &mut p), &mut p);
         let logins = logins_section(root.table("logins", &mut p), &mut p);
         let allow = server.hardening.allow_non_loopback;
-        let profiles = profiles_section(root.table("profiles", &mut p), &logins, allow, &mut p);
+        let mut profiles = profiles_section(root.table("profiles", &mut p), &logins, allow, &mut p);
+        let workspaces =
+            workspaces::section(root.table("workspaces", &mut p), &logins, &mut profiles, &mut p);
         check_aliases(&profiles, &mut p);
         let user_defaults = access::users_section(root.table("users", &mut p), &profiles, &mut p);
 
@@ -171,7 +208,7 @@ impl Config {
         if !p.0.is_empty() {
             return Err(ConfigError { origin: origin_name, problems: p.0 });
         }
-        Ok(Self { origin, server, cloud, refresh, logins, profiles, user_defaults })
+        Ok(Self { origin, server, cloud, refresh, logins, profiles, user_defaults, workspaces })
     }
 }
 
@@ -187,14 +224,22 @@ fn default_server() -> ServerConfig {
     }
 }
 
+/// The configuration used when there is no file at all.
+const BUILTIN: &str = "[logins.me]\nkind = \"user\"\n\n[profiles.me]\nlogin = \"me\"\n";
+
 fn default_cloud() -> CloudConfig {
     let name = CloudName::AzureCloud;
-    CloudConfig { name, authority_host: cloud_authority(name), ca_file: None }
+    CloudConfig { name, authority_host: cloud_authority(name), arm_endpoint: cloud_arm(name), ca_file: None }
 }
 
 fn cloud_authority(name: CloudName) -> Url {
     // The built-in authority hosts are constant, valid https URLs.
     Url::parse(name.authority_host()).expect("built-in authority host is a valid URL")
+}
+
+fn cloud_arm(name: CloudName) -> Url {
+    // The built-in ARM endpoints are constant, valid https URLs.
+    Url::parse(name.arm_endpoint()).expect("built-in ARM endpoint is a valid URL")
 }
 
 fn listen_addr(raw: &str, allow_non_loopback: bool) -> Result<SocketAddr, String> {
@@ -233,19 +278,24 @@ fn server_section(s: Option<Section<'_>>, p: &mut Problems) -> ServerConfig {
 fn cloud_section(s: Option<Section<'_>>, p: &mut Problems) -> CloudConfig {
     let mut cfg = default_cloud();
     let Some(s) = s else { return cfg };
-    s.only(&["name", "authority_host", "ca_file"], p);
+    s.only(&["name", "authority_host", "arm_endpoint", "ca_file"], p);
     if let Some(name) = s.parsed("name", p, |raw| raw.parse::<CloudName>()) {
         cfg.name = name;
         cfg.authority_host = cloud_authority(name);
+        cfg.arm_endpoint = cloud_arm(name);
     }
     if let Some(u) = s.parsed("authority_host", p, azbroker_entra::parse_authority_host) {
         cfg.authority_host = u;
+    }
+    // Same rules as the authority: https, or http on loopback only (tokens are sent there).
+    if let Some(u) = s.parsed("arm_endpoint", p, azbroker_entra::parse_authority_host) {
+        cfg.arm_endpoint = u;
     }
     cfg.ca_file = s.str("ca_file", p).map(PathBuf::from);
     cfg
 }
 
-fn duration(raw: &str) -> Result<Duration, String> {
+pub(crate) fn duration(raw: &str) -> Result<Duration, String> {
     humantime::parse_duration(raw).map_err(|e| format!("not a duration like \"15m\" or \"90s\" ({e})"))
 }
 
@@ -275,60 +325,27 @@ fn logins_section(s: Option<Section<'_>>, p: &mut Problems) -> BTreeMap<ProfileN
             p.push(&l.path, "login names may contain only letters, digits, '-', '_' and '.'");
             continue;
         };
-        let kind = l.required_str("kind", p);
+        let kind_name = l.required_str("kind", p);
         let tenant = l.parsed("tenant", p, TenantId::parse);
-        let kind = match kind {
-            Some("service-principal") => service_principal(&l, p),
-            Some(other @ ("user" | "workload-identity" | "azure-cli" | "managed-identity")) => {
-                p.push(
-                    &format!("{}.kind", l.path),
-                    format!("'{other}' logins are not available in this version yet"),
-                );
+        let kind = kind_name.and_then(|k| kinds::parse(k, &l, p));
+        let tenant = match (tenant, kind_name) {
+            (Some(t), _) => Some(t),
+            (None, Some(k)) if kinds::requires_tenant(k) => {
+                if !l.contains("tenant") {
+                    p.push(&format!("{}.tenant", l.path), "required key is missing");
+                }
                 None
             }
-            Some(other) => {
-                p.push(
-                    &format!("{}.kind", l.path),
-                    format!("unknown kind '{other}' (expected service-principal)"),
-                );
-                None
-            }
-            None => None,
+            // User logins sign in at `organizations` unless told otherwise.
+            (None, _) if !l.contains("tenant") => TenantId::parse("organizations").ok(),
+            (None, _) => None,
         };
-        if !l.contains("tenant") {
-            p.push(&format!("{}.tenant", l.path), "required key is missing");
-        }
         if let (Some(kind), Some(tenant)) = (kind, tenant) {
             let fingerprint = fingerprint(&l, "");
             out.insert(login_name.clone(), Login { name: login_name, tenant, kind, fingerprint });
         }
     }
     out
-}
-
-fn service_principal(l: &Section<'_>, p: &mut Problems) -> Option<LoginKind> {
-    l.only(&["kind", "tenant", "client_id", "client_secret", "client_secret_file"], p);
-    let client_id = l.required_str("client_id", p).map(str::to_owned);
-    if client_id.as_deref().is_some_and(str::is_empty) {
-        p.push(&format!("{}.client_id", l.path), "must not be empty");
-    }
-    let secret = match (l.str("client_secret", p), l.str("client_secret_file", p)) {
-        (Some(_), Some(_)) => {
-            p.push(&l.path, "set client_secret or client_secret_file, not both");
-            None
-        }
-        (Some(""), None) => {
-            p.push(&format!("{}.client_secret", l.path), "must not be empty");
-            None
-        }
-        (Some(s), None) => Some(SecretRef::Inline(Secret::new(s))),
-        (None, Some(f)) => Some(SecretRef::File(PathBuf::from(f))),
-        (None, None) => {
-            p.push(&l.path, "a service principal needs client_secret_file (preferred) or client_secret");
-            None
-        }
-    };
-    Some(LoginKind::ServicePrincipal { client_id: client_id?, secret: secret? })
 }
 
 fn profiles_section(

@@ -272,3 +272,111 @@ default_profile = "nope"
     let allowed = "[server]\nallow_non_loopback = true\nlisten = [\"0.0.0.0:50342\"]\n";
     assert!(Config::parse(allowed, None).unwrap().server.listen[0].ip().is_unspecified());
 }
+
+#[test]
+fn builtin_defaults_have_one_user_login_against_organizations() {
+    let c = Config::builtin();
+    assert!(c.origin.is_none());
+    let me = &c.logins[&ProfileName::parse("me").unwrap()];
+    assert_eq!(me.tenant.as_str(), "organizations");
+    assert!(
+        matches!(&me.kind, LoginKind::User { client_id } if client_id == azbroker_entra::AZURE_CLI_CLIENT_ID)
+    );
+    assert_eq!(c.server.default_profile.as_ref().unwrap().as_str(), "me");
+    assert_eq!(c.cloud.arm_endpoint.as_str(), "https://management.azure.com/");
+}
+
+#[test]
+fn every_login_kind_parses_and_sovereign_clouds_move_arm_too() {
+    let text = r#"
+[cloud]
+name = "AzureUSGovernment"
+[logins.me]
+kind = "user"
+tenant = "contoso.example"
+[logins.cert]
+kind = "service-principal"
+tenant = "t.example"
+client_id = "c"
+certificate_file = "/x.pem"
+send_certificate_chain = true
+[logins.wi]
+kind = "workload-identity"
+tenant = "t.example"
+client_id = "c"
+token_file = "/tok"
+[logins.cli]
+kind = "azure-cli"
+timeout = "5s"
+[logins.mi]
+kind = "managed-identity"
+client_id = "abc"
+endpoint = "http://127.0.0.1:9"
+[workspaces.ws]
+subscription_id = "8F2C6A1E-3B4D-4E5F-9A0B-1C2D3E4F5A6B"
+resource_group = "g"
+workspace_name = "w"
+login = "me"
+"#;
+    let c = Config::parse(text, None).unwrap();
+    assert_eq!(c.cloud.arm_endpoint.as_str(), "https://management.usgovcloudapi.net/");
+    assert_eq!(c.cloud.authority_host.as_str(), "https://login.microsoftonline.us/");
+    let kind = |n: &str| &c.logins[&ProfileName::parse(n).unwrap()].kind;
+    assert!(matches!(kind("cert"), LoginKind::Certificate { send_chain: true, .. }));
+    assert!(matches!(kind("wi"), LoginKind::WorkloadIdentity { .. }));
+    assert!(matches!(kind("cli"), LoginKind::AzureCli { timeout, .. } if *timeout == Duration::from_secs(5)));
+    assert!(matches!(kind("mi"), LoginKind::ManagedIdentity { endpoint: Some(_), .. }));
+    assert_eq!(c.logins[&ProfileName::parse("cli").unwrap()].tenant.as_str(), "organizations");
+    // The workspace is a profile too, in the login's tenant when none is given.
+    let ws = &c.workspaces[&ProfileName::parse("ws").unwrap()];
+    assert_eq!(ws.subscription_id, "8f2c6a1e-3b4d-4e5f-9a0b-1c2d3e4f5a6b");
+    assert_eq!(c.profiles[&ProfileName::parse("ws").unwrap()].tenant.as_str(), "contoso.example");
+    assert_eq!(ws.azureml_config()["workspace_name"], "w");
+}
+
+#[test]
+fn login_kind_and_workspace_problems_are_reported_together() {
+    let text = r#"
+[logins.sp]
+kind = "service-principal"
+tenant = "t.example"
+client_id = "c"
+client_secret = "s"
+certificate_file = "/x.pem"
+[logins.wi]
+kind = "workload-identity"
+client_id = "c"
+[logins.mi]
+kind = "managed-identity"
+client_id = "a"
+object_id = "b"
+[logins.odd]
+kind = "magic"
+[logins.good]
+kind = "user"
+[profiles.p]
+login = "good"
+[workspaces.p]
+subscription_id = "nope"
+resource_group = "g"
+workspace_name = "w"
+login = "sp"
+[workspaces.q]
+subscription_id = "8f2c6a1e-3b4d-4e5f-9a0b-1c2d3e4f5a6b"
+login = "ghost"
+"#;
+    let err = Config::parse(text, None).unwrap_err();
+    let all = err.problems.join("\n");
+    for want in [
+        "logins.sp: set exactly one of",
+        "logins.wi.tenant: required key is missing",
+        "logins.wi.token_file: required key is missing",
+        "logins.mi: set at most one of",
+        "logins.odd.kind: unknown kind 'magic'",
+        "workspaces.p: 'p' is also a profile name",
+        "workspaces.q.resource_group: required key is missing",
+        "workspaces.q.login: 'ghost' is not a configured login",
+    ] {
+        assert!(all.contains(want), "missing {want:?} in:\n{all}");
+    }
+}

@@ -1,0 +1,89 @@
+//! The daemon's user-login wiring: opens the encrypted login store, builds [`UserLogins`] (the
+//! upstream crate's flows and refresh-token handling), keeps it in step with config reloads, and
+//! connects login events to the engine — a completed sign-in clears the backoff of every profile
+//! of that login at once, a sign-out drops their cached tokens.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use anyhow::{Context, Result};
+use azbroker_core::Engine;
+use azbroker_core::login::LoginStatus;
+use azbroker_entra::{ArmClient, EntraClient, LoginEvent, LoginStore, StoreKey, UserLogins};
+use azbroker_server::redirect::LoopbackRedirect;
+use url::Url;
+
+use crate::config::{Config, LoginKind};
+use crate::sources;
+
+/// User logins plus the login → profiles map the events need.
+pub struct LoginService {
+    pub users: Arc<UserLogins>,
+    profiles: Arc<RwLock<HashMap<String, Vec<String>>>>,
+}
+
+impl LoginService {
+    /// Opens the store (refusing a foreign, damaged or wrongly keyed one) and starts the service.
+    pub fn start(
+        config: &Config,
+        client: &EntraClient,
+        arm_override: Option<&Url>,
+        engine: &Engine,
+    ) -> Result<Self> {
+        let credentials =
+            std::env::var_os("CREDENTIALS_DIRECTORY").filter(|v| !v.is_empty()).map(PathBuf::from);
+        let key = StoreKey::load_or_create(credentials.as_deref(), &config.server.state_dir)?;
+        let store = Arc::new(LoginStore::open(&config.server.state_dir, key)?);
+        let arm_url = arm_override.unwrap_or(&config.cloud.arm_endpoint).clone();
+        let arm =
+            ArmClient::new(arm_url).map_err(anyhow::Error::msg).context("cannot set up the ARM client")?;
+        let users = UserLogins::new(client.clone(), store, arm, Arc::new(LoopbackRedirect));
+        let profiles: Arc<RwLock<HashMap<String, Vec<String>>>> = Arc::default();
+        {
+            let (engine, profiles) = (engine.clone(), profiles.clone());
+            users.on_event(move |login, event| {
+                let map = profiles.read().unwrap_or_else(PoisonError::into_inner);
+                for profile in map.get(login).map(Vec::as_slice).unwrap_or_default() {
+                    match event {
+                        LoginEvent::SignedIn => engine.reset_backoff(profile.as_str()),
+                        LoginEvent::SignedOut => engine.forget(Some(profile.as_str())),
+                    }
+                }
+            });
+        }
+        let service = Self { users, profiles };
+        service.apply(config);
+        Ok(service)
+    }
+
+    /// Takes a (re)loaded config's user logins and profile map.
+    pub fn apply(&self, config: &Config) {
+        self.users.set_logins(sources::user_logins(config));
+        *self.profiles.write().unwrap_or_else(PoisonError::into_inner) = sources::profiles_by_login(config);
+    }
+
+    /// Every login's state for `status`: user logins from the store, the others as configured.
+    pub fn statuses(&self, config: &Config) -> Vec<LoginStatus> {
+        let mut users: HashMap<String, LoginStatus> =
+            self.users.statuses().into_iter().map(|s| (s.name.clone(), s)).collect();
+        config
+            .logins
+            .values()
+            .map(|l| match (&l.kind, users.remove(l.name.as_str())) {
+                (LoginKind::User { .. }, Some(status)) => status,
+                _ => LoginStatus {
+                    name: l.name.to_string(),
+                    kind: l.kind.as_str().into(),
+                    tenant: l.tenant.to_string(),
+                    state: "configured".into(),
+                    account: None,
+                    reason: None,
+                    command: None,
+                    tenants_needing_sign_in: vec![],
+                    last_error: None,
+                },
+            })
+            .collect()
+    }
+}
