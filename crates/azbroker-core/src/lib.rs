@@ -7,6 +7,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod metrics;
 pub mod names;
 pub mod schedule;
 pub mod secret;
@@ -18,7 +19,9 @@ pub use engine::{
     CacheState, Engine, EngineConfig, EngineError, EntryStatus, Freshness, Grant, ProfileBinding,
     StatsSnapshot,
 };
+pub use engine::refresh::Refreshed;
 pub use error::UpstreamError;
+pub use metrics::{LastError, LatencySnapshot, ProfileMetrics, UPSTREAM_LATENCY_BUCKETS};
 pub use names::{NameError, ProfileName, Resource, TenantId};
 pub use secret::Secret;
 pub use select::{AliasConflict, Directory, IdSelector, ProfileSelectors, SelectError, Selection};
