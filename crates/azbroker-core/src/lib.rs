@@ -15,11 +15,11 @@ pub mod select;
 pub mod source;
 pub mod token;
 
+pub use engine::refresh::Refreshed;
 pub use engine::{
     CacheState, Engine, EngineConfig, EngineError, EntryStatus, Freshness, Grant, ProfileBinding,
     StatsSnapshot,
 };
-pub use engine::refresh::Refreshed;
 pub use error::UpstreamError;
 pub use metrics::{LastError, LatencySnapshot, ProfileMetrics, UPSTREAM_LATENCY_BUCKETS};
 pub use names::{NameError, ProfileName, Resource, TenantId};

@@ -64,8 +64,10 @@ impl ProfileCounters {
     /// Records one finished upstream call.
     pub(crate) fn upstream_finished<T>(&self, elapsed: Duration, result: &Result<T, UpstreamError>) {
         let secs = elapsed.as_secs_f64();
-        let bucket =
-            UPSTREAM_LATENCY_BUCKETS.iter().position(|b| secs <= *b).unwrap_or(UPSTREAM_LATENCY_BUCKETS.len());
+        let bucket = UPSTREAM_LATENCY_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(UPSTREAM_LATENCY_BUCKETS.len());
         self.latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
         self.latency_sum_micros
             .fetch_add(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);

@@ -18,12 +18,14 @@ mod dialect;
 mod error;
 mod guard;
 mod health;
+mod metrics;
 mod query;
 mod routes;
 mod select;
 mod serve;
 mod state;
 
+pub use metrics::render as render_metrics;
 pub use routes::router;
 pub use serve::serve;
 pub use state::{AppState, RuntimeSecrets};

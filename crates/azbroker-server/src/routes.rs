@@ -25,6 +25,7 @@ use tower::Service;
 
 use crate::dialect::{self, AppService, Dialect, Imds};
 use crate::health::{Healthz, Readyz};
+use crate::metrics::Metrics;
 use crate::select::PathProfile;
 use crate::state::AppState;
 use crate::{body, guard};
@@ -41,7 +42,7 @@ pub(crate) trait Endpoint: Send + Sync + 'static {
     fn call(ctx: Arc<RouteCtx>, req: Request) -> impl Future<Output = Response> + Send;
 }
 
-/// All dialects + `/healthz` + `/readyz`. `listener_profile`: the profile that owns this listener,
+/// All dialects + `/healthz` + `/readyz` + `/metrics`. `listener_profile`: the profile that owns this listener,
 /// if any (selection rule 2).
 pub fn router(state: AppState, listener_profile: Option<ProfileName>) -> Router {
     let ctx = Arc::new(RouteCtx { app: state, listener_profile });
@@ -50,6 +51,7 @@ pub fn router(state: AppState, listener_profile: Option<ProfileName>) -> Router 
         .route(AppService::PATH, get(guarded::<dialect::Token<AppService>>))
         .route("/healthz", get(guarded::<Healthz>))
         .route("/readyz", get(guarded::<Readyz>))
+        .route("/metrics", get(guarded::<Metrics>))
         .method_not_allowed_fallback(guarded::<MethodNotAllowed>)
         .fallback(guarded::<NotFound>)
         .with_state(ctx);
@@ -61,6 +63,7 @@ async fn guarded<E: Endpoint>(State(ctx): State<Arc<RouteCtx>>, req: Request) ->
     match guard::check(&req) {
         Ok(()) => E::call(ctx, req).await,
         Err(error) => {
+            ctx.app.metrics().denial(error.kind());
             tracing::debug!(
                 peer = ?guard::peer(&req),
                 reason = error.kind(),

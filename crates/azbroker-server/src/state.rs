@@ -9,6 +9,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use azbroker_core::{Directory, Engine, ProfileName, Secret, SelectError, Selection};
 
+use crate::metrics::ServerMetrics;
+
 /// Secrets generated or configured at start that clients must present.
 ///
 /// `Debug` shows only redacted values (`Secret` redacts).
@@ -29,6 +31,7 @@ struct Inner {
     directory: RwLock<Arc<Directory>>,
     secrets: RuntimeSecrets,
     ready: AtomicBool,
+    metrics: ServerMetrics,
 }
 
 impl AppState {
@@ -40,6 +43,7 @@ impl AppState {
                 directory: RwLock::new(Arc::new(directory)),
                 secrets,
                 ready: AtomicBool::new(false),
+                metrics: ServerMetrics::default(),
             }),
         }
     }
@@ -67,6 +71,11 @@ impl AppState {
     /// The selection table in force now.
     pub fn directory(&self) -> Arc<Directory> {
         self.inner.directory.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The request counters behind `/metrics`.
+    pub(crate) fn metrics(&self) -> &ServerMetrics {
+        &self.inner.metrics
     }
 
     pub(crate) fn secrets(&self) -> &RuntimeSecrets {

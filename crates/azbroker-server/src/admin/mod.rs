@@ -1,5 +1,6 @@
 //! The admin API: JSON over HTTP/1.1 on a unix socket in the runtime directory, used by the CLI
-//! (`azbroker status`, `azbroker reload`, and the commands later features add).
+//! (`azbroker status`, `azbroker reload`, `azbroker refresh`, and the commands later features
+//! add), plus `GET /metrics` (Prometheus text) for scrapers that run as the daemon's user.
 //!
 //! Access control has two layers: the socket file's mode (0600, so only the owner can connect)
 //! and the peer credentials of every connection (`SO_PEERCRED`), checked against a
@@ -11,6 +12,7 @@
 //! the router through [`AdminHooks`], so this crate stays free of config and upstream types.
 
 mod peer;
+mod refresh;
 mod socket;
 
 use std::sync::Arc;
@@ -91,6 +93,8 @@ pub fn admin_router(state: AdminState) -> Router {
         .route("/healthz", get(|| async { body::static_json(StatusCode::OK, br#"{"status":"ok"}"#) }))
         .route("/v1/status", get(status))
         .route("/v1/reload", post(reload))
+        .route("/v1/refresh", post(refresh::refresh))
+        .route("/metrics", get(|State(s): State<AdminState>| async move { crate::metrics::response(&s.app) }))
         .fallback(|| async { body::error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint") })
         .route_layer(middleware::from_fn_with_state(state.clone(), check_peer))
         .with_state(state)

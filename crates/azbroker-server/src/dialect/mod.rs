@@ -79,6 +79,7 @@ async fn serve_token<D: Dialect>(ctx: &RouteCtx, req: Request) -> Response {
             );
             let response = D::success(&served.resource, &served.grant);
             log_request(
+                &ctx.app,
                 D::NAME,
                 Some(&served.profile),
                 Some(&served.resource),
@@ -90,8 +91,12 @@ async fn serve_token<D: Dialect>(ctx: &RouteCtx, req: Request) -> Response {
         }
         Err(failed) => {
             let response = D::error(&failed.error);
+            if !matches!(failed.error, RequestError::Engine(_)) {
+                ctx.app.metrics().denial(failed.error.kind());
+            }
             let outcome = Err(failed.error.kind());
             log_request(
+                &ctx.app,
                 D::NAME,
                 failed.profile.as_ref(),
                 failed.resource.as_ref(),
@@ -171,8 +176,9 @@ async fn obtain<D: Dialect>(ctx: &RouteCtx, parts: &Parts) -> Result<Served, Fai
     }
 }
 
-/// The one debug line per token request.
+/// The one debug line per token request, and its count in `/metrics`.
 fn log_request(
+    app: &AppState,
     dialect: &'static str,
     profile: Option<&ProfileName>,
     resource: Option<&Resource>,
@@ -180,6 +186,7 @@ fn log_request(
     outcome: Result<CacheState, &'static str>,
     started: Instant,
 ) {
+    app.metrics().request(dialect, profile, response.status().as_u16());
     let (cache, error) = match outcome {
         Ok(cache) => (Some(cache.as_str()), None),
         Err(kind) => (None, Some(kind)),

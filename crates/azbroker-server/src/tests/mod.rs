@@ -7,6 +7,7 @@
 mod app_service;
 mod capture;
 mod imds;
+mod metrics;
 mod routing;
 mod serve;
 
