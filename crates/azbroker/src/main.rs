@@ -1,17 +1,24 @@
 //! `azbroker`: parses the command line, loads the config, starts logging and runs one subcommand.
 //! Wiring only — protocol, cache and upstream logic live in the library crates.
 
+mod activation;
 mod admin_client;
 mod admin_commands;
 mod cli;
 mod client_env;
 mod commands;
+mod completions;
 mod config;
+mod doctor;
 mod paths;
+mod readiness;
+mod refresh;
 mod serve;
 mod sources;
 mod state;
+mod status_info;
 mod telemetry;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -45,11 +52,20 @@ fn block_on(fut: impl std::future::Future<Output = anyhow::Result<ExitCode>>) ->
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // These work without (or diagnose) a config file.
+    match &cli.command {
+        Command::Doctor(args) => return block_on(doctor::run(cli.config.as_deref(), args)),
+        Command::Completions(args) => return completions::completions(args.shell),
+        Command::Man => return completions::man(),
+        _ => {}
+    }
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Serve(args) => {
+            // Before any thread exists: it clears LISTEN_FDS for child processes.
+            let activated = activation::Activated::from_env()?;
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            rt.block_on(serve::run(config, args))?;
+            rt.block_on(serve::run(config, args, activated))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Env(args) => commands::env(&config, &args),
@@ -58,5 +74,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig => commands::check_config(&config),
         Command::Status(args) => block_on(admin_commands::status(&config, &args)),
         Command::Reload => block_on(admin_commands::reload(&config)),
+        Command::Refresh(args) => block_on(refresh::run(&config, &args)),
+        Command::Doctor(_) | Command::Completions(_) | Command::Man => unreachable!("handled above"),
     }
 }

@@ -1,10 +1,11 @@
-//! `azbroker serve`: binds the listeners, starts the engine and the servers, and runs until
-//! SIGTERM/SIGINT; SIGHUP reloads the config (a bad config keeps the old one serving).
+//! `azbroker serve`: binds the listeners (or takes them from socket activation), starts the
+//! engine and the servers, tells systemd it is ready, and runs until SIGTERM/SIGINT; SIGHUP,
+//! `azbroker reload` and `--watch-config` reload the config (a bad config keeps the old one
+//! serving).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use azbroker_core::BoxFuture;
@@ -20,15 +21,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use url::Url;
 
+use crate::activation::Activated;
 use crate::cli::ServeArgs;
 use crate::client_env;
 use crate::config::{Config, Login, LoginKind, Profile};
-use crate::{admin_client, paths, sources, state};
+use crate::status_info::{self, Origin};
+use crate::{admin_client, paths, readiness, sources, state, watch};
 
-/// How long in-flight requests may take to finish after SIGTERM.
-const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
-
-pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
+pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) -> Result<()> {
     state::ensure_private_dir(&config.server.state_dir)?;
     std::fs::create_dir_all(&config.server.runtime_dir).with_context(|| {
         format!("cannot create runtime directory {}", config.server.runtime_dir.display())
@@ -41,11 +41,25 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
     let engine = Engine::new(config.refresh.clone(), sources::bindings(&config, &client));
     let app = AppState::new(engine.clone(), sources::directory(&config)?, RuntimeSecrets { identity_header });
 
-    let listeners = bind_all(&config).await?;
+    let (listeners, origin) = match activated.token_listeners(&config)? {
+        Some(l) => (l, Origin::Systemd),
+        None => (bind_all(&config).await?, Origin::Config),
+    };
     let admin_path = admin_client::socket_path(&config);
-    let admin_listener = admin::bind_admin_socket(&admin_path)
-        .await
-        .with_context(|| format!("cannot bind the admin socket {}", admin_path.display()))?;
+    let (admin_listener, admin_origin) = match activated.admin()? {
+        Some(l) => (l, Origin::Systemd),
+        None => (
+            admin::bind_admin_socket(&admin_path)
+                .await
+                .with_context(|| format!("cannot bind the admin socket {}", admin_path.display()))?,
+            Origin::Config,
+        ),
+    };
+    let admin_shown = match admin_origin {
+        Origin::Systemd => admin_listener.local_addr().ok().and_then(|a| a.as_pathname().map(Into::into)),
+        Origin::Config => None,
+    }
+    .unwrap_or_else(|| admin_path.clone());
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
     {
@@ -53,8 +67,10 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
         tasks.spawn(async move { engine.run(cancel).await });
     }
     let mut bound = Vec::new();
+    let mut sockets = Vec::new();
     for (listener, profile) in listeners {
         bound.push(listener.local_addr()?);
+        sockets.push((listener.local_addr()?, profile.clone(), origin));
         let router = azbroker_server::router(app.clone(), profile);
         let cancel = cancel.clone();
         tasks.spawn(async move {
@@ -64,7 +80,18 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
         });
     }
     let (reload_tx, mut reload_rx) = mpsc::channel(4);
-    let hooks = Arc::new(ServeHooks { reload_tx, fields: Mutex::new(status_fields(&config)) });
+    if args.watch_config {
+        match &config.origin {
+            Some(path) => watch::spawn(path, reload_tx.clone(), cancel.clone())?,
+            None => tracing::warn!("--watch-config: no config file in use, nothing to watch"),
+        }
+    }
+    let hooks = Arc::new(ServeHooks {
+        reload_tx,
+        fields: Mutex::new(status_fields(&config)),
+        fixed: status_info::fixed_fields(&config, &sockets, (&admin_shown, admin_origin)),
+        engine: engine.clone(),
+    });
     {
         let info = DaemonInfo {
             version: env!("CARGO_PKG_VERSION").into(),
@@ -82,17 +109,25 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
     }
     app.set_ready(true);
     announce(&config, &bound, local.is_some());
+    readiness::ready(&ready_status(&config, &bound));
+    if let Some(interval) = readiness::watchdog_interval() {
+        tasks.spawn(readiness::watchdog(interval, cancel.clone()));
+    }
 
     wait_for_signals(&mut config, &app, &client, &hooks, &mut reload_rx, &cancel).await;
+    readiness::stopping();
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
     tasks.close();
-    if tokio::time::timeout(DRAIN_DEADLINE, tasks.wait()).await.is_err() {
-        tracing::warn!("some requests did not finish within {DRAIN_DEADLINE:?}; exiting anyway");
+    let deadline = args.drain_timeout;
+    if tokio::time::timeout(deadline, tasks.wait()).await.is_err() {
+        tracing::warn!("some requests did not finish within {deadline:?}; exiting anyway");
     }
     if let Some(local) = local {
         local.shutdown();
     }
-    let _ = std::fs::remove_file(&admin_path);
+    if admin_origin == Origin::Config {
+        let _ = std::fs::remove_file(&admin_path);
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -115,14 +150,18 @@ fn bind_hint(addr: SocketAddr) -> String {
     )
 }
 
-/// A reload asked for over the admin socket, with where to send the outcome.
-type ReloadRequest = oneshot::Sender<Result<ReloadOutcome, Vec<String>>>;
+/// A reload asked for over the admin socket (or by the file watcher), with where to send the
+/// outcome.
+pub(crate) type ReloadRequest = oneshot::Sender<Result<ReloadOutcome, Vec<String>>>;
 
 /// The binary's side of the admin API: reloads go to the signal loop (one place applies
 /// configs), status fields are a snapshot refreshed at every reload.
 struct ServeHooks {
     reload_tx: mpsc::Sender<ReloadRequest>,
     fields: Mutex<serde_json::Map<String, serde_json::Value>>,
+    /// Sockets and exports: fixed at start.
+    fixed: serde_json::Map<String, serde_json::Value>,
+    engine: Engine,
 }
 
 impl AdminHooks for ServeHooks {
@@ -138,7 +177,12 @@ impl AdminHooks for ServeHooks {
     }
 
     fn status_fields(&self) -> serde_json::Map<String, serde_json::Value> {
-        self.fields.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        let mut m = self.fields.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let profile_logins: Vec<(String, String)> =
+            serde_json::from_value(m.remove("profile_logins").unwrap_or_default()).unwrap_or_default();
+        status_info::add_health(&mut m, &profile_logins, &self.engine.metrics());
+        m.extend(self.fixed.clone());
+        m
     }
 }
 
@@ -154,6 +198,9 @@ fn status_fields(config: &Config) -> serde_json::Map<String, serde_json::Value> 
         .map(|l| serde_json::json!({"name": l.name.as_str(), "kind": l.kind.as_str(), "tenant": l.tenant.as_str()}))
         .collect();
     m.insert("logins".into(), logins.into());
+    let profile_logins: Vec<(&str, &str)> =
+        config.profiles.values().map(|p| (p.name.as_str(), p.login.as_str())).collect();
+    m.insert("profile_logins".into(), serde_json::json!(profile_logins));
     m
 }
 
@@ -193,9 +240,24 @@ async fn wait_for_signals(
     cancel.cancel();
 }
 
+/// Re-reads the config file, telling systemd while it does.
+fn reload(
+    config: &mut Config,
+    app: &AppState,
+    client: &azbroker_entra::EntraClient,
+) -> Result<ReloadOutcome, Vec<String>> {
+    readiness::reloading();
+    let outcome = apply_reload(config, app, client);
+    readiness::ready(match &outcome {
+        Ok(_) => "serving; config reloaded",
+        Err(_) => "serving; the last config reload was rejected (see the log)",
+    });
+    outcome
+}
+
 /// Re-reads the config file; on any problem the old config keeps serving and every problem is
 /// logged and returned.
-fn reload(
+fn apply_reload(
     config: &mut Config,
     app: &AppState,
     client: &azbroker_entra::EntraClient,
@@ -263,6 +325,11 @@ async fn start_local_authority(config: &mut Config) -> Result<FakeEntra> {
         config.server.default_profile = Some(name);
     }
     Ok(local)
+}
+
+fn ready_status(config: &Config, bound: &[SocketAddr]) -> String {
+    let listeners: Vec<_> = bound.iter().map(ToString::to_string).collect();
+    format!("serving {} profile(s) on {}", config.profiles.len(), listeners.join(", "))
 }
 
 fn announce(config: &Config, bound: &[SocketAddr], local: bool) {
