@@ -50,6 +50,48 @@ pub async fn reload(config: &Config) -> Result<ExitCode> {
     Ok(ExitCode::from(EXIT_REJECTED))
 }
 
+/// Where the daemon listens (and who made each socket) and what clients export.
+fn render_sockets_and_exports(out: &mut String, s: &Value) {
+    for sock in s["sockets"].as_array().into_iter().flatten() {
+        let profile = sock["profile"].as_str().map(|p| format!(" (profile {p})")).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {:<6} {}{profile}, from {}",
+            text(sock, "kind"),
+            text(sock, "address"),
+            text(sock, "origin")
+        );
+    }
+    let ex = &s["exports"];
+    if let Some(endpoint) = ex["app-service"]["IDENTITY_ENDPOINT"].as_str() {
+        let _ = writeln!(out, "exports:   {}", text(ex, "command"));
+        let _ = writeln!(out, "  IDENTITY_ENDPOINT={endpoint}  IDENTITY_HEADER=(see `azbroker env`)");
+        let _ = writeln!(
+            out,
+            "  AZURE_POD_IDENTITY_AUTHORITY_HOST={}",
+            text(&ex["imds"], "AZURE_POD_IDENTITY_AUTHORITY_HOST")
+        );
+    }
+}
+
+/// A login's last upstream error, and whether someone must act.
+fn render_login_health(out: &mut String, l: &Value) {
+    let attention = l["needs_attention"].as_bool() == Some(true);
+    if let Some(e) = l["last_error"].as_object() {
+        let age = e.get("at_unix").and_then(Value::as_u64).map(|at| {
+            let secs = azbroker_core::unix_now().saturating_sub(at);
+            humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+        });
+        let _ = writeln!(
+            out,
+            "    {}last error {} ago: {}",
+            if attention { "NEEDS ATTENTION - " } else { "" },
+            age.as_deref().unwrap_or("?"),
+            e.get("message").and_then(Value::as_str).unwrap_or("-")
+        );
+    }
+}
+
 fn text<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key].as_str().unwrap_or("-")
 }
@@ -78,6 +120,7 @@ fn render_status(s: &Value) -> String {
     let listeners: Vec<&str> =
         s["listeners"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     let _ = writeln!(out, "listeners: {}", listeners.join(", "));
+    render_sockets_and_exports(&mut out, s);
     let default = s["default_profile"].as_str();
     let profiles: Vec<String> = s["profiles"]
         .as_array()
@@ -92,6 +135,7 @@ fn render_status(s: &Value) -> String {
         let _ = writeln!(out, "logins:");
         for l in logins {
             let _ = writeln!(out, "  {:<16} {:<18} {}", text(l, "name"), text(l, "kind"), text(l, "tenant"));
+            render_login_health(&mut out, l);
         }
     }
     let entries = s["entries"].as_array().map(Vec::as_slice).unwrap_or_default();

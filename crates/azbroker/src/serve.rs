@@ -29,6 +29,8 @@ use crate::status_info::{self, Origin};
 use crate::{admin_client, paths, readiness, sources, state, watch};
 
 pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) -> Result<()> {
+    // Before anything can announce readiness: a SIGTERM right after READY=1 must drain, not kill.
+    let signals = Signals::install().context("cannot install signal handlers")?;
     state::ensure_private_dir(&config.server.state_dir)?;
     std::fs::create_dir_all(&config.server.runtime_dir).with_context(|| {
         format!("cannot create runtime directory {}", config.server.runtime_dir.display())
@@ -114,7 +116,7 @@ pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) 
         tasks.spawn(readiness::watchdog(interval, cancel.clone()));
     }
 
-    wait_for_signals(&mut config, &app, &client, &hooks, &mut reload_rx, &cancel).await;
+    wait_for_signals(signals, &mut config, &app, &client, &hooks, &mut reload_rx, &cancel).await;
     readiness::stopping();
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
     tasks.close();
@@ -204,7 +206,25 @@ fn status_fields(config: &Config) -> serde_json::Map<String, serde_json::Value> 
     m
 }
 
+/// SIGTERM, SIGINT and SIGHUP, caught from start-up on.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
 async fn wait_for_signals(
+    signals: Signals,
     config: &mut Config,
     app: &AppState,
     client: &azbroker_entra::EntraClient,
@@ -212,13 +232,7 @@ async fn wait_for_signals(
     reload_rx: &mut mpsc::Receiver<ReloadRequest>,
     cancel: &CancellationToken,
 ) {
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
-    else {
-        tracing::error!("cannot install signal handlers; stopping");
-        cancel.cancel();
-        return;
-    };
+    let Signals { mut term, mut int, mut hup } = signals;
     loop {
         tokio::select! {
             _ = term.recv() => break,

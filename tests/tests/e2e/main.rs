@@ -4,6 +4,8 @@
 mod admin;
 mod clients;
 mod lifecycle;
+mod operations;
+mod systemd;
 mod tokens;
 
 use azbroker_tests::{Authority, Daemon, sp_config};
