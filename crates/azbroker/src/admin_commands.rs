@@ -119,7 +119,11 @@ fn render_status(s: &Value) -> String {
     }
     let listeners: Vec<&str> =
         s["listeners"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-    let _ = writeln!(out, "listeners: {}", listeners.join(", "));
+    if s["sockets"].is_array() {
+        let _ = writeln!(out, "listeners:");
+    } else {
+        let _ = writeln!(out, "listeners: {}", listeners.join(", "));
+    }
     render_sockets_and_exports(&mut out, s);
     let default = s["default_profile"].as_str();
     let profiles: Vec<String> = s["profiles"]
