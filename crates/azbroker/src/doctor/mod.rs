@@ -70,7 +70,7 @@ pub async fn run(config_path: Option<&Path>, args: &DoctorArgs) -> Result<ExitCo
             } else {
                 Finding::ok("config", msg)
             });
-            c
+            Some(c)
         }
         Err(e) => {
             findings.push(Finding::fail(
@@ -78,12 +78,23 @@ pub async fn run(config_path: Option<&Path>, args: &DoctorArgs) -> Result<ExitCo
                 e.to_string(),
                 "fix the listed problems (`azbroker check-config` shows them too)",
             ));
-            Config::builtin()
+            None
         }
     };
-    findings.extend(directories(&config));
-    findings.extend(listeners(&config).await);
-    findings.push(clock(&config).await);
+    match &config {
+        Some(config) => {
+            findings.extend(directories(config));
+            findings.extend(listeners(config).await);
+            findings.push(clock(config).await);
+        }
+        // Without a config, the directories, listeners and authority to check are unknown.
+        None => findings.push(Finding::warn(
+            "directories, listeners, clock",
+            "not checked: the config did not load",
+            "fix the config, then run doctor again",
+        )),
+    }
+    let config = config.unwrap_or_else(Config::builtin);
     findings.extend(env_check::check(&|k| std::env::var(k).ok(), &config));
 
     if args.json {
