@@ -73,10 +73,36 @@ async fn watch_config_applies_edits_and_rejects_broken_files() {
     assert_eq!(imds_token(&daemon, "contoso", VAULT).await.status(), 200);
     assert_eq!(auth.token_requests(), before);
 
+    // Changed: extra now redeems in another tenant; removed: gone again.
+    replace_file(
+        &daemon.config_path,
+        &format!("{good}\n[profiles.extra]\nlogin = \"app\"\ntenant = \"other.example\"\n"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = imds_token(&daemon, "extra", VAULT).await;
+        let tid =
+            auth.verify(r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap()).unwrap()["tid"]
+                .clone();
+        if tid == azbroker_testkit::tenant_guid("other.example") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the change was not applied:\n{}", daemon.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    replace_file(&daemon.config_path, &good);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while imds_token(&daemon, "extra", VAULT).await.status() != 400 {
+        assert!(Instant::now() < deadline, "the removal was not applied:\n{}", daemon.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let before = auth.token_requests();
     replace_file(&daemon.config_path, "[server]\nbogus = true\n");
     wait_for("the rejection", Duration::from_secs(15), || daemon.log().contains("config reload rejected"));
     assert!(daemon.log().contains("server.bogus"), "the reasons are logged");
-    assert_eq!(imds_token(&daemon, "extra", VAULT).await.status(), 200, "the old config keeps serving");
+    assert_eq!(imds_token(&daemon, "contoso", VAULT).await.status(), 200, "the old config keeps serving");
+    assert_eq!(auth.token_requests(), before, "with its cache");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,4 +238,28 @@ async fn doctor_passes_a_healthy_setup_and_says_what_to_fix() {
     let (code, text) = doctor(&[("IDENTITY_ENDPOINT", &endpoint), ("IDENTITY_HEADER", &header)]);
     assert_eq!(code, Some(1));
     assert!(text.contains("nothing is listening") && text.contains("systemctl start azbroker"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_one_debug_line_per_request() {
+    let auth = Authority::start();
+    auth.register_app(CLIENT_ID, CLIENT_SECRET);
+    let body =
+        sp_config(&auth.url(), CONTOSO, CLIENT_ID, CLIENT_SECRET, "[profiles.contoso]\nlogin = \"app\"\n");
+    let daemon = Daemon::start(&body, &["--log-format", "json"]).unwrap();
+    for _ in 0..2 {
+        assert_eq!(imds_token(&daemon, "contoso", VAULT).await.status(), 200);
+    }
+    let lines: Vec<Value> = daemon.log().lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let requests: Vec<&Value> = lines.iter().filter(|l| l["message"] == "token request").collect();
+    assert_eq!(requests.len(), 2, "{}", daemon.log());
+    for (r, cache) in requests.iter().zip(["miss", "hit"]) {
+        assert_eq!(r["level"], "DEBUG");
+        assert_eq!(
+            (r["profile"].as_str(), r["dialect"].as_str(), r["resource"].as_str()),
+            (Some("contoso"), Some("imds"), Some(VAULT))
+        );
+        assert_eq!((r["status"].as_u64(), r["cache"].as_str()), (Some(200), Some(cache)));
+        assert!(r["latency_us"].is_u64(), "{r}");
+    }
 }
