@@ -3,9 +3,10 @@
 //! Two sources: the request counters this crate keeps ([`ServerMetrics`]: token requests by
 //! dialect, profile and status; refusals by reason) and what the engine knows (per-profile
 //! cache, upstream and refresh counters, each cache entry's time to expiry), read at scrape
-//! time. Recording is one or two read-locked lookups and an atomic add, with no allocation: label
-//! values are `&'static str` or a profile name that is already configured (so clients cannot
-//! grow the label set), and the first request of a new label combination takes a write lock once.
+//! time. Recording is two lock-free lookups (`ArcSwap` snapshots, so cores do not contend on a
+//! lock word) and one atomic add, with no allocation: label values are `&'static str` or a
+//! profile name that is already configured (so clients cannot grow the label set), and the first
+//! request of a new label combination copies the small table once, under a mutex.
 //!
 //! Labels never carry a secret or token: profile names, dialect names, resource strings (as the
 //! client sent them) and error kinds only.
@@ -14,7 +15,9 @@ mod text;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -31,9 +34,11 @@ use text::Exposition;
 #[derive(Debug, Default)]
 pub(crate) struct ServerMetrics {
     /// Token requests that selected a profile, by profile, then (dialect, status).
-    by_profile: RwLock<HashMap<ProfileName, Tally<(&'static str, u16)>>>,
+    by_profile: ArcSwap<HashMap<ProfileName, Arc<RequestTally>>>,
+    /// Serialises additions to `by_profile`.
+    grow: Mutex<()>,
     /// Token requests refused before a profile was selected.
-    unselected: Tally<(&'static str, u16)>,
+    unselected: RequestTally,
     /// Requests refused by the broker itself (guards, auth, bad parameters, selection), by reason.
     denials: Tally<&'static str>,
 }
@@ -45,11 +50,15 @@ impl ServerMetrics {
             self.unselected.inc((dialect, status));
             return;
         };
-        if let Some(t) = read(&self.by_profile).get(profile.as_str()) {
+        if let Some(t) = self.by_profile.load().get(profile.as_str()) {
             t.inc((dialect, status));
             return;
         }
-        write(&self.by_profile).entry(profile.clone()).or_default().inc((dialect, status));
+        let _grow = lock(&self.grow);
+        let mut next = HashMap::clone(&self.by_profile.load());
+        let tally = next.entry(profile.clone()).or_default().clone();
+        self.by_profile.store(Arc::new(next));
+        tally.inc((dialect, status));
     }
 
     /// Counts one refusal (`reason` is the error kind).
@@ -58,33 +67,45 @@ impl ServerMetrics {
     }
 }
 
-/// Counters keyed by a small, fixed set of label values; a linear scan beats hashing here.
+/// One profile's token requests by (dialect, HTTP status).
+type RequestTally = Tally<(&'static str, u16)>;
+
+/// Counters keyed by a small set of label values; a linear scan beats hashing here. Readers
+/// take a snapshot of the list; a new key copies it (the counters themselves are shared).
 #[derive(Debug)]
-struct Tally<K>(RwLock<Vec<(K, AtomicU64)>>);
+struct Tally<K> {
+    entries: ArcSwap<Vec<(K, Arc<AtomicU64>)>>,
+    grow: Mutex<()>,
+}
 
 impl<K> Default for Tally<K> {
     fn default() -> Self {
-        Self(RwLock::new(Vec::new()))
+        Self { entries: ArcSwap::from_pointee(Vec::new()), grow: Mutex::new(()) }
     }
 }
 
 impl<K: Copy + PartialEq> Tally<K> {
     fn inc(&self, key: K) {
-        if let Some((_, n)) = read(&self.0).iter().find(|(k, _)| *k == key) {
+        if let Some((_, n)) = self.entries.load().iter().find(|(k, _)| *k == key) {
             n.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let mut all = write(&self.0);
-        match all.iter().find(|(k, _)| *k == key) {
+        let _grow = lock(&self.grow);
+        let current = self.entries.load_full();
+        match current.iter().find(|(k, _)| *k == key) {
             Some((_, n)) => {
                 n.fetch_add(1, Ordering::Relaxed);
             }
-            None => all.push((key, AtomicU64::new(1))),
+            None => {
+                let mut next = Vec::clone(&current);
+                next.push((key, Arc::new(AtomicU64::new(1))));
+                self.entries.store(Arc::new(next));
+            }
         }
     }
 
     fn values(&self) -> Vec<(K, u64)> {
-        read(&self.0).iter().map(|(k, n)| (*k, n.load(Ordering::Relaxed))).collect()
+        self.entries.load().iter().map(|(k, n)| (*k, n.load(Ordering::Relaxed))).collect()
     }
 }
 
@@ -217,7 +238,7 @@ fn requests(e: &mut Exposition, m: &ServerMetrics) {
         "counter",
         "Token requests by dialect, profile (empty when none was selected) and HTTP status.",
     );
-    let by_profile = read(&m.by_profile);
+    let by_profile = m.by_profile.load_full();
     let mut names: Vec<&ProfileName> = by_profile.keys().collect();
     names.sort();
     let rows = names
@@ -240,10 +261,6 @@ fn requests(e: &mut Exposition, m: &ServerMetrics) {
     }
 }
 
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(PoisonError::into_inner)
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
