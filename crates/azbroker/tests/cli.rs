@@ -25,7 +25,19 @@ fn config_in(dir: &Path) -> std::path::PathBuf {
 fn help_lists_the_subcommands() {
     let out = Command::new(env!("CARGO_BIN_EXE_azbroker")).arg("--help").output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    for cmd in ["serve", "env", "run", "token", "check-config", "status", "reload"] {
+    for cmd in [
+        "serve",
+        "env",
+        "run",
+        "token",
+        "check-config",
+        "status",
+        "reload",
+        "refresh",
+        "doctor",
+        "completions",
+        "man",
+    ] {
         assert!(text.contains(cmd), "{cmd} missing from --help");
     }
 }
