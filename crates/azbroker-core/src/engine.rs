@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::UpstreamError;
+use crate::metrics::{EngineMetrics, ProfileCounters, ProfileMetrics};
 use crate::names::{ProfileName, Resource, TenantId};
 use crate::schedule::{self, backoff_delay, min_servable_remaining, refresh_delay};
 use crate::source::{FetchRequest, TokenSource};
@@ -186,6 +187,7 @@ struct Inner {
     wake_rx: Mutex<Option<mpsc::UnboundedReceiver<Wake>>>,
     tasks: TaskTracker,
     stats: Stats,
+    metrics: EngineMetrics,
 }
 
 struct Wake {
@@ -196,6 +198,8 @@ struct Wake {
 
 struct Slot {
     state: Mutex<SlotState>,
+    /// The profile's counters, resolved once when the slot is made.
+    counters: Arc<ProfileCounters>,
 }
 
 struct SlotState {
@@ -209,6 +213,8 @@ struct SlotState {
     last_error: Option<UpstreamError>,
     /// The scheduler's pending wake-up for this slot; older heap entries are ignored.
     next_wake: Option<Instant>,
+    /// The fetch in flight was started by the refresher (counted as a refresh failure if it fails).
+    refreshing: bool,
 }
 
 impl Engine {
@@ -225,6 +231,7 @@ impl Engine {
                 wake_rx: Mutex::new(Some(wake_rx)),
                 tasks: TaskTracker::new(),
                 stats: Stats::default(),
+                metrics: EngineMetrics::default(),
             }),
         }
     }
@@ -256,6 +263,7 @@ impl Engine {
                 };
                 if fresh && acceptable {
                     self.inner.stats.hits.fetch_add(1, Ordering::Relaxed);
+                    slot.counters.hits.fetch_add(1, Ordering::Relaxed);
                     return Ok(self.grant(&binding, token.clone(), CacheState::Hit));
                 }
             }
@@ -263,14 +271,19 @@ impl Engine {
                 Some(rx) => (rx.clone(), false),
                 None => {
                     if st.retry_at.is_some_and(|at| at > now) {
-                        return self.serve_during_backoff(&binding, &st, now, freshness);
+                        return self.serve_during_backoff(&binding, &slot, &st, now, freshness);
                     }
                     (self.start_fetch(&binding, resource, &slot, &mut st), true)
                 }
             }
         };
-        let counter = if started { &self.inner.stats.misses } else { &self.inner.stats.coalesced };
+        let (counter, per_profile) = if started {
+            (&self.inner.stats.misses, &slot.counters.misses)
+        } else {
+            (&self.inner.stats.coalesced, &slot.counters.coalesced)
+        };
         counter.fetch_add(1, Ordering::Relaxed);
+        per_profile.fetch_add(1, Ordering::Relaxed);
         let result = match rx.wait_for(Option::is_some).await {
             Ok(r) => r.clone().unwrap_or(Err(UpstreamError::Timeout)),
             Err(_) => return Err(EngineError::ShuttingDown),
@@ -285,6 +298,7 @@ impl Engine {
                 match usable_token(&st, Instant::now(), freshness) {
                     Some(old) => {
                         self.inner.stats.stale.fetch_add(1, Ordering::Relaxed);
+                        slot.counters.stale.fetch_add(1, Ordering::Relaxed);
                         Ok(self.grant(&binding, old, CacheState::Stale))
                     }
                     None => Err(EngineError::Upstream(err)),
@@ -350,7 +364,9 @@ impl Engine {
         }
         slots.retain(|name, _| next.contains_key(name));
         *map = next;
-        drop((map, slots));
+        drop(slots);
+        self.inner.metrics.retain(|name| map.contains_key(name));
+        drop(map);
         self.warm_prefetch();
     }
 
@@ -434,6 +450,11 @@ impl Engine {
         }
     }
 
+    /// Per-profile counters, for metrics and status.
+    pub fn metrics(&self) -> Vec<ProfileMetrics> {
+        self.inner.metrics.snapshot()
+    }
+
     fn grant(&self, binding: &ProfileBinding, token: AccessToken, cache: CacheState) -> Grant {
         Grant {
             token,
@@ -446,12 +467,14 @@ impl Engine {
     fn serve_during_backoff(
         &self,
         binding: &ProfileBinding,
+        slot: &Slot,
         st: &SlotState,
         now: Instant,
         freshness: &Freshness,
     ) -> Result<Grant, EngineError> {
         if let Some(old) = usable_token(st, now, freshness) {
             self.inner.stats.stale.fetch_add(1, Ordering::Relaxed);
+            slot.counters.stale.fetch_add(1, Ordering::Relaxed);
             return Ok(self.grant(binding, old, CacheState::Stale));
         }
         let mut err = st.last_error.clone().unwrap_or(UpstreamError::Timeout);
@@ -476,7 +499,7 @@ impl Engine {
             .entry(profile.clone())
             .or_default()
             .entry(resource.clone())
-            .or_insert_with(|| Arc::new(Slot::new(false)))
+            .or_insert_with(|| Arc::new(Slot::new(false, self.inner.metrics.profile(profile))))
             .clone()
     }
 
@@ -496,11 +519,14 @@ impl Engine {
         let slot = slot.clone();
         let request = FetchRequest { tenant: binding.tenant.clone(), resource: resource.clone() };
         self.inner.stats.upstream_calls.fetch_add(1, Ordering::Relaxed);
+        slot.counters.upstream_requests.fetch_add(1, Ordering::Relaxed);
         self.inner.tasks.spawn(async move {
+            let started = Instant::now();
             let result = match tokio::time::timeout(FETCH_TIMEOUT, binding.source.fetch(&request)).await {
                 Ok(r) => r,
                 Err(_) => Err(UpstreamError::Timeout),
             };
+            slot.counters.upstream_finished(started.elapsed(), &result);
             engine.finish_fetch(&binding.name, &request.resource, &slot, &result);
             // Receivers may all be gone (clients gave up); the result is in the slot anyway.
             let _ = tx.send(Some(result));
@@ -518,6 +544,9 @@ impl Engine {
         let now = Instant::now();
         let mut st = lock(&slot.state);
         st.flight = None;
+        if std::mem::take(&mut st.refreshing) && result.is_err() {
+            slot.counters.refresh_failures.fetch_add(1, Ordering::Relaxed);
+        }
         let wake = match result {
             Ok(token) => {
                 let delay = refresh_delay(token.lifetime(), self.inner.config.margin, schedule::jitter());
@@ -566,6 +595,8 @@ impl Engine {
             return;
         }
         self.inner.stats.refreshes.fetch_add(1, Ordering::Relaxed);
+        slot.counters.refreshes.fetch_add(1, Ordering::Relaxed);
+        st.refreshing = true;
         tracing::debug!(profile = %profile, resource = %resource, "refreshing ahead of expiry");
         self.start_fetch(&binding, resource, &slot, &mut st);
     }
@@ -599,8 +630,9 @@ impl Engine {
 }
 
 impl Slot {
-    fn new(prefetch: bool) -> Self {
+    fn new(prefetch: bool, counters: Arc<ProfileCounters>) -> Self {
         Self {
+            counters,
             state: Mutex::new(SlotState {
                 token: None,
                 last_demand: Instant::now(),
@@ -610,6 +642,7 @@ impl Slot {
                 retry_at: None,
                 last_error: None,
                 next_wake: None,
+                refreshing: false,
             }),
         }
     }
@@ -647,6 +680,8 @@ fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     m.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+pub mod refresh;
 
 #[cfg(test)]
 mod tests;

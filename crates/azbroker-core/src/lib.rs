@@ -8,6 +8,7 @@
 pub mod engine;
 pub mod error;
 pub mod login;
+pub mod metrics;
 pub mod names;
 pub mod policy;
 pub mod schedule;
@@ -16,6 +17,7 @@ pub mod select;
 pub mod source;
 pub mod token;
 
+pub use engine::refresh::Refreshed;
 pub use engine::{
     CacheState, Engine, EngineConfig, EngineError, EntryStatus, Freshness, Grant, ProfileBinding,
     StatsSnapshot,
@@ -25,6 +27,7 @@ pub use login::{
     AdminError, CallbackParams, FlowStart, FlowState, FlowStatus, LoginMethod, LoginRequest, LoginStatus,
     Redirect, RedirectListener, TenantInfo, TenantNeedingSignIn,
 };
+pub use metrics::{LastError, LatencySnapshot, ProfileMetrics, UPSTREAM_LATENCY_BUCKETS};
 pub use names::{NameError, ProfileName, Resource, TenantId};
 pub use policy::{AccessPolicy, Caller, Denial, ProfileAccess, ResourceAllowList, Users};
 pub use secret::Secret;

@@ -28,6 +28,7 @@ use crate::dialect::imds::ImdsV2;
 use crate::dialect::native::{self, Native};
 use crate::dialect::{self, AppService, ArcDialect, AzureMl, CloudShell, Dialect, Imds, ServiceFabric};
 use crate::health::{Healthz, Readyz};
+use crate::metrics::Metrics;
 use crate::select::PathProfile;
 use crate::state::AppState;
 use crate::{body, guard};
@@ -57,8 +58,8 @@ pub(crate) trait Endpoint: Send + Sync + 'static {
     fn call(ctx: Arc<RouteCtx>, req: Request) -> impl Future<Output = Response> + Send;
 }
 
-/// All HTTP dialects + `/healthz` + `/readyz`. `listener_profile`: the profile that owns this
-/// listener, if any (selection rule 2).
+/// All HTTP dialects + `/healthz` + `/readyz` + `/metrics`. `listener_profile`: the profile that
+/// owns this listener, if any (selection rule 2).
 pub fn router(state: AppState, listener_profile: Option<ProfileName>) -> Router {
     build(RouteCtx { app: state, listener_profile, kind: ListenerKind::Http })
 }
@@ -98,6 +99,7 @@ fn build(ctx: RouteCtx) -> Router {
     let canonical = canonical
         .route("/healthz", get(guarded::<Healthz>))
         .route("/readyz", get(guarded::<Readyz>))
+        .route("/metrics", get(guarded::<Metrics>))
         .method_not_allowed_fallback(guarded::<MethodNotAllowed>)
         .fallback(guarded::<NotFound>)
         .with_state(ctx);
@@ -109,6 +111,7 @@ async fn guarded<E: Endpoint>(State(ctx): State<Arc<RouteCtx>>, req: Request) ->
     match guard::check(&req, ctx.app.allow_remote(), ctx.kind == ListenerKind::LinkLocal) {
         Ok(()) => E::call(ctx, req).await,
         Err(error) => {
+            ctx.app.metrics().denial(error.kind());
             tracing::debug!(
                 peer = ?guard::peer(&req),
                 reason = error.kind(),

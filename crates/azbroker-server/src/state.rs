@@ -14,6 +14,7 @@ use azbroker_core::{AccessPolicy, Directory, Engine, Grant, ProfileName, Secret,
 
 use crate::arc_keys::ArcKeys;
 use crate::authorize::{GroupCache, GroupResolver};
+use crate::metrics::ServerMetrics;
 use crate::ratelimit::{RateLimit, RateLimiter};
 use crate::secrets::{RuntimeSecrets, SecretId};
 
@@ -36,6 +37,7 @@ struct Inner {
     arc_keys: OnceLock<Arc<ArcKeys>>,
     /// Tenant ids (`tid`) seen in tokens per profile, for the native API's tenant matching.
     tids: RwLock<HashMap<ProfileName, String>>,
+    metrics: ServerMetrics,
 }
 
 impl AppState {
@@ -56,6 +58,7 @@ impl AppState {
                 ready: AtomicBool::new(false),
                 arc_keys: OnceLock::new(),
                 tids: RwLock::new(HashMap::new()),
+                metrics: ServerMetrics::default(),
             }),
         }
     }
@@ -161,6 +164,11 @@ impl AppState {
 
     pub(crate) fn allow_remote(&self) -> bool {
         self.inner.allow_remote.load(Ordering::Acquire)
+    }
+
+    /// The request counters behind `/metrics`.
+    pub(crate) fn metrics(&self) -> &ServerMetrics {
+        &self.inner.metrics
     }
 
     /// Applies the selection rules against the table in force now.

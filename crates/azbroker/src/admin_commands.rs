@@ -72,6 +72,49 @@ pub async fn rotate_secrets(config: &Config) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where the daemon listens (and who made each socket) and what clients export.
+fn render_sockets_and_exports(out: &mut String, s: &Value) {
+    for sock in s["sockets"].as_array().into_iter().flatten() {
+        let profile = sock["profile"].as_str().map(|p| format!(" (profile {p})")).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {:<6} {}{profile}, from {}",
+            text(sock, "kind"),
+            text(sock, "address"),
+            text(sock, "origin")
+        );
+    }
+    let ex = &s["exports"];
+    if let Some(endpoint) = ex["app-service"]["IDENTITY_ENDPOINT"].as_str() {
+        let _ = writeln!(out, "exports:   {}", text(ex, "command"));
+        let _ = writeln!(out, "  IDENTITY_ENDPOINT={endpoint}  IDENTITY_HEADER=(see `azbroker env`)");
+        let _ = writeln!(
+            out,
+            "  AZURE_POD_IDENTITY_AUTHORITY_HOST={}",
+            text(&ex["imds"], "AZURE_POD_IDENTITY_AUTHORITY_HOST")
+        );
+    }
+}
+
+/// A login's last upstream error, and whether someone must act.
+fn render_login_health(out: &mut String, l: &Value) {
+    let attention = l["needs_attention"].as_bool() == Some(true);
+    if let Some(e) = l["last_upstream_error"].as_object() {
+        let age = e.get("at_unix").and_then(Value::as_u64).map(|at| {
+            let secs = azbroker_core::unix_now().saturating_sub(at);
+            humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+        });
+        let _ = writeln!(
+            out,
+            "  {:<16} {}last upstream error {} ago: {}",
+            "",
+            if attention { "NEEDS ATTENTION - " } else { "" },
+            age.as_deref().unwrap_or("?"),
+            e.get("message").and_then(Value::as_str).unwrap_or("-")
+        );
+    }
+}
+
 fn text<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key].as_str().unwrap_or("-")
 }
@@ -117,6 +160,7 @@ fn render_logins(out: &mut String, logins: &[Value]) {
         if let Some(e) = l["last_error"].as_str() {
             let _ = writeln!(out, "  {:<16} last error: {e}", "");
         }
+        render_login_health(out, l);
     }
 }
 
@@ -136,7 +180,12 @@ fn render_status(s: &Value) -> String {
     }
     let listeners: Vec<&str> =
         s["listeners"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-    let _ = writeln!(out, "listeners: {}", listeners.join(", "));
+    if s["sockets"].is_array() {
+        let _ = writeln!(out, "listeners:");
+    } else {
+        let _ = writeln!(out, "listeners: {}", listeners.join(", "));
+    }
+    render_sockets_and_exports(&mut out, s);
     let default = s["default_profile"].as_str();
     let profiles: Vec<String> = s["profiles"]
         .as_array()

@@ -57,6 +57,37 @@ pub enum Command {
     /// Azure ML workspaces: add (discovering the tenant), list, print config.json.
     #[command(subcommand)]
     Workspace(WorkspaceCommand),
+    /// Make the running daemon fetch fresh tokens now (e.g. after a role assignment changed).
+    Refresh(RefreshArgs),
+    /// Check the setup (config, directories, listeners, clock, your shell's variables) and say what to fix.
+    Doctor(DoctorArgs),
+    /// Print a shell completion script (e.g. `azbroker completions bash > /etc/bash_completion.d/azbroker`).
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), e.g. `azbroker man | man -l -`.
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct RefreshArgs {
+    /// Only this profile's cached tokens.
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Only tokens for this resource (with --profile: fetched even if not cached yet).
+    #[arg(long)]
+    pub resource: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print the findings as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -137,6 +168,14 @@ pub struct ServeArgs {
     /// are NOT valid in Azure. For demos, offline development and CI.
     #[arg(long)]
     pub local_authority: bool,
+
+    /// Reload the config whenever its file changes (watches the file's directory).
+    #[arg(long)]
+    pub watch_config: bool,
+
+    /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

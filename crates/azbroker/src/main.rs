@@ -2,24 +2,31 @@
 //! Wiring only — protocol, cache and upstream logic live in the library crates.
 
 mod access;
+mod activation;
 mod admin_client;
 mod admin_commands;
 mod cli;
 mod client_env;
 mod commands;
+mod completions;
 mod config;
+mod doctor;
 mod link_local;
 mod listeners;
 mod login_commands;
 mod logins;
 mod paths;
+mod readiness;
+mod refresh;
 mod scrub;
 mod secrets;
 mod serve;
 mod sources;
 mod state;
+mod status_info;
 mod telemetry;
 mod tls_identity;
+mod watch;
 mod workspace_commands;
 
 use std::process::ExitCode;
@@ -54,12 +61,21 @@ fn block_on(fut: impl std::future::Future<Output = anyhow::Result<ExitCode>>) ->
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // These work without (or diagnose) a config file.
+    match &cli.command {
+        Command::Doctor(args) => return block_on(doctor::run(cli.config.as_deref(), args)),
+        Command::Completions(args) => return completions::completions(args.shell),
+        Command::Man => return completions::man(),
+        _ => {}
+    }
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Serve(args) => {
             scrub::reexec_if_needed(&config)?;
+            // Before any thread exists: it clears LISTEN_FDS for child processes.
+            let activated = activation::Activated::from_env()?;
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            rt.block_on(serve::run(config, args))?;
+            rt.block_on(serve::run(config, args, activated))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Env(args) => commands::env(&config, &args),
@@ -73,5 +89,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logout(args) => block_on(login_commands::logout(&config, &args)),
         Command::Tenants(args) => block_on(login_commands::tenants(&config, &args)),
         Command::Workspace(cmd) => block_on(workspace_commands::run(&config, &cmd)),
+        Command::Refresh(args) => block_on(refresh::run(&config, &args)),
+        Command::Doctor(_) | Command::Completions(_) | Command::Man => unreachable!("handled above"),
     }
 }

@@ -1,5 +1,7 @@
 //! Where azbroker keeps its files: XDG locations for a user daemon, `/etc`, `/var/lib` and `/run`
-//! for a system (root) daemon.
+//! for a system (root) daemon — and, first of all, the directories systemd made for the unit
+//! (`$CONFIGURATION_DIRECTORY`, `$STATE_DIRECTORY`, `$RUNTIME_DIRECTORY`), so a service with
+//! `DynamicUser=` or `User=` finds them without extra settings.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -25,8 +27,19 @@ fn xdg(var: &str, home_rel: &str) -> Option<PathBuf> {
         .or_else(|| home().map(|h| h.join(home_rel)))
 }
 
-/// Default config file: `/etc/azbroker/config.toml` as root, else `$XDG_CONFIG_HOME/azbroker/config.toml`.
+/// The first directory of a systemd `*_DIRECTORY` variable (they are colon-separated lists).
+fn systemd_dir(var: &str) -> Option<PathBuf> {
+    let v = std::env::var_os(var)?;
+    let first = v.to_str()?.split(':').next()?.to_owned();
+    (!first.is_empty()).then(|| PathBuf::from(first))
+}
+
+/// Default config file: `$CONFIGURATION_DIRECTORY/config.toml` under systemd,
+/// `/etc/azbroker/config.toml` as root, else `$XDG_CONFIG_HOME/azbroker/config.toml`.
 pub fn default_config_file() -> PathBuf {
+    if let Some(d) = systemd_dir("CONFIGURATION_DIRECTORY") {
+        return d.join("config.toml");
+    }
     if is_system() {
         return PathBuf::from("/etc/azbroker/config.toml");
     }
@@ -35,8 +48,12 @@ pub fn default_config_file() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/etc/azbroker/config.toml"))
 }
 
-/// Default state directory: `/var/lib/azbroker` as root, else `$XDG_STATE_HOME/azbroker`.
+/// Default state directory: `$STATE_DIRECTORY` under systemd, `/var/lib/azbroker` as root, else
+/// `$XDG_STATE_HOME/azbroker`.
 pub fn default_state_dir() -> PathBuf {
+    if let Some(d) = systemd_dir("STATE_DIRECTORY") {
+        return d;
+    }
     if is_system() {
         return PathBuf::from("/var/lib/azbroker");
     }
@@ -45,8 +62,12 @@ pub fn default_state_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(format!("/tmp/azbroker-state-{}", current_uid())))
 }
 
-/// Default runtime directory: `/run/azbroker` as root, else `$XDG_RUNTIME_DIR/azbroker`.
+/// Default runtime directory: `$RUNTIME_DIRECTORY` under systemd, `/run/azbroker` as root, else
+/// `$XDG_RUNTIME_DIR/azbroker`.
 pub fn default_runtime_dir() -> PathBuf {
+    if let Some(d) = systemd_dir("RUNTIME_DIRECTORY") {
+        return d;
+    }
     if is_system() {
         return PathBuf::from("/run/azbroker");
     }

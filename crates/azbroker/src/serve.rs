@@ -1,6 +1,8 @@
-//! `azbroker serve`: binds the listeners, starts the engine and the servers, and runs until
-//! SIGTERM/SIGINT; SIGHUP reloads the config (a bad config keeps the old one serving). The access
-//! policy, limits and runtime secrets come from `access`, `config` and `secrets`.
+//! `azbroker serve`: binds the listeners (or takes them from socket activation), starts the
+//! engine and the servers, tells systemd it is ready, and runs until SIGTERM/SIGINT; SIGHUP,
+//! `azbroker reload` and `--watch-config` reload the config (a bad config keeps the old one
+//! serving). The access policy, limits and runtime secrets come from `access`, `config` and
+//! `secrets`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,18 +26,19 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use url::Url;
 
+use crate::activation::Activated;
 use crate::cli::ServeArgs;
 use crate::config::{Config, ConfigError, Login, LoginKind, Profile};
 use crate::logins::LoginService;
-use crate::{access, admin_client, listeners, paths, secrets, sources, state};
+use crate::status_info::{self, Origin};
+use crate::{access, admin_client, listeners, paths, readiness, secrets, sources, state, watch};
 
 /// The user the local authority signs in without asking.
 const LOCAL_DEMO_USER: &str = "demo@local.azbroker.invalid";
 
-/// How long in-flight requests may take to finish after SIGTERM.
-const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
-
-pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
+pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) -> Result<()> {
+    // Before anything can announce readiness: a SIGTERM right after READY=1 must drain, not kill.
+    let signals = Signals::install().context("cannot install signal handlers")?;
     state::ensure_private_dir(&config.server.state_dir)?;
     std::fs::create_dir_all(&config.server.runtime_dir).with_context(|| {
         format!("cannot create runtime directory {}", config.server.runtime_dir.display())
@@ -61,12 +64,27 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
         tracing::warn!("{warning}");
     }
 
-    let listeners = bind_all(&config).await?;
+    let (listeners, origin) = match activated.token_listeners(&config)? {
+        Some(l) => (l, Origin::Systemd),
+        None => (bind_all(&config).await?, Origin::Config),
+    };
     let admin_path = admin_client::socket_path(&config);
-    let admin_listener = admin::bind_admin_socket(&admin_path)
-        .await
-        .with_context(|| format!("cannot bind the admin socket {}", admin_path.display()))?;
-    if let Some(gid) = resolved.admin_gid {
+    let (admin_listener, admin_origin) = match activated.admin()? {
+        Some(l) => (l, Origin::Systemd),
+        None => (
+            admin::bind_admin_socket(&admin_path)
+                .await
+                .with_context(|| format!("cannot bind the admin socket {}", admin_path.display()))?,
+            Origin::Config,
+        ),
+    };
+    let admin_shown = match admin_origin {
+        Origin::Systemd => admin_listener.local_addr().ok().and_then(|a| a.as_pathname().map(Into::into)),
+        Origin::Config => None,
+    }
+    .unwrap_or_else(|| admin_path.clone());
+    // A socket systemd made has the mode and group its unit gave it.
+    if let (Some(gid), Origin::Config) = (resolved.admin_gid, admin_origin) {
         admin::share_with_group(&admin_path, gid)
             .with_context(|| format!("cannot give group {gid} access to {}", admin_path.display()))?;
     }
@@ -77,8 +95,10 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
         tasks.spawn(async move { engine.run(cancel).await });
     }
     let mut bound = Vec::new();
+    let mut sockets = Vec::new();
     for (listener, profile) in listeners {
         bound.push(listener.local_addr()?);
+        sockets.push((listener.local_addr()?, profile.clone(), origin));
         let router = azbroker_server::router(app.clone(), profile);
         let server = Server::new(router, config.server.hardening.limits.clone(), cancel.clone());
         tasks.spawn(async move {
@@ -97,9 +117,17 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
     };
     bound.extend_from_slice(&extras.bound);
     let (reload_tx, mut reload_rx) = mpsc::channel(4);
+    if args.watch_config {
+        match &config.origin {
+            Some(path) => watch::spawn(path, reload_tx.clone(), cancel.clone())?,
+            None => tracing::warn!("--watch-config: no config file in use, nothing to watch"),
+        }
+    }
     let hooks = Arc::new(ServeHooks {
         reload_tx,
         fields: Mutex::new(status_fields(&config)),
+        fixed: status_info::fixed_fields(&config, &sockets, (&admin_shown, admin_origin)),
+        engine: engine.clone(),
         app: app.clone(),
         logins: logins.clone(),
         config: Mutex::new(config.clone()),
@@ -121,18 +149,26 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
     }
     app.set_ready(true);
     announce(&config, &bound, local.is_some());
+    readiness::ready(&ready_status(&config, &bound));
+    if let Some(interval) = readiness::watchdog_interval() {
+        tasks.spawn(readiness::watchdog(interval, cancel.clone()));
+    }
 
-    wait_for_signals(&mut config, &app, &client, &hooks, &mut reload_rx, &cancel).await;
+    wait_for_signals(signals, &mut config, &app, &client, &hooks, &mut reload_rx, &cancel).await;
+    readiness::stopping();
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
     tasks.close();
-    if tokio::time::timeout(DRAIN_DEADLINE, tasks.wait()).await.is_err() {
-        tracing::warn!("some requests did not finish within {DRAIN_DEADLINE:?}; exiting anyway");
+    let deadline = args.drain_timeout;
+    if tokio::time::timeout(deadline, tasks.wait()).await.is_err() {
+        tracing::warn!("some requests did not finish within {deadline:?}; exiting anyway");
     }
     extras.finish();
     if let Some(local) = local {
         local.shutdown();
     }
-    let _ = std::fs::remove_file(&admin_path);
+    if admin_origin == Origin::Config {
+        let _ = std::fs::remove_file(&admin_path);
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -155,14 +191,18 @@ fn bind_hint(addr: SocketAddr) -> String {
     )
 }
 
-/// A reload asked for over the admin socket, with where to send the outcome.
-type ReloadRequest = oneshot::Sender<Result<ReloadOutcome, Vec<String>>>;
+/// A reload asked for over the admin socket (or by the file watcher), with where to send the
+/// outcome.
+pub(crate) type ReloadRequest = oneshot::Sender<Result<ReloadOutcome, Vec<String>>>;
 
 /// The binary's side of the admin API: reloads go to the signal loop (one place applies
 /// configs), status fields are a snapshot refreshed at every reload.
 struct ServeHooks {
     reload_tx: mpsc::Sender<ReloadRequest>,
     fields: Mutex<serde_json::Map<String, serde_json::Value>>,
+    /// Sockets and exports: fixed at start.
+    fixed: serde_json::Map<String, serde_json::Value>,
+    engine: Engine,
     app: AppState,
     logins: Arc<LoginService>,
     /// The config in force (where the secrets live, the grace period, the login list of
@@ -202,10 +242,14 @@ impl AdminHooks for ServeHooks {
     }
 
     fn status_fields(&self) -> serde_json::Map<String, serde_json::Value> {
-        let mut fields = self.fields.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        let statuses = self.logins.statuses(&self.config.lock().unwrap_or_else(PoisonError::into_inner));
-        fields.insert("logins".into(), serde_json::to_value(statuses).unwrap_or_default());
-        fields
+        let mut m = self.fields.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let config = self.config.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        m.insert("logins".into(), serde_json::to_value(self.logins.statuses(&config)).unwrap_or_default());
+        let profile_logins: Vec<(String, String)> =
+            config.profiles.values().map(|p| (p.name.to_string(), p.login.to_string())).collect();
+        status_info::add_health(&mut m, &profile_logins, &self.engine.metrics());
+        m.extend(self.fixed.clone());
+        m
     }
 
     fn start_login(
@@ -260,7 +304,25 @@ fn status_fields(config: &Config) -> serde_json::Map<String, serde_json::Value> 
     m
 }
 
+/// SIGTERM, SIGINT and SIGHUP, caught from start-up on.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
 async fn wait_for_signals(
+    signals: Signals,
     config: &mut Config,
     app: &AppState,
     client: &azbroker_entra::EntraClient,
@@ -268,13 +330,7 @@ async fn wait_for_signals(
     reload_rx: &mut mpsc::Receiver<ReloadRequest>,
     cancel: &CancellationToken,
 ) {
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
-    else {
-        tracing::error!("cannot install signal handlers; stopping");
-        cancel.cancel();
-        return;
-    };
+    let Signals { mut term, mut int, mut hup } = signals;
     loop {
         tokio::select! {
             _ = term.recv() => break,
@@ -296,9 +352,25 @@ async fn wait_for_signals(
     cancel.cancel();
 }
 
+/// Re-reads the config file, telling systemd while it does.
+fn reload(
+    config: &mut Config,
+    app: &AppState,
+    client: &azbroker_entra::EntraClient,
+    logins: &LoginService,
+) -> Result<ReloadOutcome, Vec<String>> {
+    readiness::reloading();
+    let outcome = apply_reload(config, app, client, logins);
+    readiness::ready(match &outcome {
+        Ok(_) => "serving; config reloaded",
+        Err(_) => "serving; the last config reload was rejected (see the log)",
+    });
+    outcome
+}
+
 /// Re-reads the config file; on any problem the old config keeps serving and every problem is
 /// logged and returned.
-fn reload(
+fn apply_reload(
     config: &mut Config,
     app: &AppState,
     client: &azbroker_entra::EntraClient,
@@ -382,6 +454,11 @@ async fn start_local_authority(config: &mut Config) -> Result<FakeEntra> {
         config.server.default_profile = Some(name);
     }
     Ok(local)
+}
+
+fn ready_status(config: &Config, bound: &[SocketAddr]) -> String {
+    let listeners: Vec<_> = bound.iter().map(ToString::to_string).collect();
+    format!("serving {} profile(s) on {}", config.profiles.len(), listeners.join(", "))
 }
 
 fn announce(config: &Config, bound: &[SocketAddr], local: bool) {

@@ -25,7 +25,19 @@ fn config_in(dir: &Path) -> std::path::PathBuf {
 fn help_lists_the_subcommands() {
     let out = Command::new(env!("CARGO_BIN_EXE_azbroker")).arg("--help").output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    for cmd in ["serve", "env", "run", "token", "check-config", "status", "reload"] {
+    for cmd in [
+        "serve",
+        "env",
+        "run",
+        "token",
+        "check-config",
+        "status",
+        "reload",
+        "refresh",
+        "doctor",
+        "completions",
+        "man",
+    ] {
         assert!(text.contains(cmd), "{cmd} missing from --help");
     }
 }
@@ -163,4 +175,34 @@ fn env_knows_every_dialect() {
     let out = azbroker(&cfg, &["env", "--dialect", "service-fabric"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("tls_listen"));
+}
+
+#[test]
+fn completions_and_man_page_are_generated_from_the_cli() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_azbroker")).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let script = run(&["completions", shell]);
+        for word in ["doctor", "refresh", "watch-config"] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    let page = run(&["man"]);
+    assert!(page.contains(".TH azbroker 1"), "{page}");
+    assert!(page.contains("azbroker refresh") && page.contains("\\-\\-drain\\-timeout"), "{page}");
+    // Doctor works without any config file (and says so), instead of failing to load one.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_azbroker"))
+        .args(["--config", dir.path().join("missing.toml").to_str().unwrap(), "doctor", "--json"])
+        .env_clear()
+        .output()
+        .unwrap();
+    let findings: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let config = findings.as_array().unwrap().iter().find(|f| f["check"] == "config").unwrap();
+    assert_eq!(config["level"], "fail");
+    assert!(config["message"].as_str().unwrap().contains("missing.toml"), "{config}");
+    assert_eq!(out.status.code(), Some(1));
 }

@@ -7,8 +7,10 @@ mod dialects;
 mod lifecycle;
 mod link_local;
 mod logins;
+mod operations;
 mod security;
 mod sources;
+mod systemd;
 mod tokens;
 mod workspaces;
 

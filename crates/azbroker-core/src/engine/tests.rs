@@ -354,3 +354,5 @@ async fn abandoned_requests_do_not_cancel_the_fetch() {
     assert_eq!(engine.get_token("p", &r).await.unwrap().cache, CacheState::Hit);
     assert_eq!(src.calls(), 1);
 }
+
+mod observability;

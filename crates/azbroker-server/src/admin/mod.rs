@@ -1,6 +1,7 @@
 //! The admin API: JSON over HTTP/1.1 on a unix socket in the runtime directory, used by the CLI
-//! (`azbroker status`, `reload`, `rotate-secrets`, `login`, `logout`, `tenants`, and `env` when
-//! the state directory is not readable).
+//! (`azbroker status`, `reload`, `refresh`, `rotate-secrets`, `login`, `logout`, `tenants`, and
+//! `env` when the state directory is not readable), plus `GET /metrics` (Prometheus text) for
+//! scrapers that run as the daemon's user.
 //!
 //! Access control has two layers: the socket file's mode (0600, or 0660 with the `admin_group`
 //! as its group) and the peer credentials of every connection (`SO_PEERCRED`), checked against a
@@ -14,6 +15,7 @@
 
 mod logins;
 mod peer;
+mod refresh;
 mod socket;
 
 use std::sync::Arc;
@@ -167,6 +169,8 @@ pub fn admin_router(state: AdminState) -> Router {
         .route("/v1/logins/{login}/flows/{id}", get(logins::status).merge(delete(logins::cancel)))
         .route("/v1/logins/{login}/logout", post(logins::logout))
         .route("/v1/logins/{login}/tenants", get(logins::tenants))
+        .route("/v1/refresh", post(refresh::refresh))
+        .route("/metrics", get(|State(s): State<AdminState>| async move { crate::metrics::response(&s.app) }))
         .fallback(|| async { body::error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint") })
         .route_layer(middleware::from_fn_with_state(state.clone(), check_peer))
         .with_state(state)

@@ -112,6 +112,73 @@ async fn unknown_paths_get_json_404() {
     assert_eq!(body["error"], "not_found");
 }
 
+async fn post_json(router: Router, uri: &str, body: &str) -> (StatusCode, Value) {
+    let req = Request::builder().method("POST").uri(uri).body(Body::from(body.to_owned())).unwrap();
+    let response = router.oneshot(req).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+#[tokio::test]
+async fn refresh_replaces_matching_tokens_and_names_failures() {
+    let state = admin(Arc::new(Hooks::default()));
+    let engine = state.app().engine().clone();
+    let vault = azbroker_core::Resource::parse("https://vault.azure.net").unwrap();
+    let arm = azbroker_core::Resource::parse("https://management.azure.com/").unwrap();
+    let old = engine.get_token("contoso", &vault).await.unwrap().token;
+    engine.get_token("contoso", &arm).await.unwrap();
+    engine.get_token("fabrikam", &vault).await.unwrap();
+
+    let router = as_peer(state, 0);
+    let (status, body) = post_json(
+        router.clone(),
+        "/v1/refresh",
+        r#"{"profile":"contoso","resource":"https://vault.azure.net"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let lines = body["refreshed"].as_array().unwrap();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["ok"], true);
+    let new = engine.get_token("contoso", &vault).await.unwrap().token;
+    assert_ne!(new.hash(), old.hash());
+    assert_eq!(lines[0]["token_hash"], new.hash());
+    assert!(!body.to_string().contains(new.secret().expose()), "no token in the answer");
+
+    // No filter: every cached entry.
+    let (_, body) = post_json(router.clone(), "/v1/refresh", "").await;
+    assert_eq!(body["refreshed"].as_array().unwrap().len(), 3);
+    // A failing login: the line says why.
+    let (_, body) =
+        post_json(router.clone(), "/v1/refresh", r#"{"profile":"broken","resource":"api://x"}"#).await;
+    assert_eq!(body["refreshed"][0]["ok"], false);
+    assert!(body["refreshed"][0]["error"].as_str().unwrap().contains("invalid_grant"), "{body}");
+    // Bad requests.
+    let (status, body) = post_json(router.clone(), "/v1/refresh", r#"{"profile":"nope"}"#).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("unknown_profile")));
+    let (status, _) = post_json(router.clone(), "/v1/refresh", r#"{"profle":"x"}"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = post_json(router, "/v1/refresh", r#"{"resource":"has space"}"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn metrics_are_served_on_the_admin_socket_too() {
+    let state = admin(Arc::new(Hooks::default()));
+    let vault = azbroker_core::Resource::parse("https://vault.azure.net").unwrap();
+    state.app().engine().get_token("contoso", &vault).await.unwrap();
+    let req = Request::builder().uri("/metrics").body(Body::empty()).unwrap();
+    let response = as_peer(state.clone(), 1000).oneshot(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()[http::header::CONTENT_TYPE].to_str().unwrap().starts_with("text/plain"));
+    let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(text.contains(r#"azbroker_upstream_requests_total{profile="contoso"} 1"#), "{text}");
+    // The peer check applies to it like to every admin route.
+    let req = Request::builder().uri("/metrics").body(Body::empty()).unwrap();
+    assert_eq!(as_peer(state, 1001).oneshot(req).await.unwrap().status(), StatusCode::FORBIDDEN);
+}
+
 /// One HTTP/1.1 request over a unix socket, answered with `Connection: close`.
 async fn raw_request(path: &std::path::Path, request: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

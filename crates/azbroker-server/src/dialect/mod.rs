@@ -110,14 +110,15 @@ pub(crate) async fn serve_token<D: Dialect>(ctx: &RouteCtx, req: Request) -> Res
         Ok(served) => {
             audit(D::NAME, uid, &served.profile, &served.request.resource, &served.grant);
             let response = D::success(&served.request, &served.grant);
-            log_request(
-                D::NAME,
-                Some(&served.profile),
-                Some(&served.request.resource),
-                &response,
-                Ok(served.grant.cache),
+            let log = RequestLog {
+                dialect: D::NAME,
+                uid,
+                profile: Some(&served.profile),
+                resource: Some(&served.request.resource),
+                outcome: Ok(served.grant.cache),
                 started,
-            );
+            };
+            log_request(&ctx.app, log, &response);
             response
         }
         Err(failed) => {
@@ -132,15 +133,18 @@ pub(crate) async fn serve_token<D: Dialect>(ctx: &RouteCtx, req: Request) -> Res
                 );
             }
             let response = D::error(&failed.error);
-            let outcome = Err(failed.error.kind());
-            log_request(
-                D::NAME,
-                failed.profile.as_ref(),
-                failed.resource.as_ref(),
-                &response,
-                outcome,
+            if !matches!(failed.error, RequestError::Engine(_)) {
+                ctx.app.metrics().denial(failed.error.kind());
+            }
+            let log = RequestLog {
+                dialect: D::NAME,
+                uid,
+                profile: failed.profile.as_ref(),
+                resource: failed.resource.as_ref(),
+                outcome: Err(failed.error.kind()),
                 started,
-            );
+            };
+            log_request(&ctx.app, log, &response);
             response
         }
     }
@@ -309,27 +313,34 @@ pub(crate) fn audit(
     );
 }
 
-/// The one debug line per token request.
-pub(crate) fn log_request(
-    dialect: &'static str,
-    profile: Option<&ProfileName>,
-    resource: Option<&Resource>,
-    response: &Response,
-    outcome: Result<CacheState, &'static str>,
-    started: Instant,
-) {
-    let (cache, error) = match outcome {
+/// What the per-request log line and counters record of one token request.
+pub(crate) struct RequestLog<'a> {
+    pub(crate) dialect: &'static str,
+    pub(crate) uid: Option<u32>,
+    pub(crate) profile: Option<&'a ProfileName>,
+    pub(crate) resource: Option<&'a Resource>,
+    /// The cache state of a grant, or the kind of the error.
+    pub(crate) outcome: Result<CacheState, &'static str>,
+    pub(crate) started: Instant,
+}
+
+/// The one debug line per token request, and its count in `/metrics`.
+pub(crate) fn log_request(app: &AppState, log: RequestLog<'_>, response: &Response) {
+    let status = response.status().as_u16();
+    app.metrics().request(log.dialect, log.profile, status);
+    let (cache, error) = match log.outcome {
         Ok(cache) => (Some(cache.as_str()), None),
         Err(kind) => (None, Some(kind)),
     };
     tracing::debug!(
-        dialect,
-        profile = profile.map(ProfileName::as_str),
-        resource = resource.map(Resource::as_str),
-        status = response.status().as_u16(),
+        dialect = log.dialect,
+        uid = log.uid,
+        profile = log.profile.map(ProfileName::as_str),
+        resource = log.resource.map(Resource::as_str),
+        status,
         cache,
         error,
-        latency_us = started.elapsed().as_micros() as u64,
+        latency_us = log.started.elapsed().as_micros() as u64,
         "token request"
     );
 }

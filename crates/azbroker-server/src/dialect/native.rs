@@ -25,6 +25,7 @@ use http::header::AUTHORIZATION;
 use http::request::Parts;
 use serde::{Deserialize, Serialize};
 
+use super::RequestLog;
 use crate::authorize::authorize;
 use crate::body;
 use crate::error::RequestError;
@@ -55,19 +56,31 @@ impl Endpoint for Native {
             Ok((profile, resource, grant)) => {
                 super::audit(NAME, uid, &profile, &resource, &grant);
                 let response = success(&grant);
-                super::log_request(
-                    NAME,
-                    Some(&profile),
-                    Some(&resource),
-                    &response,
-                    Ok(grant.cache),
+                let log = RequestLog {
+                    dialect: NAME,
+                    uid,
+                    profile: Some(&profile),
+                    resource: Some(&resource),
+                    outcome: Ok(grant.cache),
                     started,
-                );
+                };
+                super::log_request(&ctx.app, log, &response);
                 response
             }
             Err(error) => {
                 let response = self::error(&error);
-                super::log_request(NAME, None, None, &response, Err(error.kind()), started);
+                if !matches!(error, RequestError::Engine(_)) {
+                    ctx.app.metrics().denial(error.kind());
+                }
+                let log = RequestLog {
+                    dialect: NAME,
+                    uid,
+                    profile: None,
+                    resource: None,
+                    outcome: Err(error.kind()),
+                    started,
+                };
+                super::log_request(&ctx.app, log, &response);
                 response
             }
         }

@@ -12,6 +12,7 @@ mod cloud_shell;
 mod conn;
 mod fuzz;
 mod imds;
+mod metrics;
 mod native;
 mod policy;
 mod routing;
