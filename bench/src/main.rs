@@ -50,6 +50,13 @@ struct RunArgs {
     /// Do not update BENCHMARKS.md.
     #[arg(long)]
     no_doc: bool,
+    /// Also measure this azbroker build in the cache-hit suite, beside the current one (e.g. a
+    /// build of another commit, for before/after figures). Implies --no-doc.
+    #[arg(long, value_name = "PATH")]
+    compare_daemon: Option<PathBuf>,
+    /// Where to write the results (default: bench/results, or bench/results/quick).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -83,7 +90,11 @@ fn run(args: RunArgs) -> Result<()> {
     }
     let machine = Machine::probe(&root);
     let started_utc = utc_now();
-    let ctx = Ctx::new(plan.clone(), Authority::start()?, daemon_bin, root.clone())?;
+    let mut ctx = Ctx::new(plan.clone(), Authority::start()?, daemon_bin, root.clone())?;
+    ctx.compare_bin = args.compare_daemon.clone();
+    if args.compare_daemon.is_some() {
+        command.push_str(" --compare-daemon PATH");
+    }
     ctx.say(format!(
         "{command}: {} plan; load {}",
         if plan.quick { "quick" } else { "full" },
@@ -129,7 +140,10 @@ fn run(args: RunArgs) -> Result<()> {
     }
     results.machine.uptime_after = machine::uptime();
     results.duration_s = ctx.elapsed_s();
-    write_outputs(&root, &results, args.no_doc)?;
+    let out = args.out.clone().unwrap_or_else(|| {
+        root.join(if results.plan.quick { "bench/results/quick" } else { "bench/results" })
+    });
+    write_outputs(&root, &out, &results, args.no_doc || args.compare_daemon.is_some())?;
     if results.failures.is_empty() {
         Ok(())
     } else {
@@ -148,9 +162,13 @@ fn record<T>(failures: &mut Vec<String>, name: &str, r: Result<T>) -> Option<T> 
     }
 }
 
-fn write_outputs(root: &std::path::Path, results: &Results, no_doc: bool) -> Result<()> {
-    let out = if results.plan.quick { root.join("bench/results/quick") } else { root.join("bench/results") };
-    std::fs::create_dir_all(&out)?;
+fn write_outputs(
+    root: &std::path::Path,
+    out: &std::path::Path,
+    results: &Results,
+    no_doc: bool,
+) -> Result<()> {
+    std::fs::create_dir_all(out)?;
     std::fs::write(out.join("results.json"), serde_json::to_string_pretty(results)?)?;
     std::fs::write(out.join("results.csv"), report::csv(results))?;
     let md = report::markdown(results);

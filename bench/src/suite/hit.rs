@@ -22,6 +22,8 @@ pub const RESPONDER: &str = "hyper responder";
 pub const NGINX: &str = "nginx";
 pub const BROKER_IMDS: &str = "azbroker IMDS";
 pub const BROKER_APP_SERVICE: &str = "azbroker App Service";
+/// The build given with `--compare-daemon`, on the IMDS dialect.
+pub const BROKER_COMPARED: &str = "azbroker IMDS, compared build";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct HitResults {
@@ -57,12 +59,22 @@ pub fn run(ctx: &Ctx, daemon: &Daemon) -> Result<HitResults> {
     let responder = Baseline::responder(&imds_body)?;
     let nginx = Baseline::nginx(&imds_body, std::thread::available_parallelism().map_or(2, |n| n.get()))?;
     let imds = Dialect::Imds;
-    let targets: Vec<(&str, Target)> = vec![
+    let mut targets: Vec<(&str, Target)> = vec![
         (RESPONDER, imds.target(responder.addr, HIT_RESOURCE)),
         (NGINX, imds.target(nginx.addr, HIT_RESOURCE)),
         (BROKER_IMDS, imds.target(daemon.addr, HIT_RESOURCE)),
         (BROKER_APP_SERVICE, Dialect::AppService.target(daemon.addr, HIT_RESOURCE)),
     ];
+    let compared = match &ctx.compare_bin {
+        Some(bin) => {
+            let other = Daemon::start(bin, &ctx.authority.entra.url())?;
+            let body = ctx.rt.block_on(requests::get_token(&client, other.addr, imds, HIT_RESOURCE))?;
+            ensure!(body.len() == imds_body.len(), "the compared build answers with a different body");
+            targets.push((BROKER_COMPARED, imds.target(other.addr, HIT_RESOURCE)));
+            Some(other)
+        }
+        None => None,
+    };
     ctx.rt.block_on(async {
         for (name, t) in &targets[..2] {
             let got = client.get(&t.url).header("Metadata", "true").send().await?.bytes().await?;
@@ -105,7 +117,7 @@ pub fn run(ctx: &Ctx, daemon: &Daemon) -> Result<HitResults> {
 
     let broker_sat = saturation
         .iter()
-        .filter(|s| s.target.starts_with("azbroker"))
+        .filter(|s| s.target == BROKER_IMDS || s.target == BROKER_APP_SERVICE)
         .map(|s| s.median.rps)
         .fold(f64::INFINITY, f64::min);
     let fixed_rate = ((broker_sat / 2.0) as u64).max(100);
@@ -121,17 +133,15 @@ pub fn run(ctx: &Ctx, daemon: &Daemon) -> Result<HitResults> {
             series.push(run);
         }
     }
-    drop((responder, nginx));
-    Ok(HitResults {
-        resource: HIT_RESOURCE.into(),
-        body_bytes: vec![
-            (RESPONDER.into(), imds_body.len()),
-            (NGINX.into(), imds_body.len()),
-            (BROKER_IMDS.into(), imds_body.len()),
-            (BROKER_APP_SERVICE.into(), app_body.len()),
-        ],
-        saturation,
-        fixed_rate,
-        fixed,
-    })
+    drop((responder, nginx, compared));
+    let mut body_bytes = vec![
+        (RESPONDER.into(), imds_body.len()),
+        (NGINX.into(), imds_body.len()),
+        (BROKER_IMDS.into(), imds_body.len()),
+        (BROKER_APP_SERVICE.into(), app_body.len()),
+    ];
+    if ctx.compare_bin.is_some() {
+        body_bytes.push((BROKER_COMPARED.into(), imds_body.len()));
+    }
+    Ok(HitResults { resource: HIT_RESOURCE.into(), body_bytes, saturation, fixed_rate, fixed })
 }

@@ -23,6 +23,8 @@ pub struct Ctx {
     pub rt: tokio::runtime::Runtime,
     pub authority: Authority,
     pub daemon_bin: PathBuf,
+    /// Another daemon build measured beside `daemon_bin` in the cache-hit suite (before/after).
+    pub compare_bin: Option<PathBuf>,
     /// The repository root (for bench/python and the bench venv).
     pub root: PathBuf,
     /// Scratch space for this run (scripts, logs).
@@ -38,6 +40,7 @@ impl Ctx {
             rt,
             authority,
             daemon_bin,
+            compare_bin: None,
             root,
             work: tempfile::tempdir()?,
             started: Instant::now(),
