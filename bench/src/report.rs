@@ -323,7 +323,7 @@ fn today_md(md: &mut String, t: &TodayResults, r: &Results) {
         if t.az_full_command {
             "`az account get-access-token` ran in full against a seeded offline login (token from azure-cli's own MSAL cache)."
         } else {
-            "**`az account get-access-token` could not run offline here: its row is the start-up floor (`az account show`).**"
+            "**`az account get-access-token` could not run offline here: its row is the start-up floor (`az account list`).**"
         }
     );
     for m in &t.methods {

@@ -33,7 +33,7 @@ pub const HTTP_WARM: &str = "HTTP GET via azbroker (requests), warm process";
 pub struct TodayResults {
     pub versions: String,
     /// True when `az account get-access-token` ran against the seeded login; false when only
-    /// its start-up floor (`az account show`) could be measured.
+    /// its start-up floor (`az account list`, which needs no login) could be measured.
     pub az_full_command: bool,
     pub methods: Vec<Method>,
 }
@@ -108,7 +108,7 @@ pub fn run(ctx: &Ctx, daemon: &Daemon) -> Result<TodayResults> {
         if az_full_command {
             az_cmd.args(["account", "get-access-token", "--resource", HIT_RESOURCE, "--output", "json"]);
         } else {
-            az_cmd.args(["account", "show", "--output", "json"]);
+            az_cmd.args(["account", "list", "--output", "json"]);
         }
         let measured = [
             wall(&mut az_cmd)?,
