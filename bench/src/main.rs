@@ -41,7 +41,8 @@ struct RunArgs {
     /// A short smoke run of every suite (~2 min); results go to bench/results/quick.
     #[arg(long)]
     quick: bool,
-    /// Only these suites (comma-separated: hit,cold,soak,today,scale).
+    /// Only these suites (comma-separated: hit,cold,soak,today,scale); results go to
+    /// bench/results/partial and BENCHMARKS.md is left alone.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// The daemon binary (default: target/release/azbroker).
@@ -140,10 +141,16 @@ fn run(args: RunArgs) -> Result<()> {
     }
     results.machine.uptime_after = machine::uptime();
     results.duration_s = ctx.elapsed_s();
+    // Only a full run of every suite is the record (bench/results, BENCHMARKS.md).
+    let partial = !args.only.is_empty() || args.compare_daemon.is_some();
     let out = args.out.clone().unwrap_or_else(|| {
-        root.join(if results.plan.quick { "bench/results/quick" } else { "bench/results" })
+        root.join(match (results.plan.quick, partial) {
+            (true, _) => "bench/results/quick",
+            (false, true) => "bench/results/partial",
+            (false, false) => "bench/results",
+        })
     });
-    write_outputs(&root, &out, &results, args.no_doc || args.compare_daemon.is_some())?;
+    write_outputs(&root, &out, &results, args.no_doc || partial)?;
     if results.failures.is_empty() {
         Ok(())
     } else {

@@ -71,7 +71,9 @@ fn soak(ctx: &Ctx, daemon: &Daemon) -> Result<SoakResults> {
         }
         Ok::<_, anyhow::Error>(())
     })?;
-    let offset = std::fs::metadata(daemon.log_path())?.len() as usize;
+    // The daemon writes log lines from a thread of its own: wait until the warm-up grants are in
+    // the file, so none of them is counted as part of the soak.
+    let offset = settled_log(daemon, 0, keys.len() as u64)?.len();
     let upstream_before = entra.token_requests();
     ctx.say(format!(
         "soak: {} keys warm; {} s at {} req/s, tokens live {} s, upstream takes {} ms",
@@ -88,7 +90,7 @@ fn soak(ctx: &Ctx, daemon: &Daemon) -> Result<SoakResults> {
     let duration_s = started.elapsed().as_secs_f64();
     ensure!(client_run.errors == 0, "soak: {} requests failed", client_run.errors);
     let upstream_refreshes = entra.token_requests() - upstream_before;
-    let log = std::fs::read(daemon.log_path())?;
+    let log = settled_log(daemon, offset, client_run.requests)?;
     let grants = count_grants(&String::from_utf8_lossy(&log[offset.min(log.len())..]), FAMILY);
     let waited_fraction =
         if grants.total() > 0 { grants.waited() as f64 / grants.total() as f64 } else { f64::NAN };
@@ -114,6 +116,19 @@ fn soak(ctx: &Ctx, daemon: &Daemon) -> Result<SoakResults> {
             / (plan.soak_token_lifetime.as_secs_f64() / 2.0),
         client: client_run,
     })
+}
+
+/// The daemon's log once it holds at least `grants` soak grants after byte `offset` (or after 5 s).
+fn settled_log(daemon: &Daemon, offset: usize, grants: u64) -> Result<Vec<u8>> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = std::fs::read(daemon.log_path())?;
+        let seen = count_grants(&String::from_utf8_lossy(&log[offset.min(log.len())..]), FAMILY).total();
+        if seen >= grants || Instant::now() > deadline {
+            return Ok(log);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Hex digits needed to number `keys` keys.
