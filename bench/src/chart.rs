@@ -259,11 +259,14 @@ fn scale(area: &Area<'_>, r: &Results) -> Result<()> {
     }
     chart.draw_series(LineSeries::new(pts.clone(), BROKER.stroke_width(2))).map_err(e)?;
     chart.draw_series(pts.iter().map(|p| Circle::new(*p, 4, BROKER.filled()))).map_err(e)?;
-    for (t, p) in s.tiers.iter().zip(&pts) {
+    let last = pts.len() - 1;
+    for (i, (t, p)) in s.tiers.iter().zip(&pts).enumerate() {
+        // The last label goes left of its point, so it stays inside the plot.
+        let x = if i == last && i > 0 { p.0 / 12.0 } else { p.0 * 1.15 };
         chart
             .draw_series(std::iter::once(Text::new(
                 format!("{:.1} MB, {:.0} µs", p.1, t.latency.p50_us),
-                (p.0 * 1.15, p.1 + y_hi * 0.04),
+                (x, p.1 + y_hi * 0.04),
                 ("sans-serif", 12).into_font().color(&BLACK),
             )))
             .map_err(e)?;
