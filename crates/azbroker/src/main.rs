@@ -41,8 +41,10 @@ const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(&cli.log_level, cli.log_format);
-    match run(cli) {
+    let log = telemetry::init(&cli.log_level, cli.log_format);
+    let result = run(cli);
+    drop(log); // flush every log line before the final message
+    match result {
         Ok(code) => code,
         Err(err) => {
             if let Some(cfg) = err.downcast_ref::<ConfigError>() {
