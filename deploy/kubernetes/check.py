@@ -41,6 +41,8 @@ def main(manifest, client):
     server = config["server"]
     check("a loopback listener and one on the node address", server["listen"] == ["127.0.0.1:50342", "__HOST_IP__:50342"])
     check("the node-address listener is explicitly allowed", server.get("allow_non_loopback") is True)
+    check("pods off the host network may use the profiles (with the identity header)",
+          all(p.get("allow_remote_callers") is True for p in config["profiles"].values()))
     init = pod["initContainers"][0]
     env = {e["name"]: e for e in init["env"]}
     check("the node address comes from status.hostIP", env["HOST_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.hostIP")

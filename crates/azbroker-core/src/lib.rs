@@ -29,7 +29,7 @@ pub use login::{
 };
 pub use metrics::{LastError, LatencySnapshot, ProfileMetrics, UPSTREAM_LATENCY_BUCKETS};
 pub use names::{NameError, ProfileName, Resource, TenantId};
-pub use policy::{AccessPolicy, Caller, Denial, ProfileAccess, ResourceAllowList, Users};
+pub use policy::{AccessPolicy, Caller, Denial, ProfileAccess, Requester, ResourceAllowList, Users};
 pub use secret::Secret;
 pub use select::{AliasConflict, Directory, IdSelector, ProfileSelectors, SelectError, Selection};
 pub use source::{BoxFuture, FetchRequest, TokenSource};

@@ -7,6 +7,11 @@
 //! group names to ids when it loads the config. Every decision fails closed: an unknown caller is
 //! refused by every restricted policy, and a profile the policy does not know is refused too.
 //! Root (uid 0) is always admitted, since it can read the daemon's files anyway.
+//!
+//! A caller that is not a local user at all (another host or network namespace, reaching a
+//! listener enabled with `allow_non_loopback`) has no uid: it is admitted only to a profile that
+//! opts in (`allow_remote_callers`), and only on a dialect whose secret it presented — never on
+//! one that asks for nothing but `Metadata: true`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -19,6 +24,16 @@ use crate::names::{ProfileName, Resource};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Caller {
     pub uid: u32,
+}
+
+/// Who is asking, as far as the policy is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requester<'a> {
+    /// A peer on this machine: its local user when the kernel could say, else `None`.
+    Local(Option<&'a Caller>),
+    /// A peer that is not on this machine (no local user can be known). `with_secret`: the
+    /// request passed its dialect's secret check (identity header, MSI secret, native key).
+    Remote { with_secret: bool },
 }
 
 /// The local users a profile serves.
@@ -65,12 +80,15 @@ pub struct ProfileAccess {
     pub users: Users,
     /// `None`: any resource.
     pub resources: Option<ResourceAllowList>,
+    /// Callers that are not local users may use the profile when they present the dialect's
+    /// secret (`allow_remote_callers`).
+    pub remote: bool,
 }
 
 impl ProfileAccess {
-    /// Everyone, any resource.
+    /// Every local user, any resource, no remote callers.
     pub fn open() -> Self {
-        Self { users: Users::Everyone, resources: None }
+        Self { users: Users::Everyone, resources: None, remote: false }
     }
 }
 
@@ -84,6 +102,10 @@ pub enum Denial {
     User { uid: u32, profile: ProfileName },
     /// The resource is not in the profile's allow-list.
     Resource { resource: Resource, profile: ProfileName },
+    /// A caller from another host or network namespace, for a profile that serves none.
+    Remote { profile: ProfileName },
+    /// A caller from another host or network namespace on a dialect without a secret.
+    RemoteWithoutSecret,
 }
 
 impl Denial {
@@ -93,6 +115,8 @@ impl Denial {
             Self::UnknownCaller => "unknown_caller",
             Self::User { .. } => "user_not_allowed",
             Self::Resource { .. } => "resource_not_allowed",
+            Self::Remote { .. } => "remote_not_allowed",
+            Self::RemoteWithoutSecret => "remote_without_secret",
         }
     }
 }
@@ -113,6 +137,16 @@ impl fmt::Display for Denial {
                 f,
                 "Resource '{resource}' is not allowed for profile '{profile}'; the broker's administrator \
                  can add it to profiles.{profile}.allowed_resources"
+            ),
+            Self::Remote { profile } => write!(
+                f,
+                "Profile '{profile}' serves only local users, and this connection comes from another host \
+                 or network namespace; the broker's administrator can set \
+                 profiles.{profile}.allow_remote_callers = true"
+            ),
+            Self::RemoteWithoutSecret => f.write_str(
+                "Callers from another host or network namespace must use a dialect with a secret: set \
+                 IDENTITY_ENDPOINT and IDENTITY_HEADER as `azbroker env` prints them",
             ),
         }
     }
@@ -176,6 +210,27 @@ impl AccessPolicy {
         }
     }
 
+    /// May `requester` use `profile`? For a local requester this is [`check_caller`]
+    /// (`groups` as it says); a remote one needs the profile's opt-in and the dialect's secret.
+    ///
+    /// [`check_caller`]: Self::check_caller
+    pub fn check_requester(
+        &self,
+        profile: &ProfileName,
+        requester: Requester<'_>,
+        groups: &[u32],
+    ) -> Result<(), Denial> {
+        match requester {
+            Requester::Local(caller) => self.check_caller(profile, caller, groups),
+            Requester::Remote { .. } if !self.restricted => Ok(()),
+            Requester::Remote { with_secret: false } => Err(Denial::RemoteWithoutSecret),
+            Requester::Remote { with_secret: true } => match self.profiles.get(profile) {
+                Some(access) if access.remote => Ok(()),
+                _ => Err(Denial::Remote { profile: profile.clone() }),
+            },
+        }
+    }
+
     /// May `profile` be asked for `resource`?
     pub fn check_resource(&self, profile: &ProfileName, resource: &Resource) -> Result<(), Denial> {
         if !self.restricted {
@@ -216,9 +271,33 @@ mod tests {
                 ProfileAccess {
                     users: Users::Only { uids: [1000].into(), gids: [2000].into() },
                     resources: Some(ResourceAllowList::new(&[res("https://management.azure.com/")])),
+                    remote: false,
                 },
             ),
+            (name("fleet"), ProfileAccess { remote: true, ..ProfileAccess::open() }),
         ])
+    }
+
+    #[test]
+    fn remote_callers_need_the_opt_in_and_a_secret() {
+        let p = policy();
+        let with = Requester::Remote { with_secret: true };
+        let without = Requester::Remote { with_secret: false };
+        assert_eq!(p.check_requester(&name("fleet"), with, &[]), Ok(()));
+        assert_eq!(p.check_requester(&name("fleet"), without, &[]), Err(Denial::RemoteWithoutSecret));
+        assert_eq!(
+            p.check_requester(&name("open"), with, &[]),
+            Err(Denial::Remote { profile: name("open") })
+        );
+        assert!(p.check_requester(&name("other"), with, &[]).is_err(), "unknown profiles fail closed");
+        // A local requester is judged by its uid, the opt-in changes nothing for it.
+        assert_eq!(
+            p.check_requester(&name("fleet"), Requester::Local(None), &[]),
+            Err(Denial::UnknownCaller)
+        );
+        let d = Denial::Remote { profile: name("open") }.to_string();
+        assert!(d.contains("profiles.open.allow_remote_callers"), "{d}");
+        assert!(Denial::RemoteWithoutSecret.to_string().contains("IDENTITY_HEADER"));
     }
 
     #[test]
@@ -283,7 +362,7 @@ mod tests {
                               gids in proptest::collection::btree_set(0u32..100, 0..4)) {
             let team = name("team");
             let p = AccessPolicy::new([(team.clone(), ProfileAccess {
-                users: Users::Only { uids: listed.clone(), gids: gids.clone() }, resources: None })]);
+                users: Users::Only { uids: listed.clone(), gids: gids.clone() }, resources: None, remote: false })]);
             let expected = listed.contains(&uid) || groups.iter().any(|g| gids.contains(g));
             prop_assert_eq!(p.check_caller(&team, Some(&Caller { uid }), &groups).is_ok(), expected);
         }

@@ -11,11 +11,27 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use azbroker_core::{Caller, ProfileName, Resource};
+use azbroker_core::{Caller, ProfileName, Requester, Resource};
 use tokio::time::Instant;
 
 use crate::error::RequestError;
 use crate::state::AppState;
+
+/// Who is asking: a remote requester is a peer that is neither loopback (nor the link-local IMDS
+/// address on that listener) and whose local user is unknown — a peer on this machine whose user
+/// the kernel reported counts as local whatever its address. `with_secret`: the request passed
+/// its dialect's secret check.
+pub(crate) fn requester<'a>(
+    extensions: &'a http::Extensions,
+    link_local: bool,
+    with_secret: bool,
+) -> Requester<'a> {
+    let caller = extensions.get::<Caller>();
+    let remote = caller.is_none()
+        && crate::guard::peer_of(extensions)
+            .is_some_and(|peer| !crate::guard::is_local_peer(peer.ip(), link_local));
+    if remote { Requester::Remote { with_secret } } else { Requester::Local(caller) }
+}
 
 /// Finds a uid's groups (primary first). Blocking is fine: it runs on the blocking pool.
 pub type GroupResolver = Arc<dyn Fn(u32) -> Vec<u32> + Send + Sync>;
@@ -25,19 +41,23 @@ const GROUPS_TTL: Duration = Duration::from_secs(60);
 /// Bound on cached uids.
 const MAX_CACHED: usize = 4096;
 
-/// Decides whether `caller` may have a token of `profile` for `resource`.
+/// Decides whether `requester` may have a token of `profile` for `resource`.
 pub(crate) async fn authorize(
     app: &AppState,
     profile: &ProfileName,
-    caller: Option<&Caller>,
+    requester: Requester<'_>,
     resource: &Resource,
 ) -> Result<(), RequestError> {
     let policy = app.policy();
+    let caller = match requester {
+        Requester::Local(caller) => caller,
+        Requester::Remote { .. } => None,
+    };
     let groups = match caller {
         Some(c) if policy.needs_groups(profile.as_str(), c.uid) => app.groups().of(c.uid).await,
         _ => Arc::from([]),
     };
-    policy.check_caller(profile, caller, &groups).map_err(RequestError::Denied)?;
+    policy.check_requester(profile, requester, &groups).map_err(RequestError::Denied)?;
     policy.check_resource(profile, resource).map_err(RequestError::Denied)?;
     if let Some(limiter) = app.rate_limiter() {
         limiter

@@ -23,8 +23,7 @@ const IMDS_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
 /// listener is the 169.254.169.254 one, where that address is a local peer too.
 pub(crate) fn check(req: &Request, allow_remote: bool, link_local: bool) -> Result<(), RequestError> {
     match peer(req) {
-        Some(addr) if allow_remote || is_loopback(addr.ip()) => {}
-        Some(addr) if link_local && addr.ip() == IpAddr::V4(IMDS_ADDR) => {}
+        Some(addr) if allow_remote || is_local_peer(addr.ip(), link_local) => {}
         _ => return Err(RequestError::NotLoopback),
     }
     let mut hosts = req.headers().get_all(HOST).iter();
@@ -45,10 +44,19 @@ pub(crate) fn check(req: &Request, allow_remote: bool, link_local: bool) -> Resu
 /// The peer's address: real connect info, or the test double. Unknown peers are refused by
 /// [`check`], so a router served without connect info fails closed.
 pub(crate) fn peer(req: &Request) -> Option<SocketAddr> {
-    let ext = req.extensions();
+    peer_of(req.extensions())
+}
+
+/// The peer address among a request's extensions (real or, in tests, mock connect info).
+pub(crate) fn peer_of(ext: &http::Extensions) -> Option<SocketAddr> {
     ext.get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0)
         .or_else(|| ext.get::<MockConnectInfo<SocketAddr>>().map(|m| m.0))
+}
+
+/// A loopback peer, or 169.254.169.254 on the link-local listener (where that address is ours).
+pub(crate) fn is_local_peer(ip: IpAddr, link_local: bool) -> bool {
+    is_loopback(ip) || (link_local && ip == IpAddr::V4(IMDS_ADDR))
 }
 
 /// 127.0.0.0/8, ::1 and IPv4-mapped loopback (`::ffff:127.x.x.x`).

@@ -75,7 +75,14 @@ pub fn resolve(config: &Config) -> Result<Resolved, Vec<String>> {
             if anyone { Users::Everyone } else { Users::Only { uids, gids } }
         };
         let resources = p.access.resources.as_ref().map(ResourceAllowList::new);
-        profiles.push((p.name.clone(), ProfileAccess { users, resources }));
+        let remote = p.access.remote;
+        if remote && !config.server.hardening.allow_non_loopback {
+            problems.push(format!(
+                "{key}.allow_remote_callers: needs server.allow_non_loopback = true (and a non-loopback listener); \
+                 loopback listeners only ever see local callers"
+            ));
+        }
+        profiles.push((p.name.clone(), ProfileAccess { users, resources, remote }));
     }
     let mut user_defaults = HashMap::new();
     for (user, profile) in &config.user_defaults {
@@ -202,6 +209,21 @@ mod tests {
         } else {
             assert_eq!(users, &Users::uids([paths::current_uid()]));
         }
+    }
+
+    #[test]
+    fn remote_callers_need_a_non_loopback_listener_to_be_allowed_at_all() {
+        let profile = "[profiles.fleet]\nlogin = \"app\"\nallow_remote_callers = true\n";
+        let problems = resolve(&config(profile)).err().unwrap();
+        assert!(
+            problems[0].starts_with("profiles.fleet.allow_remote_callers: needs server.allow_non_loopback")
+        );
+        let text = format!(
+            "[server]\nallow_non_loopback = true\n[logins.app]\nkind = \"service-principal\"\ntenant = \"t.example\"\nclient_id = \"c\"\nclient_secret = \"s\"\n{profile}[profiles.local]\nlogin = \"app\"\n"
+        );
+        let r = resolve(&Config::parse(&text, None).unwrap()).unwrap();
+        assert!(r.policy.profile("fleet").unwrap().remote);
+        assert!(!r.policy.profile("local").unwrap().remote, "off by default");
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub(crate) struct AppService;
 impl Dialect for AppService {
     const NAME: &'static str = "app_service";
     const PATH: &'static str = "/msi/token";
+    const SECRET: bool = true;
 
     fn parse<'r>(
         state: &AppState,

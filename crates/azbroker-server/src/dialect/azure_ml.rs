@@ -33,6 +33,7 @@ pub(crate) struct AzureMl;
 impl Dialect for AzureMl {
     const NAME: &'static str = "azure_ml";
     const PATH: &'static str = "/msi/auth";
+    const SECRET: bool = true;
 
     fn parse<'r>(
         state: &AppState,

@@ -19,7 +19,7 @@ use http::header::{FORWARDED, RETRY_AFTER};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue};
 
-use crate::authorize::authorize;
+use crate::authorize::{authorize, requester};
 use crate::error::RequestError;
 use crate::query::QueryParams;
 use crate::routes::{Endpoint, ListenerKind, RouteCtx};
@@ -54,6 +54,10 @@ pub(crate) trait Dialect: Send + Sync + 'static {
 
     /// Bytes of request body [`Dialect::parse`] gets; 0 (the default) reads none.
     const BODY_LIMIT: usize = 0;
+
+    /// True when [`Dialect::parse`] checks a secret (identity header, MSI secret): only such
+    /// dialects can serve a caller from another host (`allow_remote_callers`).
+    const SECRET: bool = false;
 
     /// Checks the request's auth and parameters in this dialect's order. `body` is empty unless
     /// [`Dialect::BODY_LIMIT`] is set.
@@ -271,8 +275,9 @@ async fn obtain<'r, D: Dialect>(
         Ok(p) => p,
         Err(error) => return Err(Failed { profile: None, resource: Some(request.resource), error }),
     };
-    let caller = parts.extensions.get::<Caller>();
-    if let Err(error) = authorize(&ctx.app, &profile, caller, &request.resource).await {
+    let link_local = ctx.kind == ListenerKind::LinkLocal;
+    let who = requester(&parts.extensions, link_local, D::SECRET);
+    if let Err(error) = authorize(&ctx.app, &profile, who, &request.resource).await {
         return Err(Failed { profile: Some(profile), resource: Some(request.resource), error });
     }
     match ctx.app.engine().get_token_with(profile.as_str(), &request.resource, &request.freshness).await {

@@ -161,7 +161,7 @@ async fn serve(
         let path_profile = parts.extensions.get::<PathProfile>();
         let profile =
             crate::select::profile(&ctx.app, path_profile, ctx.listener_profile.as_ref(), None, uid(parts))?;
-        authorize(&ctx.app, &profile, caller(parts), &resource).await?;
+        authorize(&ctx.app, &profile, requester(ctx, parts), &resource).await?;
         let grant = engine.get_token(profile.as_str(), &resource).await?;
         ctx.app.remember_tid(&profile, &grant);
         return Ok((profile, resource, grant));
@@ -169,7 +169,7 @@ async fn serve(
     let preferred = preferred_profile(ctx, parts);
     let (exact, unresolved) = candidates(ctx, tenant);
     if let Some(profile) = pick(&exact, preferred.as_ref()) {
-        authorize(&ctx.app, &profile, caller(parts), &resource).await?;
+        authorize(&ctx.app, &profile, requester(ctx, parts), &resource).await?;
         let grant = engine.get_token(profile.as_str(), &resource).await?;
         ctx.app.remember_tid(&profile, &grant);
         return Ok((profile, resource, grant));
@@ -177,7 +177,7 @@ async fn serve(
     for profile in unresolved {
         // Only profiles this caller may use are tried, and one that cannot issue a token right
         // now cannot be the one asked for.
-        if authorize(&ctx.app, &profile, caller(parts), &resource).await.is_err() {
+        if authorize(&ctx.app, &profile, requester(ctx, parts), &resource).await.is_err() {
             continue;
         }
         let Ok(grant) = engine.get_token(profile.as_str(), &resource).await else { continue };
@@ -221,6 +221,11 @@ fn preferred_profile(ctx: &RouteCtx, parts: &Parts) -> Option<ProfileName> {
 
 fn caller(parts: &Parts) -> Option<&Caller> {
     parts.extensions.get::<Caller>()
+}
+
+/// The native API's bearer key is a secret: a remote caller that got this far presented it.
+fn requester<'a>(ctx: &RouteCtx, parts: &'a Parts) -> azbroker_core::Requester<'a> {
+    crate::authorize::requester(&parts.extensions, ctx.kind == crate::routes::ListenerKind::LinkLocal, true)
 }
 
 fn uid(parts: &Parts) -> Option<u32> {

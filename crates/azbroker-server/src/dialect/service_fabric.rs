@@ -30,6 +30,7 @@ pub(crate) struct ServiceFabric;
 impl Dialect for ServiceFabric {
     const NAME: &'static str = "service_fabric";
     const PATH: &'static str = "/msi/token";
+    const SECRET: bool = true;
 
     fn parse<'r>(
         state: &AppState,

@@ -19,6 +19,7 @@ pub(crate) fn restricted() -> AccessPolicy {
             ProfileAccess {
                 users: Users::Only { uids: BTreeSet::from([1000]), gids: BTreeSet::from([2000]) },
                 resources: Some(ResourceAllowList::new(&[Resource::parse(ARM).unwrap()])),
+                remote: false,
             },
         ),
     ])
@@ -66,6 +67,36 @@ async fn a_user_outside_the_list_is_refused_in_each_dialects_shape_without_an_up
     );
     // A profile the policy does not list is refused to everyone but root.
     assert_eq!(send(&member, imds(&format!("{Q}&client_id=slow"))).await.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_caller_from_another_host_needs_the_profiles_opt_in_and_a_secret_dialect() {
+    let st = state();
+    let mut profiles = vec![(name("contoso"), ProfileAccess::open())];
+    profiles.push((name("fabrikam"), ProfileAccess { remote: true, ..ProfileAccess::open() }));
+    st.set_policy(AccessPolicy::new(profiles));
+    // The guard admits non-loopback peers only with allow_non_loopback.
+    let remote = router(st.clone(), None).layer(MockConnectInfo(SocketAddr::from(([10, 1, 2, 3], 40_000))));
+    let app_service = |profile: &str| {
+        get(&format!("/p/{profile}/msi/token?{Q}")).header("X-IDENTITY-HEADER", IDENTITY_HEADER)
+    };
+    assert_eq!(send(&remote, app_service("fabrikam")).await.status, StatusCode::FORBIDDEN);
+    st.set_allow_remote(true);
+    let r = send(&remote, app_service("fabrikam")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    // A profile without the opt-in, and a dialect without a secret, are refused.
+    let r = send(&remote, app_service("contoso")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.str("message").contains("profiles.contoso.allow_remote_callers"), "{}", r.json);
+    let r = send(&remote, imds(&format!("{Q}&client_id=fabrikam"))).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.str("error_description").contains("IDENTITY_HEADER"), "{}", r.json);
+    let calls = upstream_calls(&st);
+    // A wrong identity header from afar never gets as far as the policy.
+    let r =
+        send(&remote, get(&format!("/p/fabrikam/msi/token?{Q}")).header("X-IDENTITY-HEADER", "nope")).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(upstream_calls(&st), calls);
 }
 
 #[tokio::test]

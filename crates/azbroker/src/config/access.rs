@@ -37,6 +37,9 @@ pub struct ProfileAccessConfig {
     pub users: Option<Vec<UserRef>>,
     pub groups: Option<Vec<GroupRef>>,
     pub resources: Option<Vec<Resource>>,
+    /// `allow_remote_callers`: serve callers that are not local users (other hosts, other network
+    /// namespaces) when they present the dialect's secret. Needs `server.allow_non_loopback`.
+    pub remote: bool,
 }
 
 impl ProfileAccessConfig {
@@ -72,7 +75,8 @@ impl Default for Hardening {
 pub const SERVER_KEYS: &[&str] =
     &["allow_non_loopback", "admin_group", "rotate_grace", "limits", "rate_limit"];
 /// The profile keys this module owns.
-pub const PROFILE_KEYS: &[&str] = &["allowed_users", "allowed_groups", "allowed_resources"];
+pub const PROFILE_KEYS: &[&str] =
+    &["allowed_users", "allowed_groups", "allowed_resources", "allow_remote_callers"];
 
 pub fn hardening(s: &Section<'_>, p: &mut Problems) -> Hardening {
     let mut h = Hardening {
@@ -146,7 +150,8 @@ pub fn profile_access(s: &Section<'_>, p: &mut Problems) -> ProfileAccessConfig 
     });
     let resources =
         s.contains("allowed_resources").then(|| s.parsed_list("allowed_resources", p, Resource::parse));
-    ProfileAccessConfig { users, groups, resources }
+    let remote = s.bool("allow_remote_callers", p).unwrap_or(false);
+    ProfileAccessConfig { users, groups, resources, remote }
 }
 
 fn group_ref(raw: &str) -> GroupRef {
