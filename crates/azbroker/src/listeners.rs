@@ -19,8 +19,9 @@ use crate::tls_identity;
 pub struct Extras {
     arc: Option<Arc<ArcKeys>>,
     link_local: Option<LinkLocal>,
-    /// Addresses served, for the start-up line.
-    pub bound: Vec<std::net::SocketAddr>,
+    /// Addresses served and what each is (`https`, `imds-link-local`), for the start-up line
+    /// and `status`.
+    pub bound: Vec<(std::net::SocketAddr, &'static str)>,
 }
 
 /// Starts the extra listeners on `tasks`, all stopping when `cancel` fires.
@@ -42,7 +43,7 @@ pub async fn start(
             let listener = TcpListener::bind(addr).await.with_context(|| {
                 format!("cannot listen on {addr} (HTTPS, Service Fabric; set [server] tls_listen to another port, or [] to turn it off)")
             })?;
-            extras.bound.push(listener.local_addr()?);
+            extras.bound.push((listener.local_addr()?, "https"));
             let router = azbroker_server::service_fabric_router(app.clone(), None);
             let server = Server::new(router, config.server.hardening.limits.clone(), cancel.clone());
             let tls = tls.clone();
@@ -56,7 +57,7 @@ pub async fn start(
     extras.arc = start_arc(config, app, cancel, tasks).await;
     if d.imds_link_local {
         let (listener, state) = link_local::setup(d.force_link_local).await?;
-        extras.bound.push(listener.local_addr()?);
+        extras.bound.push((listener.local_addr()?, "imds-link-local"));
         extras.link_local = Some(state);
         let router = azbroker_server::link_local_router(app.clone());
         let server = Server::new(router, config.server.hardening.limits.clone(), cancel.clone());

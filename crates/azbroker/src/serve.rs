@@ -115,7 +115,7 @@ pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) 
             return Err(e);
         }
     };
-    bound.extend_from_slice(&extras.bound);
+    bound.extend(extras.bound.iter().map(|(addr, _)| *addr));
     let (reload_tx, mut reload_rx) = mpsc::channel(4);
     if args.watch_config {
         match &config.origin {
@@ -126,7 +126,7 @@ pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) 
     let hooks = Arc::new(ServeHooks {
         reload_tx,
         fields: Mutex::new(status_fields(&config)),
-        fixed: status_info::fixed_fields(&config, &sockets, (&admin_shown, admin_origin)),
+        fixed: status_info::fixed_fields(&config, &sockets, &extras.bound, (&admin_shown, admin_origin)),
         engine: engine.clone(),
         app: app.clone(),
         logins: logins.clone(),

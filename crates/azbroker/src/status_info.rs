@@ -33,6 +33,7 @@ impl Origin {
 pub fn fixed_fields(
     config: &Config,
     listeners: &[(SocketAddr, Option<ProfileName>, Origin)],
+    extra: &[(SocketAddr, &str)],
     admin: (&Path, Origin),
 ) -> Map<String, Value> {
     let mut sockets: Vec<Value> = listeners
@@ -46,6 +47,10 @@ pub fn fixed_fields(
             })
         })
         .collect();
+    // The HTTPS and link-local listeners are always the daemon's own.
+    sockets.extend(extra.iter().map(
+        |(addr, kind)| json!({"kind": kind, "address": addr.to_string(), "origin": Origin::Config.as_str()}),
+    ));
     sockets
         .push(json!({"kind": "admin", "address": admin.0.display().to_string(), "origin": admin.1.as_str()}));
     let mut m = Map::new();
@@ -126,11 +131,16 @@ mod tests {
         let m = fixed_fields(
             &c,
             &[(addr, None, Origin::Systemd)],
+            &[("127.0.0.1:50343".parse().unwrap(), "https")],
             (Path::new("/run/azbroker/admin.sock"), Origin::Config),
         );
         assert_eq!(m["exports"]["app-service"]["IDENTITY_ENDPOINT"], "http://127.0.0.1:50999/msi/token");
         assert!(m["exports"]["app-service"]["IDENTITY_HEADER"].as_str().unwrap().contains("azbroker env"));
         assert_eq!(m["sockets"][0]["origin"], "systemd");
-        assert_eq!(m["sockets"][1]["kind"], "admin");
+        assert_eq!(
+            (m["sockets"][1]["kind"].as_str(), m["sockets"][1]["address"].as_str()),
+            (Some("https"), Some("127.0.0.1:50343"))
+        );
+        assert_eq!(m["sockets"][2]["kind"], "admin");
     }
 }
