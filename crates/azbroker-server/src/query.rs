@@ -63,28 +63,35 @@ impl<'q> QueryParams<'q> {
 /// two-hex-digit escape, and the decoded bytes must be UTF-8.
 fn decode(raw: &str) -> Result<Cow<'_, str>, RequestError> {
     let b = raw.as_bytes();
-    if !b.iter().any(|&c| c == b'%' || c == b'+') {
+    let special = |c: &u8| *c == b'%' || *c == b'+';
+    let Some(first) = b.iter().position(special) else {
         return Ok(Cow::Borrowed(raw));
-    }
+    };
     let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hi = b.get(i + 1).copied().and_then(hex).ok_or(RequestError::MalformedQuery)?;
-                let lo = b.get(i + 2).copied().and_then(hex).ok_or(RequestError::MalformedQuery)?;
-                out.push(hi << 4 | lo);
-                i += 2;
-            }
-            c => out.push(c),
+    let mut rest = &b[first..];
+    out.extend_from_slice(&b[..first]);
+    while let Some((&c, tail)) = rest.split_first() {
+        if c == b'+' {
+            out.push(b' ');
+            rest = tail;
+        } else if c == b'%' {
+            let (Some(hi), Some(lo)) = (tail.first().and_then(hex), tail.get(1).and_then(hex)) else {
+                return Err(RequestError::MalformedQuery);
+            };
+            out.push(hi << 4 | lo);
+            rest = &tail[2..];
+        } else {
+            // A run of plain bytes up to the next escape, copied at once.
+            let run = rest.iter().position(special).unwrap_or(rest.len());
+            out.extend_from_slice(&rest[..run]);
+            rest = &rest[run..];
         }
-        i += 1;
     }
     String::from_utf8(out).map(Cow::Owned).map_err(|_| RequestError::MalformedQuery)
 }
 
-fn hex(c: u8) -> Option<u8> {
+fn hex(c: &u8) -> Option<u8> {
+    let c = *c;
     match c {
         b'0'..=b'9' => Some(c - b'0'),
         b'a'..=b'f' => Some(c - b'a' + 10),
