@@ -16,6 +16,7 @@ pub mod loadgen;
 pub mod machine;
 pub mod plan;
 pub mod procs;
+pub mod profile;
 pub mod report;
 pub mod requests;
 pub mod responder;

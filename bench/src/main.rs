@@ -12,8 +12,9 @@ use azbroker_bench::machine::{self, Machine};
 use azbroker_bench::plan::Plan;
 use azbroker_bench::procs::Daemon;
 use azbroker_bench::report::{self, Results};
+use azbroker_bench::requests::Dialect;
 use azbroker_bench::suite::{self, Ctx};
-use azbroker_bench::{chart, responder};
+use azbroker_bench::{chart, profile, responder};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -33,6 +34,20 @@ enum Cmd {
         listen: SocketAddr,
         #[arg(long)]
         body: PathBuf,
+    },
+    /// A bounded cache-hit load for instruction-count profiling (see bench/src/profile.rs).
+    Profile {
+        /// The daemon binary, or a wrapper script that runs it under a profiler.
+        #[arg(long)]
+        daemon: PathBuf,
+        /// Cache hits to send after the one request that fills the cache.
+        #[arg(long, default_value_t = 2000)]
+        requests: u64,
+        #[arg(long, default_value_t = 4)]
+        connections: u64,
+        /// Send App Service requests instead of IMDS ones.
+        #[arg(long)]
+        app_service: bool,
     },
 }
 
@@ -65,6 +80,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Responder { listen, body } => {
             std::fs::read(&body).context("read the body file").and_then(|b| responder::run(listen, b))
+        }
+        Cmd::Profile { daemon, requests, connections, app_service } => {
+            let dialect = if app_service { Dialect::AppService } else { Dialect::Imds };
+            profile::run(&daemon, dialect, requests, connections)
         }
         Cmd::Run(args) => run(args),
     };

@@ -36,7 +36,14 @@ impl Resource {
         if raw.len() > MAX_RESOURCE_LEN {
             return Err(NameError::TooLong { what: WHAT, max: MAX_RESOURCE_LEN });
         }
-        if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        // ASCII (every resource clients send) is checked bytewise: whitespace and controls there
+        // are exactly the bytes up to the space, and DEL.
+        let bad = if raw.is_ascii() {
+            raw.bytes().any(|b| b <= b' ' || b == 0x7f)
+        } else {
+            raw.chars().any(|c| c.is_whitespace() || c.is_control())
+        };
+        if bad {
             return Err(NameError::BadCharacter { what: WHAT });
         }
         Ok(Self(raw.to_owned()))
@@ -199,6 +206,19 @@ mod tests {
         assert!(Resource::parse("a\nb").is_err());
         assert!(Resource::parse(&"x".repeat(MAX_RESOURCE_LEN + 1)).is_err());
         assert!(Resource::parse(&"x".repeat(MAX_RESOURCE_LEN)).is_ok());
+    }
+
+    #[test]
+    fn ascii_fast_path_refuses_exactly_whitespace_and_controls() {
+        for b in 0u8..0x80 {
+            let c = char::from(b);
+            let refused = Resource::parse(&format!("https://x{c}y/")).is_err();
+            assert_eq!(refused, c.is_whitespace() || c.is_control(), "{b:#04x}");
+        }
+        // Outside ASCII the Unicode rules still apply.
+        assert!(Resource::parse("https://x\u{a0}y/").is_err());
+        assert!(Resource::parse("https://x\u{85}y/").is_err());
+        assert!(Resource::parse("https://café/").is_ok());
     }
 
     #[test]

@@ -68,7 +68,12 @@ impl AccessToken {
 
     /// Short hash identifying the token in logs and status.
     pub fn hash(&self) -> String {
-        self.sha256[..8].to_owned()
+        self.short_hash().to_owned()
+    }
+
+    /// [`AccessToken::hash`] without the copy (the audit line of every grant writes it).
+    pub fn short_hash(&self) -> &str {
+        &self.sha256[..8]
     }
 
     /// Full SHA-256 hex of the token (Service Fabric `token_sha256_to_refresh`).
@@ -97,6 +102,7 @@ mod tests {
         assert_eq!(t.hash(), short_hash(b"eyJ0eXAi.e30.c2ln"));
         assert_eq!(t.sha256(), sha256_hex(b"eyJ0eXAi.e30.c2ln"));
         assert_eq!(t.clone().hash(), t.hash());
+        assert_eq!(t.short_hash(), t.hash());
         assert!(!format!("{t:?}").contains("c2ln"));
     }
 }

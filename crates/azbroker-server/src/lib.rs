@@ -41,6 +41,7 @@ pub use arc_keys::{ARC_TOKENS_DIR, ArcKeys, KEY_TTL};
 pub use authorize::GroupResolver;
 pub use azbroker_core::Caller;
 pub use conn::{Limits, Server, serve};
+pub use dialect::AUDIT_TARGET;
 pub use dialect::azure_ml::DEFAULT_IDENTITY_CLIENT_ID;
 pub use metrics::render as render_metrics;
 pub use ratelimit::RateLimit;

@@ -1,7 +1,11 @@
-//! Query-string parsing under our own control (no extractor rejections): percent/`+` decoding via
-//! `form_urlencoded`, duplicate names refused as real IMDS does, a bound on the parameter count.
+//! Query-string parsing under our own control (no extractor rejections): `application/x-www-form-
+//! urlencoded` decoding (`+` is a space, `%XX` a byte) that refuses bad escapes and non-UTF-8
+//! bytes instead of passing or replacing them, duplicate names refused as real IMDS does, a
+//! bound on the parameter count.
 //!
-//! It interprets no parameter; dialects decide which names they require.
+//! It is on every cache hit, so it borrows from the URI and allocates only for a name or value
+//! that has escapes in it (typically `resource`, once). It interprets no parameter; dialects
+//! decide which names they require.
 
 use std::borrow::Cow;
 
@@ -17,16 +21,16 @@ pub(crate) struct QueryParams<'q> {
 }
 
 impl<'q> QueryParams<'q> {
-    /// Parses a raw query string (without `?`); `None` is an empty query.
+    /// Parses a raw query string (without `?`); `None` is an empty query. Empty `&`-separated
+    /// pieces are skipped; a piece without `=` is a name with an empty value.
     pub(crate) fn parse(raw: Option<&'q str>) -> Result<Self, RequestError> {
         let Some(raw) = raw.filter(|r| !r.is_empty()) else {
             return Ok(Self::default());
         };
-        if !well_formed(raw) {
-            return Err(RequestError::MalformedQuery);
-        }
         let mut pairs: Vec<(Cow<'q, str>, Cow<'q, str>)> = Vec::with_capacity(4);
-        for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
+        for piece in raw.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = piece.split_once('=').unwrap_or((piece, ""));
+            let (name, value) = (decode(name)?, decode(value)?);
             if pairs.len() == MAX_PARAMS {
                 return Err(RequestError::TooManyParams);
             }
@@ -55,21 +59,45 @@ impl<'q> QueryParams<'q> {
     }
 }
 
-/// Every `%` starts a two-hex-digit escape, and the decoded bytes are UTF-8 (`form_urlencoded`
-/// would otherwise pass bad escapes through and replace invalid bytes silently).
-fn well_formed(raw: &str) -> bool {
+/// Decodes one name or value: borrowed when it has no `%` and no `+`. Every `%` must start a
+/// two-hex-digit escape, and the decoded bytes must be UTF-8.
+fn decode(raw: &str) -> Result<Cow<'_, str>, RequestError> {
     let b = raw.as_bytes();
-    let mut i = 0;
-    while let Some(off) = b[i..].iter().position(|&c| c == b'%') {
-        let at = i + off;
-        if !(b.get(at + 1).is_some_and(u8::is_ascii_hexdigit)
-            && b.get(at + 2).is_some_and(u8::is_ascii_hexdigit))
-        {
-            return false;
+    let special = |c: &u8| *c == b'%' || *c == b'+';
+    let Some(first) = b.iter().position(special) else {
+        return Ok(Cow::Borrowed(raw));
+    };
+    let mut out = Vec::with_capacity(b.len());
+    let mut rest = &b[first..];
+    out.extend_from_slice(&b[..first]);
+    while let Some((&c, tail)) = rest.split_first() {
+        if c == b'+' {
+            out.push(b' ');
+            rest = tail;
+        } else if c == b'%' {
+            let (Some(hi), Some(lo)) = (tail.first().and_then(hex), tail.get(1).and_then(hex)) else {
+                return Err(RequestError::MalformedQuery);
+            };
+            out.push(hi << 4 | lo);
+            rest = &tail[2..];
+        } else {
+            // A run of plain bytes up to the next escape, copied at once.
+            let run = rest.iter().position(special).unwrap_or(rest.len());
+            out.extend_from_slice(&rest[..run]);
+            rest = &rest[run..];
         }
-        i = at + 3;
     }
-    !raw.contains('%') || percent_encoding::percent_decode_str(raw).decode_utf8().is_ok()
+    String::from_utf8(out).map(Cow::Owned).map_err(|_| RequestError::MalformedQuery)
+}
+
+fn hex(c: &u8) -> Option<u8> {
+    let c = *c;
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -94,6 +122,16 @@ mod tests {
         assert_eq!(q.get("x"), Some(""));
         assert!(matches!(q.require("x"), Err(RequestError::MissingParam("x"))));
         assert_eq!(q.get("nope"), None);
+    }
+
+    #[test]
+    fn pieces_without_values_and_empty_pieces() {
+        let q = QueryParams::parse(Some("&a&&b=1=2&")).unwrap();
+        assert_eq!(q.pairs.len(), 2);
+        assert_eq!(q.get("a"), Some(""));
+        assert_eq!(q.get("b"), Some("1=2"));
+        let q = QueryParams::parse(Some("a%26b=c%3Dd%2B")).unwrap();
+        assert_eq!(q.get("a&b"), Some("c=d+"));
     }
 
     #[test]

@@ -298,6 +298,9 @@ pub(crate) fn select_profile(
     select::profile(&ctx.app, path_profile, ctx.listener_profile.as_ref(), request.selector.as_ref(), uid)
 }
 
+/// The `tracing` target of the audit line (the binary formats it on a fast path).
+pub const AUDIT_TARGET: &str = "azbroker::audit";
+
 /// The one info-level audit line per token grant — never the token, only its short hash.
 pub(crate) fn audit(
     dialect: &'static str,
@@ -307,12 +310,12 @@ pub(crate) fn audit(
     grant: &Grant,
 ) {
     tracing::info!(
-        target: "azbroker::audit",
+        target: AUDIT_TARGET,
         uid,
         profile = %profile,
         dialect,
         resource = %resource,
-        token_hash = %grant.token.hash(),
+        token_hash = %grant.token.short_hash(),
         cache = grant.cache.as_str(),
         "token granted"
     );
