@@ -137,8 +137,24 @@ impl Daemon {
         self.dir.path().join("daemon.log")
     }
 
-    /// Everything the daemon printed so far.
+    /// Everything the daemon printed so far. The daemon writes log lines from a background
+    /// thread, so a line for a request that was just answered may still be on its way: the file
+    /// is read until it stops growing for a moment (bounded), which lets those lines land.
     pub fn log(&self) -> String {
+        const SETTLE: Duration = Duration::from_millis(40);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut text = self.log_now();
+        loop {
+            std::thread::sleep(SETTLE);
+            let next = self.log_now();
+            if next.len() == text.len() || Instant::now() > deadline {
+                return next;
+            }
+            text = next;
+        }
+    }
+
+    fn log_now(&self) -> String {
         let mut s = String::new();
         if let Ok(mut f) = std::fs::File::open(self.log_path()) {
             let _ = f.read_to_string(&mut s);

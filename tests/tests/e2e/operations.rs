@@ -250,8 +250,18 @@ async fn json_logs_carry_one_debug_line_per_request() {
     for _ in 0..2 {
         assert_eq!(imds_token(&daemon, "contoso", VAULT).await.status(), 200);
     }
-    let lines: Vec<Value> = daemon.log().lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    let requests: Vec<&Value> = lines.iter().filter(|l| l["message"] == "token request").collect();
+    let request_lines = || -> Vec<Value> {
+        let lines =
+            daemon.log().lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).collect::<Vec<_>>();
+        lines.into_iter().filter(|l| l["message"] == "token request").collect()
+    };
+    // Lines arrive through the daemon's log thread: wait (bounded) for both.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut requests = request_lines();
+    while requests.len() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        requests = request_lines();
+    }
     assert_eq!(requests.len(), 2, "{}", daemon.log());
     for (r, cache) in requests.iter().zip(["miss", "hit"]) {
         assert_eq!(r["level"], "DEBUG");
