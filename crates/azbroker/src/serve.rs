@@ -125,9 +125,7 @@ pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) 
     }
     let hooks = Arc::new(ServeHooks {
         reload_tx,
-        fields: Mutex::new(status_fields(&config)),
         fixed: status_info::fixed_fields(&config, &sockets, &extras.bound, (&admin_shown, admin_origin)),
-        engine: engine.clone(),
         app: app.clone(),
         logins: logins.clone(),
         config: Mutex::new(config.clone()),
@@ -196,13 +194,11 @@ fn bind_hint(addr: SocketAddr) -> String {
 pub(crate) type ReloadRequest = oneshot::Sender<Result<ReloadOutcome, Vec<String>>>;
 
 /// The binary's side of the admin API: reloads go to the signal loop (one place applies
-/// configs), status fields are a snapshot refreshed at every reload.
+/// configs), status is computed from the config in force and the engine at each call.
 struct ServeHooks {
     reload_tx: mpsc::Sender<ReloadRequest>,
-    fields: Mutex<serde_json::Map<String, serde_json::Value>>,
     /// Sockets and exports: fixed at start.
     fixed: serde_json::Map<String, serde_json::Value>,
-    engine: Engine,
     app: AppState,
     logins: Arc<LoginService>,
     /// The config in force (where the secrets live, the grace period, the login list of
@@ -212,7 +208,6 @@ struct ServeHooks {
 
 impl ServeHooks {
     fn applied(&self, config: &Config) {
-        *self.fields.lock().unwrap_or_else(PoisonError::into_inner) = status_fields(config);
         *self.config.lock().unwrap_or_else(PoisonError::into_inner) = config.clone();
     }
 }
@@ -242,12 +237,18 @@ impl AdminHooks for ServeHooks {
     }
 
     fn status_fields(&self) -> serde_json::Map<String, serde_json::Value> {
-        let mut m = self.fields.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        let config = self.config.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        m.insert("logins".into(), serde_json::to_value(self.logins.statuses(&config)).unwrap_or_default());
-        let profile_logins: Vec<(String, String)> =
-            config.profiles.values().map(|p| (p.name.to_string(), p.login.to_string())).collect();
-        status_info::add_health(&mut m, &profile_logins, &self.engine.metrics());
+        let (mut m, profile_logins) = {
+            let config = self.config.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut m = status_fields(&config);
+            m.insert(
+                "logins".into(),
+                serde_json::to_value(self.logins.statuses(&config)).unwrap_or_default(),
+            );
+            let profile_logins: Vec<(String, String)> =
+                config.profiles.values().map(|p| (p.name.to_string(), p.login.to_string())).collect();
+            (m, profile_logins)
+        };
+        status_info::add_health(&mut m, &profile_logins, &self.app.engine().metrics());
         m.extend(self.fixed.clone());
         m
     }
