@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
-use azbroker_core::{AccessPolicy, Directory, Engine, Grant, ProfileName, Secret, SelectError, Selection};
+use azbroker_core::{
+    AccessPolicy, CacheState, Directory, Engine, Grant, ProfileName, Secret, SelectError, Selection,
+};
 
 use crate::arc_keys::ArcKeys;
 use crate::authorize::{GroupCache, GroupResolver};
@@ -64,10 +66,12 @@ impl AppState {
     }
 
     /// Replaces the selection table (config reload). Requests already past selection keep the
-    /// profile they were given.
+    /// profile they were given. Tenant ids learned from tokens are forgotten (a profile may now
+    /// name another tenant); the next token of each profile teaches them again.
     pub fn set_directory(&self, directory: Directory) {
         let next = Arc::new(directory);
         *self.inner.directory.write().unwrap_or_else(PoisonError::into_inner) = next;
+        self.inner.tids.write().unwrap_or_else(PoisonError::into_inner).clear();
     }
 
     /// Replaces the access policy (start and config reload).
@@ -132,8 +136,15 @@ impl AppState {
         self.inner.arc_keys.get().cloned()
     }
 
-    /// Records the tenant id of `grant`'s token for `profile`; returns it.
+    /// Records the tenant id of `grant`'s token for `profile`; returns it. A cache hit is a token
+    /// of a tenant already learned for the profile (a reload that changes the profile drops both
+    /// its cache and what was learned), so it is not decoded again.
     pub(crate) fn remember_tid(&self, profile: &ProfileName, grant: &Grant) -> Option<String> {
+        if grant.cache == CacheState::Hit
+            && let Some(tid) = self.learned_tid(profile)
+        {
+            return Some(tid);
+        }
         let tid = crate::dialect::native::jwt_tid(grant.token.secret().expose())?;
         let mut tids = self.inner.tids.write().unwrap_or_else(PoisonError::into_inner);
         tids.insert(profile.clone(), tid.clone());
