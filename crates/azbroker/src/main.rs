@@ -1,40 +1,19 @@
 //! `azbroker`: parses the command line, loads the config, starts logging and runs one subcommand.
 //! Wiring only — protocol, cache and upstream logic live in the library crates.
 
-mod access;
-mod activation;
-mod admin_client;
-mod admin_commands;
 mod cli;
-mod client_env;
-mod commands;
-mod completions;
 mod config;
-mod doctor;
-mod link_local;
-mod listeners;
-mod login_commands;
-mod logins;
+mod daemon;
 mod paths;
-mod readiness;
-mod refresh;
-mod scrub;
-mod secrets;
-mod serve;
-mod sources;
-mod state;
-mod status_info;
-mod telemetry;
-mod tls_identity;
-mod watch;
-mod workspace_commands;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{Cli, Command};
+use cli::args::{Cli, Command};
+use cli::{admin_commands, commands, completions, doctor, login_commands, refresh, workspace_commands};
 use config::{Config, ConfigError};
+use daemon::{activation, scrub, serve, telemetry};
 
 /// Exit status for an invalid configuration (sysexits EX_USAGE).
 const EXIT_CONFIG: u8 = 64;

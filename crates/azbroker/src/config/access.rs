@@ -4,7 +4,7 @@
 //! `[server.rate_limit]`.
 //!
 //! Parsing only: user and group *names* stay names here (a config is valid on any machine);
-//! `crate::access` resolves them against this system's user database when the daemon applies
+//! `crate::daemon::access` resolves them against this system's user database when the daemon applies
 //! the config.
 
 use std::collections::BTreeMap;

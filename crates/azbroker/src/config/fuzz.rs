@@ -98,7 +98,7 @@ fn document() -> impl Strategy<Value = String> {
 fn fuzz_config_parsing() {
     fuzz("config", prop_oneof![document(), ".{0,200}"], |text| {
         if let Ok(config) = Config::parse(&text, None) {
-            let _ = crate::access::resolve(&config);
+            let _ = crate::daemon::access::resolve(&config);
         }
         Ok(())
     });

@@ -7,8 +7,8 @@ use anyhow::{Result, bail};
 use hyper::StatusCode;
 use serde_json::{Value, json};
 
-use crate::admin_client::AdminClient;
-use crate::cli::RefreshArgs;
+use crate::cli::admin_client::AdminClient;
+use crate::cli::args::RefreshArgs;
 use crate::config::Config;
 
 pub async fn run(config: &Config, args: &RefreshArgs) -> Result<ExitCode> {

@@ -16,7 +16,7 @@ use notify_debouncer_full::{DebounceEventResult, new_debouncer};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::serve::ReloadRequest;
+use crate::daemon::serve::ReloadRequest;
 
 /// How long the directory must be quiet before a change counts.
 const DEBOUNCE: Duration = Duration::from_millis(250);

@@ -26,12 +26,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use url::Url;
 
-use crate::activation::Activated;
-use crate::cli::ServeArgs;
+use super::{access, listeners, readiness, secrets, sources, state, watch};
+use crate::cli::admin_client;
+use crate::cli::args::ServeArgs;
 use crate::config::{Config, ConfigError, Login, LoginKind, Profile};
-use crate::logins::LoginService;
-use crate::status_info::{self, Origin};
-use crate::{access, admin_client, listeners, paths, readiness, secrets, sources, state, watch};
+use crate::daemon::activation::Activated;
+use crate::daemon::logins::LoginService;
+use crate::daemon::status_info::{self, Origin};
+use crate::paths;
 
 /// The user the local authority signs in without asking.
 const LOCAL_DEMO_USER: &str = "demo@local.azbroker.invalid";

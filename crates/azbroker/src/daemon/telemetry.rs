@@ -25,7 +25,7 @@ use tracing_subscriber::fmt::time::FormatTime;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::cli::LogFormat;
+use crate::cli::args::LogFormat;
 
 /// Installs the subscriber. Keep the guard until exit: dropping it flushes what is buffered.
 pub fn init(level: &str, format: LogFormat) -> WorkerGuard {

@@ -13,7 +13,7 @@ use azbroker_server::admin::RotateOutcome;
 use azbroker_server::{AppState, RuntimeSecrets, SecretId};
 
 use crate::config::Config;
-use crate::state;
+use crate::daemon::state;
 
 /// Where one secret is kept.
 pub struct SecretFile {

@@ -5,10 +5,10 @@ use anyhow::{Context, Result, bail};
 use azbroker_core::Secret;
 use azbroker_server::{DEFAULT_IDENTITY_CLIENT_ID, SecretId};
 
-use crate::admin_client::AdminClient;
-use crate::cli::{Dialect, EnvFormat};
+use crate::cli::admin_client::AdminClient;
+use crate::cli::args::{Dialect, EnvFormat};
 use crate::config::Config;
-use crate::{secrets, tls_identity};
+use crate::daemon::{secrets, tls_identity};
 
 /// A runtime secret a client needs: read (or generated) the way the daemon does, or — when this
 /// user may not read the daemon's files (a system daemon, `admin_group`) — asked of the daemon.

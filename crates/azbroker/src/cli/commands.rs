@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 
-use crate::cli::{EnvArgs, RunArgs, TokenArgs};
-use crate::client_env;
+use crate::cli::args::{EnvArgs, RunArgs, TokenArgs};
+use crate::cli::client_env;
 use crate::config::Config;
 
 pub fn env(config: &Config, args: &EnvArgs) -> Result<ExitCode> {
@@ -76,7 +76,7 @@ pub fn check_config(config: &Config) -> Result<ExitCode> {
     for l in config.logins.values() {
         println!("login {}: {} in {}", l.name, l.kind.as_str(), l.tenant);
     }
-    let resolved = crate::access::resolve(config).map_err(|problems| crate::config::ConfigError {
+    let resolved = crate::daemon::access::resolve(config).map_err(|problems| crate::config::ConfigError {
         origin: config.origin.as_ref().map_or("built-in defaults".into(), |p| p.display().to_string()),
         problems,
     })?;
@@ -84,7 +84,7 @@ pub fn check_config(config: &Config) -> Result<ExitCode> {
         let default = if config.server.default_profile.as_ref() == Some(&p.name) { " (default)" } else { "" };
         println!("profile {}{default}: login {} in tenant {}", p.name, p.login, p.tenant);
         if let Some(access) = resolved.policy.profile(p.name.as_str()) {
-            println!("  {}", crate::access::describe(access));
+            println!("  {}", crate::daemon::access::describe(access));
         }
     }
     for warning in &resolved.warnings {

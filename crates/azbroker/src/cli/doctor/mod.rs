@@ -16,8 +16,8 @@ use std::time::{Duration, SystemTime};
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::admin_client::{self, AdminClient};
-use crate::cli::DoctorArgs;
+use crate::cli::admin_client::{self, AdminClient};
+use crate::cli::args::DoctorArgs;
 use crate::config::Config;
 use crate::paths;
 
@@ -165,7 +165,7 @@ fn directories(config: &Config) -> Vec<Finding> {
     };
     check("state dir", &config.server.state_dir, 0o700, "the daemon creates it at 0700");
     for id in azbroker_server::SecretId::ALL {
-        let file = crate::secrets::file(config, *id);
+        let file = crate::daemon::secrets::file(config, *id);
         let hint = if file.configured {
             "your file: keep it readable by the daemon only"
         } else {

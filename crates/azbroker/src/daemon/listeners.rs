@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::link_local::{self, LinkLocal};
-use crate::tls_identity;
+use crate::daemon::link_local::{self, LinkLocal};
+use crate::daemon::tls_identity;
 
 /// What must be undone at shutdown.
 pub struct Extras {

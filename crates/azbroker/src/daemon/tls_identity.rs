@@ -14,7 +14,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::Config;
-use crate::state;
+use crate::daemon::state;
 
 /// In the state directory: the generated certificate and its private key.
 pub const CERT_FILE: &str = "service-fabric.crt";

@@ -15,7 +15,7 @@ use azbroker_server::redirect::LoopbackRedirect;
 use url::Url;
 
 use crate::config::{Config, LoginKind};
-use crate::sources;
+use crate::daemon::sources;
 
 /// User logins plus the login → profiles map the events need.
 pub struct LoginService {

@@ -155,7 +155,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::doctor::Level;
+    use crate::cli::doctor::Level;
 
     fn config() -> Config {
         Config::parse(

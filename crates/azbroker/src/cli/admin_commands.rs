@@ -9,8 +9,8 @@ use anyhow::{Result, bail};
 use hyper::StatusCode;
 use serde_json::Value;
 
-use crate::admin_client::AdminClient;
-use crate::cli::StatusArgs;
+use crate::cli::admin_client::AdminClient;
+use crate::cli::args::StatusArgs;
 use crate::config::Config;
 
 /// Exit status when the daemon rejected a config reload (same family as a bad config at start).

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::CommandFactory;
 
-use crate::cli::Cli;
+use crate::cli::args::Cli;
 
 /// `azbroker completions SHELL`: the completion script on stdout.
 pub fn completions(shell: clap_complete::Shell) -> Result<ExitCode> {

@@ -12,8 +12,8 @@ use azbroker_core::login::{FlowStart, FlowState, FlowStatus, LoginMethod, LoginR
 use hyper::StatusCode;
 use serde_json::Value;
 
-use crate::admin_client::AdminClient;
-use crate::cli::{LoginArgs, LogoutArgs, TenantsArgs};
+use crate::cli::admin_client::AdminClient;
+use crate::cli::args::{LoginArgs, LogoutArgs, TenantsArgs};
 use crate::config::{Config, LoginKind};
 
 /// Exit status after Ctrl-C (128 + SIGINT).

@@ -14,10 +14,10 @@ use hyper::StatusCode;
 use serde_json::Value;
 use toml_edit::{DocumentMut, Item, Table, value};
 
-use crate::admin_client::AdminClient;
-use crate::cli::{WorkspaceAddArgs, WorkspaceCommand};
+use crate::cli::admin_client::AdminClient;
+use crate::cli::args::{WorkspaceAddArgs, WorkspaceCommand};
+use crate::cli::login_commands::user_login;
 use crate::config::{Config, Workspace};
-use crate::login_commands::user_login;
 use crate::paths;
 
 /// The file `add` starts from when there is none.

@@ -1,0 +1,23 @@
+//! The daemon half of the binary (`azbroker serve`): the serving loop and reload (`serve`), the
+//! listeners and socket activation, readiness and the config watcher, logging, the login store
+//! and token sources wired to the engine, runtime secrets and state files, and what `status`
+//! reports of them.
+//!
+//! It never prints for a user at a terminal beyond the start-up hint; commands that a user runs
+//! against a running daemon live in `crate::cli`.
+
+pub(crate) mod access;
+pub(crate) mod activation;
+pub(crate) mod link_local;
+pub(crate) mod listeners;
+pub(crate) mod logins;
+pub(crate) mod readiness;
+pub(crate) mod scrub;
+pub(crate) mod secrets;
+pub(crate) mod serve;
+pub(crate) mod sources;
+pub(crate) mod state;
+pub(crate) mod status_info;
+pub(crate) mod telemetry;
+pub(crate) mod tls_identity;
+pub(crate) mod watch;
