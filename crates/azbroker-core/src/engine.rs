@@ -1,5 +1,13 @@
-//! The token engine: a per-(profile, resource) cache kept warm by refreshing ahead of expiry.
+//! The token engine: a cache per (login, tenant, resource) kept warm by refreshing ahead of
+//! expiry.
 //!
+//! * **Bindings come from the caller**: the request path passes the [`ProfileBinding`] of the
+//!   runtime generation it loaded ([`Engine::get_token_for`]); the engine never looks a profile
+//!   up by name for a request, so a reload between selection and the engine call cannot hand a
+//!   request another generation's profile. Entries are keyed by the binding's [`CacheKey`]
+//!   (login, its configuration, tenant), so a generation that renames a profile or adds an
+//!   alias keeps the cache, and two profiles of one generation never share a slot unless they
+//!   would get the same token.
 //! * **Single-flight**: concurrent misses for one key share one upstream call. The call runs in
 //!   its own task, so a client that gives up does not cancel it for the others.
 //! * **Refresh ahead**, driven by the engine's scheduler task, not by client demand
@@ -14,7 +22,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -49,17 +57,48 @@ impl Default for EngineConfig {
     }
 }
 
-/// A profile as the engine sees it: where its tokens come from.
-#[derive(Clone)]
+/// What a cached token depends on: the login (its name and a digest of its configuration) and
+/// the tenant. Bindings with equal keys get the same tokens, so they share cache entries; a
+/// changed login or tenant is a new key, and the old entries go at the next
+/// [`Engine::set_profiles`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CacheKey(Arc<str>);
+
+impl CacheKey {
+    /// `login_digest` identifies the login's configuration (a hash of its config section).
+    pub fn new(login: &ProfileName, login_digest: &str, tenant: &TenantId) -> Self {
+        Self(Arc::from(format!("{login}\u{0}{login_digest}\u{0}{tenant}")))
+    }
+
+    /// The login part of the key.
+    pub fn login(&self) -> &str {
+        self.0.split('\u{0}').next().unwrap_or_default()
+    }
+}
+
+/// A profile of one runtime generation as the engine sees it: where its tokens come from.
 pub struct ProfileBinding {
     pub name: ProfileName,
     pub tenant: TenantId,
     pub source: Arc<dyn TokenSource>,
     /// Resources warmed at start and kept warm regardless of demand.
     pub prefetch: Vec<Resource>,
-    /// Identifies the configuration this binding came from; on reload, a profile whose
-    /// fingerprint is unchanged keeps its cache.
-    pub fingerprint: String,
+    /// The cache entries this profile's tokens live in.
+    pub key: CacheKey,
+    /// The profile's counters, found once on first use (one atomic load per request after).
+    counters: OnceLock<Arc<ProfileCounters>>,
+}
+
+impl ProfileBinding {
+    pub fn new(
+        name: ProfileName,
+        tenant: TenantId,
+        source: Arc<dyn TokenSource>,
+        prefetch: Vec<Resource>,
+        key: CacheKey,
+    ) -> Self {
+        Self { name, tenant, source, prefetch, key, counters: OnceLock::new() }
+    }
 }
 
 impl std::fmt::Debug for ProfileBinding {
@@ -69,6 +108,7 @@ impl std::fmt::Debug for ProfileBinding {
             .field("tenant", &self.tenant)
             .field("kind", &self.source.kind())
             .field("prefetch", &self.prefetch)
+            .field("key", &self.key)
             .finish()
     }
 }
@@ -177,11 +217,44 @@ pub struct Engine {
 }
 
 type FlightResult = Option<Result<AccessToken, UpstreamError>>;
-type Slots = HashMap<ProfileName, HashMap<Resource, Arc<Slot>>>;
+type Slots = HashMap<CacheKey, HashMap<Resource, Arc<Slot>>>;
+
+/// The bindings of the generation published last: what the refresher keeps warm. The request
+/// path never reads it.
+#[derive(Default)]
+struct Live {
+    /// Every binding, sorted by profile name.
+    all: Vec<Arc<ProfileBinding>>,
+    /// One binding per key (the first by profile name), for refreshes.
+    by_key: HashMap<CacheKey, Arc<ProfileBinding>>,
+}
+
+impl Live {
+    fn new(bindings: &[Arc<ProfileBinding>]) -> Self {
+        let mut all = bindings.to_vec();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut by_key = HashMap::new();
+        for b in &all {
+            by_key.entry(b.key.clone()).or_insert_with(|| b.clone());
+        }
+        Self { all, by_key }
+    }
+
+    fn named(&self, profile: &str) -> Option<&Arc<ProfileBinding>> {
+        self.all.iter().find(|b| b.name.as_str() == profile)
+    }
+
+    /// The profile names a key serves, for status (the key's login when none does any more).
+    fn names_of(&self, key: &CacheKey) -> Vec<String> {
+        let names: Vec<String> =
+            self.all.iter().filter(|b| &b.key == key).map(|b| b.name.to_string()).collect();
+        if names.is_empty() { vec![key.login().to_owned()] } else { names }
+    }
+}
 
 struct Inner {
     config: EngineConfig,
-    profiles: RwLock<HashMap<ProfileName, Arc<ProfileBinding>>>,
+    live: RwLock<Live>,
     slots: RwLock<Slots>,
     wake_tx: mpsc::UnboundedSender<Wake>,
     wake_rx: Mutex<Option<mpsc::UnboundedReceiver<Wake>>>,
@@ -192,14 +265,12 @@ struct Inner {
 
 struct Wake {
     at: Instant,
-    profile: ProfileName,
+    key: CacheKey,
     resource: Resource,
 }
 
 struct Slot {
     state: Mutex<SlotState>,
-    /// The profile's counters, resolved once when the slot is made.
-    counters: Arc<ProfileCounters>,
 }
 
 struct SlotState {
@@ -221,11 +292,11 @@ impl Engine {
     /// Creates an engine serving `profiles`. Call [`Engine::run`] to start refreshing.
     pub fn new(config: EngineConfig, profiles: Vec<ProfileBinding>) -> Self {
         let (wake_tx, wake_rx) = mpsc::unbounded_channel();
-        let profiles = profiles.into_iter().map(|p| (p.name.clone(), Arc::new(p))).collect();
+        let bindings: Vec<_> = profiles.into_iter().map(Arc::new).collect();
         Self {
             inner: Arc::new(Inner {
                 config,
-                profiles: RwLock::new(profiles),
+                live: RwLock::new(Live::new(&bindings)),
                 slots: RwLock::new(HashMap::new()),
                 wake_tx,
                 wake_rx: Mutex::new(Some(wake_rx)),
@@ -236,7 +307,9 @@ impl Engine {
         }
     }
 
-    /// A token for `resource` in `profile`, from the cache when fresh enough.
+    /// A token for `resource` in the live profile named `profile`, from the cache when fresh
+    /// enough. For callers without a runtime snapshot (tests, benches); the request path uses
+    /// [`Engine::get_token_for`].
     pub async fn get_token(&self, profile: &str, resource: &Resource) -> Result<Grant, EngineError> {
         self.get_token_with(profile, resource, &Freshness::Cached).await
     }
@@ -249,7 +322,20 @@ impl Engine {
         freshness: &Freshness,
     ) -> Result<Grant, EngineError> {
         let binding = self.binding(profile)?;
-        let slot = self.slot(&binding.name, resource);
+        self.get_token_for(&binding, resource, freshness).await
+    }
+
+    /// A token for `resource` as `binding` (a profile of the generation the caller loaded)
+    /// gets it: from the cache when fresh enough and acceptable, else from the one upstream
+    /// call for its key.
+    pub async fn get_token_for(
+        &self,
+        binding: &Arc<ProfileBinding>,
+        resource: &Resource,
+        freshness: &Freshness,
+    ) -> Result<Grant, EngineError> {
+        let counters = self.counters(binding);
+        let slot = self.slot(&binding.key, resource);
         let now = Instant::now();
         let (mut rx, started) = {
             let mut st = lock(&slot.state);
@@ -263,24 +349,24 @@ impl Engine {
                 };
                 if fresh && acceptable {
                     self.inner.stats.hits.fetch_add(1, Ordering::Relaxed);
-                    slot.counters.hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok(self.grant(&binding, token.clone(), CacheState::Hit));
+                    counters.hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(grant(binding, token.clone(), CacheState::Hit));
                 }
             }
             match &st.flight {
                 Some(rx) => (rx.clone(), false),
                 None => {
                     if st.retry_at.is_some_and(|at| at > now) {
-                        return self.serve_during_backoff(&binding, &slot, &st, now, freshness);
+                        return self.serve_during_backoff(binding, &st, now, freshness);
                     }
-                    (self.start_fetch(&binding, resource, &slot, &mut st), true)
+                    (self.start_fetch(binding, resource, &slot, &mut st), true)
                 }
             }
         };
         let (counter, per_profile) = if started {
-            (&self.inner.stats.misses, &slot.counters.misses)
+            (&self.inner.stats.misses, &counters.misses)
         } else {
-            (&self.inner.stats.coalesced, &slot.counters.coalesced)
+            (&self.inner.stats.coalesced, &counters.coalesced)
         };
         counter.fetch_add(1, Ordering::Relaxed);
         per_profile.fetch_add(1, Ordering::Relaxed);
@@ -291,15 +377,15 @@ impl Engine {
         match result {
             Ok(token) => {
                 let state = if started { CacheState::Miss } else { CacheState::Coalesced };
-                Ok(self.grant(&binding, token, state))
+                Ok(grant(binding, token, state))
             }
             Err(err) => {
                 let st = lock(&slot.state);
                 match usable_token(&st, Instant::now(), freshness) {
                     Some(old) => {
                         self.inner.stats.stale.fetch_add(1, Ordering::Relaxed);
-                        slot.counters.stale.fetch_add(1, Ordering::Relaxed);
-                        Ok(self.grant(&binding, old, CacheState::Stale))
+                        counters.stale.fetch_add(1, Ordering::Relaxed);
+                        Ok(grant(binding, old, CacheState::Stale))
                     }
                     None => Err(EngineError::Upstream(err)),
                 }
@@ -315,7 +401,7 @@ impl Engine {
             return;
         };
         self.warm_prefetch();
-        let mut heap: BinaryHeap<Reverse<(Instant, u64, ProfileName, Resource)>> = BinaryHeap::new();
+        let mut heap: BinaryHeap<Reverse<(Instant, u64, CacheKey, Resource)>> = BinaryHeap::new();
         let mut seq = 0u64;
         loop {
             let next = heap.peek().map(|Reverse((at, ..))| *at);
@@ -324,7 +410,7 @@ impl Engine {
                 msg = wake_rx.recv() => match msg {
                     Some(w) => {
                         seq += 1;
-                        heap.push(Reverse((w.at, seq, w.profile, w.resource)));
+                        heap.push(Reverse((w.at, seq, w.key, w.resource)));
                     }
                     None => break,
                 },
@@ -334,8 +420,8 @@ impl Engine {
                         if *at > now {
                             break;
                         }
-                        if let Some(Reverse((at, _, profile, resource))) = heap.pop() {
-                            self.on_wake(at, &profile, &resource);
+                        if let Some(Reverse((at, _, key, resource))) = heap.pop() {
+                            self.on_wake(at, &key, &resource);
                         }
                     }
                 }
@@ -345,48 +431,32 @@ impl Engine {
         self.inner.tasks.wait().await;
     }
 
-    /// Replaces the profile set (config reload). Profiles whose fingerprint is unchanged keep
-    /// their cache; removed or changed profiles lose theirs.
-    pub fn set_profiles(&self, profiles: Vec<ProfileBinding>) {
-        let mut map = write(&self.inner.profiles);
-        let mut slots = write(&self.inner.slots);
-        let mut next = HashMap::new();
-        for p in profiles {
-            match map.get(&p.name) {
-                Some(old) if old.fingerprint == p.fingerprint => {
-                    next.insert(p.name.clone(), old.clone());
-                }
-                _ => {
-                    slots.remove(&p.name);
-                    next.insert(p.name.clone(), Arc::new(p));
-                }
-            }
-        }
-        slots.retain(|name, _| next.contains_key(name));
-        *map = next;
-        drop(slots);
-        self.inner.metrics.retain(|name| map.contains_key(name));
-        drop(map);
+    /// Takes the bindings of a newly published generation: they are what the refresher keeps
+    /// warm from now on. Entries whose key no binding has any more are dropped; entries of
+    /// unchanged keys stay, whatever the profiles using them are called now.
+    pub fn set_profiles(&self, bindings: &[Arc<ProfileBinding>]) {
+        let live = Live::new(bindings);
+        write(&self.inner.slots).retain(|key, _| live.by_key.contains_key(key));
+        self.inner.metrics.retain(|name| live.named(name.as_str()).is_some());
+        *write(&self.inner.live) = live;
         self.warm_prefetch();
     }
 
-    /// Drops every cached token of `profile` (all profiles when `None`), e.g. after logout.
-    pub fn forget(&self, profile: Option<&str>) {
+    /// Drops every cached token of `login` (all logins when `None`), e.g. after logout.
+    pub fn forget(&self, login: Option<&str>) {
         let mut slots = write(&self.inner.slots);
-        match profile {
-            Some(p) => {
-                slots.remove(p);
-            }
+        match login {
+            Some(l) => slots.retain(|key, _| key.login() != l),
             None => slots.clear(),
         }
     }
 
-    /// Clears the failure state (backoff, negative cache) of every entry of `profile`, keeping
+    /// Clears the failure state (backoff, negative cache) of every entry of `login`, keeping
     /// cached tokens: after a sign-in fixed what was failing, the next request goes upstream at
     /// once instead of waiting out the backoff.
-    pub fn reset_backoff(&self, profile: &str) {
+    pub fn reset_backoff(&self, login: &str) {
         let slots = read(&self.inner.slots);
-        for slot in slots.get(profile).into_iter().flat_map(HashMap::values) {
+        for slot in slots.iter().filter(|(key, _)| key.login() == login).flat_map(|(_, m)| m.values()) {
             let mut st = lock(&slot.state);
             st.failures = 0;
             st.retry_at = None;
@@ -394,39 +464,38 @@ impl Engine {
         }
     }
 
-    /// The configured profile names.
-    pub fn profile_names(&self) -> Vec<ProfileName> {
-        let mut v: Vec<_> = read(&self.inner.profiles).keys().cloned().collect();
-        v.sort();
-        v
-    }
-
-    /// The binding for a profile name.
+    /// The live profile named `profile` (the generation published last).
     pub fn binding(&self, profile: &str) -> Result<Arc<ProfileBinding>, EngineError> {
-        read(&self.inner.profiles)
-            .get(profile)
+        read(&self.inner.live)
+            .named(profile)
             .cloned()
             .ok_or_else(|| EngineError::UnknownProfile(profile.to_owned()))
     }
 
-    /// Every cache entry, sorted by profile then resource.
+    /// Every cache entry, once per live profile that uses it, sorted by profile then resource.
     pub fn entries(&self) -> Vec<EntryStatus> {
         let now = Instant::now();
+        let live = read(&self.inner.live);
         let slots = read(&self.inner.slots);
         let mut out = Vec::new();
-        for (profile, by_resource) in slots.iter() {
+        for (key, by_resource) in slots.iter() {
+            let names = live.names_of(key);
             for (resource, slot) in by_resource {
                 let st = lock(&slot.state);
-                out.push(EntryStatus {
-                    profile: profile.to_string(),
-                    resource: resource.to_string(),
-                    token_hash: st.token.as_ref().map(AccessToken::hash),
-                    expires_in_secs: st.token.as_ref().map(|t| t.remaining(now).as_secs()),
-                    next_refresh_in_secs: st.next_wake.map(|w| w.saturating_duration_since(now).as_secs()),
-                    idle_secs: now.saturating_duration_since(st.last_demand).as_secs(),
-                    failures: st.failures,
-                    last_error: st.last_error.as_ref().map(ToString::to_string),
-                });
+                for profile in &names {
+                    out.push(EntryStatus {
+                        profile: profile.clone(),
+                        resource: resource.to_string(),
+                        token_hash: st.token.as_ref().map(AccessToken::hash),
+                        expires_in_secs: st.token.as_ref().map(|t| t.remaining(now).as_secs()),
+                        next_refresh_in_secs: st
+                            .next_wake
+                            .map(|w| w.saturating_duration_since(now).as_secs()),
+                        idle_secs: now.saturating_duration_since(st.last_demand).as_secs(),
+                        failures: st.failures,
+                        last_error: st.last_error.as_ref().map(ToString::to_string),
+                    });
+                }
             }
         }
         out.sort_by(|a, b| (&a.profile, &a.resource).cmp(&(&b.profile, &b.resource)));
@@ -455,27 +524,22 @@ impl Engine {
         self.inner.metrics.snapshot()
     }
 
-    fn grant(&self, binding: &ProfileBinding, token: AccessToken, cache: CacheState) -> Grant {
-        Grant {
-            token,
-            cache,
-            client_id: binding.source.client_id().map(str::to_owned),
-            tenant: binding.tenant.clone(),
-        }
+    /// The counters of `binding`'s profile (looked up on its first use only).
+    fn counters<'b>(&self, binding: &'b ProfileBinding) -> &'b Arc<ProfileCounters> {
+        binding.counters.get_or_init(|| self.inner.metrics.profile(&binding.name))
     }
 
     fn serve_during_backoff(
         &self,
         binding: &ProfileBinding,
-        slot: &Slot,
         st: &SlotState,
         now: Instant,
         freshness: &Freshness,
     ) -> Result<Grant, EngineError> {
         if let Some(old) = usable_token(st, now, freshness) {
             self.inner.stats.stale.fetch_add(1, Ordering::Relaxed);
-            slot.counters.stale.fetch_add(1, Ordering::Relaxed);
-            return Ok(self.grant(binding, old, CacheState::Stale));
+            self.counters(binding).stale.fetch_add(1, Ordering::Relaxed);
+            return Ok(grant(binding, old, CacheState::Stale));
         }
         let mut err = st.last_error.clone().unwrap_or(UpstreamError::Timeout);
         // Tell the client how long the backoff lasts, so its own retry lines up with ours.
@@ -489,17 +553,15 @@ impl Engine {
         Err(EngineError::Upstream(err))
     }
 
-    fn slot(&self, profile: &ProfileName, resource: &Resource) -> Arc<Slot> {
-        if let Some(slot) =
-            read(&self.inner.slots).get(profile.as_str()).and_then(|m| m.get(resource.as_str()))
-        {
+    fn slot(&self, key: &CacheKey, resource: &Resource) -> Arc<Slot> {
+        if let Some(slot) = read(&self.inner.slots).get(key).and_then(|m| m.get(resource.as_str())) {
             return slot.clone();
         }
         write(&self.inner.slots)
-            .entry(profile.clone())
+            .entry(key.clone())
             .or_default()
             .entry(resource.clone())
-            .or_insert_with(|| Arc::new(Slot::new(false, self.inner.metrics.profile(profile))))
+            .or_insert_with(|| Arc::new(Slot::new(false)))
             .clone()
     }
 
@@ -519,15 +581,16 @@ impl Engine {
         let slot = slot.clone();
         let request = FetchRequest { tenant: binding.tenant.clone(), resource: resource.clone() };
         self.inner.stats.upstream_calls.fetch_add(1, Ordering::Relaxed);
-        slot.counters.upstream_requests.fetch_add(1, Ordering::Relaxed);
+        let counters = self.counters(&binding).clone();
+        counters.upstream_requests.fetch_add(1, Ordering::Relaxed);
         self.inner.tasks.spawn(async move {
             let started = Instant::now();
             let result = match tokio::time::timeout(FETCH_TIMEOUT, binding.source.fetch(&request)).await {
                 Ok(r) => r,
                 Err(_) => Err(UpstreamError::Timeout),
             };
-            slot.counters.upstream_finished(started.elapsed(), &result);
-            engine.finish_fetch(&binding.name, &request.resource, &slot, &result);
+            counters.upstream_finished(started.elapsed(), &result);
+            engine.finish_fetch(&binding, &request.resource, &slot, &result);
             // Receivers may all be gone (clients gave up); the result is in the slot anyway.
             let _ = tx.send(Some(result));
         });
@@ -536,7 +599,7 @@ impl Engine {
 
     fn finish_fetch(
         &self,
-        profile: &ProfileName,
+        binding: &ProfileBinding,
         resource: &Resource,
         slot: &Slot,
         result: &Result<AccessToken, UpstreamError>,
@@ -545,7 +608,7 @@ impl Engine {
         let mut st = lock(&slot.state);
         st.flight = None;
         if std::mem::take(&mut st.refreshing) && result.is_err() {
-            slot.counters.refresh_failures.fetch_add(1, Ordering::Relaxed);
+            self.counters(binding).refresh_failures.fetch_add(1, Ordering::Relaxed);
         }
         let wake = match result {
             Ok(token) => {
@@ -562,7 +625,7 @@ impl Engine {
                 let delay =
                     backoff_delay(st.failures, err.retry_after(), err.is_definitive(), schedule::jitter());
                 tracing::warn!(
-                    profile = %profile, resource = %resource, error = %err, failures = st.failures,
+                    profile = %binding.name, resource = %resource, error = %err, failures = st.failures,
                     retry_in_ms = delay.as_millis() as u64, "upstream token request failed"
                 );
                 st.retry_at = Some(now + delay);
@@ -572,15 +635,16 @@ impl Engine {
         };
         st.next_wake = Some(wake);
         let _ =
-            self.inner.wake_tx.send(Wake { at: wake, profile: profile.clone(), resource: resource.clone() });
+            self.inner.wake_tx.send(Wake { at: wake, key: binding.key.clone(), resource: resource.clone() });
     }
 
-    /// A scheduled wake-up: refresh the entry if it is still wanted, evict it if not.
-    fn on_wake(&self, at: Instant, profile: &ProfileName, resource: &Resource) {
-        let Some(slot) = read(&self.inner.slots).get(profile).and_then(|m| m.get(resource)).cloned() else {
+    /// A scheduled wake-up: refresh the entry if it is still wanted (and still live), evict it if
+    /// not.
+    fn on_wake(&self, at: Instant, key: &CacheKey, resource: &Resource) {
+        let Some(slot) = read(&self.inner.slots).get(key).and_then(|m| m.get(resource)).cloned() else {
             return;
         };
-        let Ok(binding) = self.binding(profile.as_str()) else { return };
+        let binding = read(&self.inner.live).by_key.get(key).cloned();
         let now = Instant::now();
         let mut st = lock(&slot.state);
         if st.next_wake != Some(at) || st.flight.is_some() {
@@ -589,36 +653,36 @@ impl Engine {
         st.next_wake = None;
         let demanded =
             st.prefetch || now.saturating_duration_since(st.last_demand) <= self.inner.config.idle_ttl;
-        if !demanded {
+        let Some(binding) = binding.filter(|_| demanded) else {
             drop(st);
-            self.evict(profile, resource, &slot);
+            self.evict(key, resource, &slot);
             return;
-        }
+        };
         self.inner.stats.refreshes.fetch_add(1, Ordering::Relaxed);
-        slot.counters.refreshes.fetch_add(1, Ordering::Relaxed);
+        self.counters(&binding).refreshes.fetch_add(1, Ordering::Relaxed);
         st.refreshing = true;
-        tracing::debug!(profile = %profile, resource = %resource, "refreshing ahead of expiry");
+        tracing::debug!(profile = %binding.name, resource = %resource, "refreshing ahead of expiry");
         self.start_fetch(&binding, resource, &slot, &mut st);
     }
 
-    fn evict(&self, profile: &ProfileName, resource: &Resource, slot: &Arc<Slot>) {
+    fn evict(&self, key: &CacheKey, resource: &Resource, slot: &Arc<Slot>) {
         let mut slots = write(&self.inner.slots);
-        if let Some(m) = slots.get_mut(profile) {
+        if let Some(m) = slots.get_mut(key) {
             if m.get(resource).is_some_and(|s| Arc::ptr_eq(s, slot)) {
                 m.remove(resource);
                 self.inner.stats.evictions.fetch_add(1, Ordering::Relaxed);
             }
             if m.is_empty() {
-                slots.remove(profile);
+                slots.remove(key);
             }
         }
     }
 
     fn warm_prefetch(&self) {
-        let bindings: Vec<_> = read(&self.inner.profiles).values().cloned().collect();
+        let bindings = read(&self.inner.live).all.clone();
         for binding in bindings {
             for resource in &binding.prefetch {
-                let slot = self.slot(&binding.name, resource);
+                let slot = self.slot(&binding.key, resource);
                 let mut st = lock(&slot.state);
                 st.prefetch = true;
                 if st.token.is_none() && st.flight.is_none() {
@@ -629,10 +693,19 @@ impl Engine {
     }
 }
 
+/// The grant of `token` to a request of `binding`'s profile.
+fn grant(binding: &ProfileBinding, token: AccessToken, cache: CacheState) -> Grant {
+    Grant {
+        token,
+        cache,
+        client_id: binding.source.client_id().map(str::to_owned),
+        tenant: binding.tenant.clone(),
+    }
+}
+
 impl Slot {
-    fn new(prefetch: bool, counters: Arc<ProfileCounters>) -> Self {
+    fn new(prefetch: bool) -> Self {
         Self {
-            counters,
             state: Mutex::new(SlotState {
                 token: None,
                 last_demand: Instant::now(),

@@ -19,7 +19,7 @@ pub mod token;
 
 pub use engine::refresh::Refreshed;
 pub use engine::{
-    CacheState, Engine, EngineConfig, EngineError, EntryStatus, Freshness, Grant, ProfileBinding,
+    CacheKey, CacheState, Engine, EngineConfig, EngineError, EntryStatus, Freshness, Grant, ProfileBinding,
     StatsSnapshot,
 };
 pub use error::UpstreamError;
@@ -31,6 +31,9 @@ pub use metrics::{LastError, LatencySnapshot, ProfileMetrics, UPSTREAM_LATENCY_B
 pub use names::{NameError, ProfileName, Resource, TenantId};
 pub use policy::{AccessPolicy, Caller, Denial, ProfileAccess, Requester, ResourceAllowList, Users};
 pub use secret::Secret;
-pub use select::{AliasConflict, Directory, IdSelector, ProfileSelectors, SelectError, Selection};
+pub use select::{
+    AliasConflict, Directory, IdSelector, ProfileSelectors, SelectError, Selection, TenantCandidate,
+    TenantMatch,
+};
 pub use source::{BoxFuture, FetchRequest, TokenSource};
 pub use token::{AccessToken, unix_now};

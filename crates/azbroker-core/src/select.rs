@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use crate::names::ProfileName;
+use crate::names::{ProfileName, TenantId};
 
 /// What a profile contributes to selection.
 #[derive(Debug, Clone, Default)]
@@ -142,6 +142,57 @@ impl Directory {
     }
 }
 
+/// A profile as tenant selection sees it (the native API, where a request names its tenant).
+#[derive(Debug, Clone, Copy)]
+pub struct TenantCandidate<'a> {
+    pub name: &'a ProfileName,
+    /// The tenant the profile is configured with (GUID or domain).
+    pub tenant: &'a TenantId,
+    /// The tenant id (`tid`) a token of this profile carried, once one was seen.
+    pub learned: Option<&'a str>,
+}
+
+/// Where a request that names tenant `T` goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantMatch {
+    /// A profile configured with `T`, or known to issue tokens of `T`.
+    Exact(ProfileName),
+    /// No exact match; `T` is a GUID and these domain-configured profiles (tid not yet learned)
+    /// may be it: each must be asked for a token and its `tid` compared before it is used.
+    /// Empty when nothing can match.
+    Unresolved(Vec<ProfileName>),
+}
+
+/// Finds the profile for tenant `tenant` among `candidates` (compared case-insensitively). Among
+/// several exact matches, `preferred` (the profile the request would get without a tenant) wins,
+/// else the first. A profile whose tenant is neither `tenant` nor resolvable to it is never
+/// returned.
+pub fn by_tenant<'a>(
+    candidates: impl IntoIterator<Item = TenantCandidate<'a>>,
+    tenant: &str,
+    preferred: Option<&ProfileName>,
+) -> TenantMatch {
+    let tenant_is_guid = uuid_shaped(tenant);
+    let (mut exact, mut unresolved) = (Vec::new(), Vec::new());
+    for c in candidates {
+        if c.tenant.as_str().eq_ignore_ascii_case(tenant)
+            || c.learned.is_some_and(|t| t.eq_ignore_ascii_case(tenant))
+        {
+            exact.push(c.name);
+        } else if tenant_is_guid && !c.tenant.is_guid() && c.learned.is_none() {
+            unresolved.push(c.name.clone());
+        }
+    }
+    match preferred.filter(|p| exact.contains(p)).or(exact.first().copied()) {
+        Some(p) => TenantMatch::Exact(p.clone()),
+        None => TenantMatch::Unresolved(unresolved),
+    }
+}
+
+fn uuid_shaped(s: &str) -> bool {
+    TenantId::parse(s).is_ok_and(|t| t.is_guid())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,5 +286,44 @@ mod tests {
             HashMap::new(),
         );
         assert!(r.is_err());
+    }
+
+    fn tenant(s: &str) -> TenantId {
+        TenantId::parse(s).unwrap()
+    }
+
+    const GUID: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+
+    /// Three profiles: `a` (contoso by domain), `b` (configured by GUID), `c` (contoso, its tid
+    /// learned as GUID).
+    fn with_candidates(check: impl FnOnce([TenantCandidate<'_>; 3], [&ProfileName; 3])) {
+        let (a, b, c) = (name("a"), name("b"), name("c"));
+        let (contoso, guid) = (tenant("contoso.example"), tenant(GUID));
+        let cands = [
+            TenantCandidate { name: &a, tenant: &contoso, learned: None },
+            TenantCandidate { name: &b, tenant: &guid, learned: None },
+            TenantCandidate { name: &c, tenant: &contoso, learned: Some(GUID) },
+        ];
+        check(cands, [&a, &b, &c]);
+    }
+
+    #[test]
+    fn tenant_matches_configured_or_learned_ids_and_prefers_the_usual_profile() {
+        with_candidates(|cands, [a, b, c]| {
+            assert_eq!(by_tenant(cands, "CONTOSO.example", None), TenantMatch::Exact(a.clone()));
+            assert_eq!(by_tenant(cands, GUID, None), TenantMatch::Exact(b.clone()));
+            assert_eq!(by_tenant(cands, GUID, Some(c)), TenantMatch::Exact(c.clone()));
+            // A preferred profile of another tenant is not taken.
+            assert_eq!(by_tenant(cands, "contoso.example", Some(b)), TenantMatch::Exact(a.clone()));
+            assert_eq!(by_tenant(cands, "fabrikam.example", None), TenantMatch::Unresolved(vec![]));
+        });
+    }
+
+    #[test]
+    fn an_unknown_guid_lists_only_unresolved_domain_profiles() {
+        with_candidates(|cands, [a, _, _]| {
+            let other = "00000000-0000-0000-0000-000000000001";
+            assert_eq!(by_tenant(cands, other, None), TenantMatch::Unresolved(vec![a.clone()]));
+        });
     }
 }

@@ -15,6 +15,7 @@ use azbroker_core::{Caller, ProfileName, Requester, Resource};
 use tokio::time::Instant;
 
 use crate::error::RequestError;
+use crate::runtime::Runtime;
 use crate::state::AppState;
 
 /// Who is asking: a remote requester is a peer that is neither loopback (nor the link-local IMDS
@@ -41,14 +42,16 @@ const GROUPS_TTL: Duration = Duration::from_secs(60);
 /// Bound on cached uids.
 const MAX_CACHED: usize = 4096;
 
-/// Decides whether `requester` may have a token of `profile` for `resource`.
+/// Decides whether `requester` may have a token of `profile` for `resource`, by the policy of
+/// generation `rt`.
 pub(crate) async fn authorize(
     app: &AppState,
+    rt: &Runtime,
     profile: &ProfileName,
     requester: Requester<'_>,
     resource: &Resource,
 ) -> Result<(), RequestError> {
-    let policy = app.policy();
+    let policy = rt.policy();
     let caller = match requester {
         Requester::Local(caller) => caller,
         Requester::Remote { .. } => None,
@@ -59,7 +62,7 @@ pub(crate) async fn authorize(
     };
     policy.check_requester(profile, requester, &groups).map_err(RequestError::Denied)?;
     policy.check_resource(profile, resource).map_err(RequestError::Denied)?;
-    if let Some(limiter) = app.rate_limiter() {
+    if let Some(limiter) = rt.rate_limiter() {
         limiter
             .check(caller.map(|c| c.uid))
             .map_err(|secs| RequestError::RateLimited { retry_after_secs: secs })?;

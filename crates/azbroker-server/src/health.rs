@@ -10,12 +10,13 @@ use http::StatusCode;
 
 use crate::body;
 use crate::routes::{Endpoint, RouteCtx};
+use crate::runtime::Runtime;
 
 /// `GET /healthz`: 200 `{"status":"ok"}` while the process answers.
 pub(crate) struct Healthz;
 
 impl Endpoint for Healthz {
-    async fn call(_ctx: Arc<RouteCtx>, _req: Request) -> Response {
+    async fn call(_ctx: Arc<RouteCtx>, _rt: Arc<Runtime>, _req: Request) -> Response {
         body::static_json(StatusCode::OK, br#"{"status":"ok"}"#)
     }
 }
@@ -24,7 +25,7 @@ impl Endpoint for Healthz {
 pub(crate) struct Readyz;
 
 impl Endpoint for Readyz {
-    async fn call(ctx: Arc<RouteCtx>, _req: Request) -> Response {
+    async fn call(ctx: Arc<RouteCtx>, _rt: Arc<Runtime>, _req: Request) -> Response {
         if ctx.app.is_ready() {
             body::static_json(StatusCode::OK, br#"{"status":"ready"}"#)
         } else {

@@ -20,6 +20,8 @@ const UNKNOWN: u32 = u32::MAX;
 const MAX_BUCKETS: usize = 4096;
 
 pub(crate) struct RateLimiter {
+    /// As configured (a reload with the same value keeps the buckets).
+    configured: RateLimit,
     limit: RateLimit,
     buckets: Mutex<HashMap<u32, Bucket>>,
 }
@@ -31,8 +33,14 @@ struct Bucket {
 
 impl RateLimiter {
     pub(crate) fn new(limit: RateLimit) -> Self {
+        let configured = limit;
         let limit = RateLimit { per_second: limit.per_second.max(0.001), burst: limit.burst.max(1) };
-        Self { limit, buckets: Mutex::default() }
+        Self { configured, limit, buckets: Mutex::default() }
+    }
+
+    /// The limit as configured.
+    pub(crate) fn configured(&self) -> RateLimit {
+        self.configured
     }
 
     /// Takes one request from `uid`'s bucket, or says in how many whole seconds one is free.

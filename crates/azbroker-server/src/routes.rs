@@ -29,6 +29,7 @@ use crate::dialect::native::{self, Native};
 use crate::dialect::{self, AppService, ArcDialect, AzureMl, CloudShell, Dialect, Imds, ServiceFabric};
 use crate::health::{Healthz, Readyz};
 use crate::metrics::Metrics;
+use crate::runtime::Runtime;
 use crate::select::PathProfile;
 use crate::state::AppState;
 use crate::{body, guard};
@@ -55,7 +56,8 @@ pub(crate) enum ListenerKind {
 
 /// Something a route serves once the guards have passed.
 pub(crate) trait Endpoint: Send + Sync + 'static {
-    fn call(ctx: Arc<RouteCtx>, req: Request) -> impl Future<Output = Response> + Send;
+    /// Serves `req` on the generation `rt` the request loaded when it arrived.
+    fn call(ctx: Arc<RouteCtx>, rt: Arc<Runtime>, req: Request) -> impl Future<Output = Response> + Send;
 }
 
 /// All HTTP dialects + `/healthz` + `/readyz` + `/metrics`. `listener_profile`: the profile that
@@ -91,7 +93,7 @@ fn build(ctx: RouteCtx) -> Router {
             )
             .route(CloudShell::PATH, post(guarded::<dialect::Token<CloudShell>>))
             .route(ArcDialect::PATH, get(guarded::<ArcToken>))
-            .route(native::PATH, post(guarded::<Native>));
+            .route(native::PATH, post(guarded::<dialect::Token<Native>>));
         for path in ImdsV2::PATHS {
             canonical = canonical.route(path, any(guarded::<ImdsV2>));
         }
@@ -108,8 +110,10 @@ fn build(ctx: RouteCtx) -> Router {
 
 /// The handler behind every route: guards first, then the endpoint.
 async fn guarded<E: Endpoint>(State(ctx): State<Arc<RouteCtx>>, req: Request) -> Response {
-    match guard::check(&req, ctx.app.allow_remote(), ctx.kind == ListenerKind::LinkLocal) {
-        Ok(()) => E::call(ctx, req).await,
+    // The one load of the config generation this request will see to its end.
+    let rt = ctx.app.runtime();
+    match guard::check(&req, rt.allow_remote(), ctx.kind == ListenerKind::LinkLocal) {
+        Ok(()) => E::call(ctx, rt, req).await,
         Err(error) => {
             ctx.app.metrics().denial(error.kind());
             tracing::debug!(
@@ -148,7 +152,7 @@ impl Service<Request> for Canonicalize {
 struct NotFound;
 
 impl Endpoint for NotFound {
-    async fn call(_ctx: Arc<RouteCtx>, _req: Request) -> Response {
+    async fn call(_ctx: Arc<RouteCtx>, _rt: Arc<Runtime>, _req: Request) -> Response {
         body::error(StatusCode::NOT_FOUND, "not_found", "No such endpoint on this broker")
     }
 }
@@ -156,7 +160,7 @@ impl Endpoint for NotFound {
 struct MethodNotAllowed;
 
 impl Endpoint for MethodNotAllowed {
-    async fn call(_ctx: Arc<RouteCtx>, _req: Request) -> Response {
+    async fn call(_ctx: Arc<RouteCtx>, _rt: Arc<Runtime>, _req: Request) -> Response {
         body::error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",

@@ -10,7 +10,7 @@ use azbroker_core::{IdSelector, ProfileName, Selection};
 
 use crate::error::RequestError;
 use crate::query::QueryParams;
-use crate::state::AppState;
+use crate::runtime::Runtime;
 
 /// A user-assigned identity selector found in a request (`client_id=...`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,9 +40,9 @@ pub(crate) fn take_selector<'q>(
     Ok(found)
 }
 
-/// Picks the profile for a request.
+/// Picks the profile for a request by the rules of generation `rt`.
 pub(crate) fn profile(
-    state: &AppState,
+    rt: &Runtime,
     path_profile: Option<&PathProfile>,
     listener_profile: Option<&ProfileName>,
     selector: Option<&Selector<'_>>,
@@ -54,7 +54,7 @@ pub(crate) fn profile(
         id: selector.map(|s| IdSelector { param: s.param, value: &s.value }),
         uid,
     };
-    state.select(&selection).map_err(RequestError::from)
+    rt.select(&selection).map_err(RequestError::from)
 }
 
 #[cfg(test)]

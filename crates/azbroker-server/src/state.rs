@@ -1,23 +1,22 @@
-//! The state every listener shares: the engine, the selection table and the access policy (both
-//! swappable on config reload), the runtime secrets clients must present (rotatable), the
-//! optional per-uid rate limit, and the readiness flag.
+//! The state every listener shares: the engine, the [`Runtime`] of the config generation in
+//! force (swapped whole on reload), the runtime secrets clients must present (rotatable), the
+//! group cache, the Arc key files and the readiness flag.
 //!
 //! It owns no per-request data and never holds a lock across an `.await`: every lock is taken
-//! only around a synchronous read or swap.
+//! only around a synchronous read or swap. Configuration lives only in the runtime; a request
+//! loads it once ([`AppState::runtime`]) and keeps that snapshot to its end.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
-use azbroker_core::{
-    AccessPolicy, CacheState, Directory, Engine, Grant, ProfileName, Secret, SelectError, Selection,
-};
+use arc_swap::ArcSwap;
+use azbroker_core::{Engine, Secret};
 
 use crate::arc_keys::ArcKeys;
 use crate::authorize::{GroupCache, GroupResolver};
 use crate::metrics::ServerMetrics;
-use crate::ratelimit::{RateLimit, RateLimiter};
+use crate::runtime::{Runtime, RuntimeError, RuntimeSpec};
 use crate::secrets::{RuntimeSecrets, SecretId};
 
 /// A cheap-clone handle over the shared serving state.
@@ -28,61 +27,54 @@ pub struct AppState {
 
 struct Inner {
     engine: Engine,
-    directory: RwLock<Arc<Directory>>,
+    runtime: ArcSwap<Runtime>,
+    /// The last generation number handed out.
+    generation: AtomicU64,
     secrets: RwLock<RuntimeSecrets>,
-    policy: RwLock<Arc<AccessPolicy>>,
-    rate_limiter: RwLock<Option<Arc<RateLimiter>>>,
     groups: GroupCache,
-    allow_remote: AtomicBool,
     ready: AtomicBool,
     /// Set once at start when the Arc key directory is usable.
     arc_keys: OnceLock<Arc<ArcKeys>>,
-    /// Tenant ids (`tid`) seen in tokens per profile, for the native API's tenant matching.
-    tids: RwLock<HashMap<ProfileName, String>>,
     metrics: ServerMetrics,
 }
 
 impl AppState {
-    /// A state that is not ready yet (`/readyz` answers 503 until [`AppState::set_ready`]).
-    ///
-    /// Its access policy is [`AccessPolicy::unrestricted`] until [`AppState::set_policy`]; the
-    /// daemon always installs its configured policy before it serves.
-    pub fn new(engine: Engine, directory: Directory, secrets: RuntimeSecrets) -> Self {
-        Self {
+    /// A state serving generation 1, built from `spec`, that is not ready yet (`/readyz` answers
+    /// 503 until [`AppState::set_ready`]).
+    pub fn new(engine: Engine, spec: RuntimeSpec, secrets: RuntimeSecrets) -> Result<Self, RuntimeError> {
+        let runtime = Runtime::build(1, spec, None)?;
+        engine.set_profiles(&runtime.profiles().values().cloned().collect::<Vec<_>>());
+        Ok(Self {
             inner: Arc::new(Inner {
                 engine,
-                directory: RwLock::new(Arc::new(directory)),
+                runtime: ArcSwap::from_pointee(runtime),
+                generation: AtomicU64::new(1),
                 secrets: RwLock::new(secrets),
-                policy: RwLock::new(Arc::new(AccessPolicy::unrestricted())),
-                rate_limiter: RwLock::new(None),
                 groups: GroupCache::default(),
-                allow_remote: AtomicBool::new(false),
                 ready: AtomicBool::new(false),
                 arc_keys: OnceLock::new(),
-                tids: RwLock::new(HashMap::new()),
                 metrics: ServerMetrics::default(),
             }),
-        }
+        })
     }
 
-    /// Replaces the selection table (config reload). Requests already past selection keep the
-    /// profile they were given. Tenant ids learned from tokens are forgotten (a profile may now
-    /// name another tenant); the next token of each profile teaches them again.
-    pub fn set_directory(&self, directory: Directory) {
-        let next = Arc::new(directory);
-        *self.inner.directory.write().unwrap_or_else(PoisonError::into_inner) = next;
-        self.inner.tids.write().unwrap_or_else(PoisonError::into_inner).clear();
+    /// Builds the next generation from `spec` completely, then publishes it with one swap;
+    /// requests already under way finish on the generation they loaded. The engine then keeps
+    /// the new profiles warm (entries of unchanged keys stay). On error nothing changes.
+    /// Callers serialise publications (the daemon's reload loop is the only one).
+    pub fn publish(&self, spec: RuntimeSpec) -> Result<Arc<Runtime>, RuntimeError> {
+        let previous = self.runtime();
+        let generation = self.inner.generation.load(Ordering::Acquire) + 1;
+        let next = Arc::new(Runtime::build(generation, spec, Some(&previous))?);
+        self.inner.generation.store(generation, Ordering::Release);
+        self.inner.runtime.store(next.clone());
+        self.inner.engine.set_profiles(&next.profiles().values().cloned().collect::<Vec<_>>());
+        Ok(next)
     }
 
-    /// Replaces the access policy (start and config reload).
-    pub fn set_policy(&self, policy: AccessPolicy) {
-        *self.inner.policy.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(policy);
-    }
-
-    /// Turns the per-uid rate limit on (`Some`) or off.
-    pub fn set_rate_limit(&self, limit: Option<RateLimit>) {
-        let limiter = limit.map(|l| Arc::new(RateLimiter::new(l)));
-        *self.inner.rate_limiter.write().unwrap_or_else(PoisonError::into_inner) = limiter;
+    /// The runtime of the generation in force now: load it once per request and keep it.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.inner.runtime.load_full()
     }
 
     /// How to find a uid's groups (primary and supplementary) for `allowed_groups` rules on TCP,
@@ -90,12 +82,6 @@ impl AppState {
     /// for a minute.
     pub fn set_group_resolver(&self, resolver: GroupResolver) {
         self.inner.groups.set_resolver(resolver);
-    }
-
-    /// Admits peers that are not loopback (`allow_non_loopback`); the access policy still
-    /// applies to every request.
-    pub fn set_allow_remote(&self, allow: bool) {
-        self.inner.allow_remote.store(allow, Ordering::Release);
     }
 
     /// Makes `next` the value of secret `id`, keeping the old one valid for `grace`. False when
@@ -122,11 +108,6 @@ impl AppState {
         &self.inner.engine
     }
 
-    /// The selection table in force now.
-    pub fn directory(&self) -> Arc<Directory> {
-        self.inner.directory.read().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
     /// Enables the Arc dialect with these key files (once; later calls are ignored).
     pub fn set_arc_keys(&self, keys: Arc<ArcKeys>) {
         let _ = self.inner.arc_keys.set(keys);
@@ -136,55 +117,17 @@ impl AppState {
         self.inner.arc_keys.get().cloned()
     }
 
-    /// Records the tenant id of `grant`'s token for `profile`; returns it. A cache hit is a token
-    /// of a tenant already learned for the profile (a reload that changes the profile drops both
-    /// its cache and what was learned), so it is not decoded again.
-    pub(crate) fn remember_tid(&self, profile: &ProfileName, grant: &Grant) -> Option<String> {
-        if grant.cache == CacheState::Hit
-            && let Some(tid) = self.learned_tid(profile)
-        {
-            return Some(tid);
-        }
-        let tid = crate::dialect::native::jwt_tid(grant.token.secret().expose())?;
-        let mut tids = self.inner.tids.write().unwrap_or_else(PoisonError::into_inner);
-        tids.insert(profile.clone(), tid.clone());
-        Some(tid)
-    }
-
-    pub(crate) fn learned_tid(&self, profile: &ProfileName) -> Option<String> {
-        self.inner.tids.read().unwrap_or_else(PoisonError::into_inner).get(profile).cloned()
-    }
-
-    /// The access policy in force now.
-    pub fn policy(&self) -> Arc<AccessPolicy> {
-        self.inner.policy.read().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
     /// Constant-time check of a presented secret (current value, or the previous one in grace).
     pub(crate) fn secret_matches(&self, id: SecretId, presented: &[u8]) -> bool {
         self.inner.secrets.read().unwrap_or_else(PoisonError::into_inner).matches(id, presented)
-    }
-
-    pub(crate) fn rate_limiter(&self) -> Option<Arc<RateLimiter>> {
-        self.inner.rate_limiter.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     pub(crate) fn groups(&self) -> &GroupCache {
         &self.inner.groups
     }
 
-    pub(crate) fn allow_remote(&self) -> bool {
-        self.inner.allow_remote.load(Ordering::Acquire)
-    }
-
     /// The request counters behind `/metrics`.
     pub(crate) fn metrics(&self) -> &ServerMetrics {
         &self.inner.metrics
-    }
-
-    /// Applies the selection rules against the table in force now.
-    pub(crate) fn select(&self, selection: &Selection<'_>) -> Result<ProfileName, SelectError> {
-        // A poisoned lock only means a panic during a swap; the old table is still whole.
-        self.inner.directory.read().unwrap_or_else(PoisonError::into_inner).select(selection)
     }
 }

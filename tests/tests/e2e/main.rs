@@ -8,6 +8,7 @@ mod lifecycle;
 mod link_local;
 mod logins;
 mod operations;
+mod reload;
 mod security;
 mod sources;
 mod systemd;
@@ -50,4 +51,11 @@ pub fn env_value(vars: &[(String, String)], key: &str) -> String {
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.clone())
         .unwrap_or_else(|| panic!("{key} not exported"))
+}
+
+/// Replaces a config file the way editors do: write a temporary file, rename it over.
+pub fn replace_file(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
 }

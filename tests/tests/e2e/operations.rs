@@ -35,13 +35,6 @@ fn status_json(daemon: &Daemon) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// Replaces the config the way editors do: write a temporary file, rename it over.
-fn replace_file(path: &std::path::Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_config_applies_edits_and_rejects_broken_files() {
     let auth = Authority::start();

@@ -6,10 +6,13 @@
 //! the change) and then makes its own. The new token replaces the cached one for everybody and
 //! its refresh is scheduled as usual.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{CacheState, Engine, EngineError, FlightResult, Grant, lock, read};
+use super::{CacheState, Engine, EngineError, FlightResult, Grant, ProfileBinding, grant, lock, read};
 use crate::error::UpstreamError;
 use crate::names::{ProfileName, Resource};
 
@@ -23,52 +26,53 @@ pub struct Refreshed {
 
 /// A fetch this refresh waits on: its own, or one that was already under way.
 struct Pending {
-    profile: ProfileName,
+    binding: Arc<ProfileBinding>,
     resource: Resource,
     rx: watch::Receiver<FlightResult>,
     ours: bool,
 }
 
 impl Engine {
-    /// Refreshes every cache entry that matches the filters (all of them when both are `None`),
-    /// concurrently, and returns each outcome sorted by profile and resource. With both a
-    /// profile and a resource given, that pair is fetched even if nothing was cached for it.
+    /// Refreshes every cache entry of the live profiles that matches the filters (all of them
+    /// when both are `None`), concurrently, and returns each outcome sorted by profile and
+    /// resource. An entry two profiles share is fetched once and reported under the first. With
+    /// both a profile and a resource given, that pair is fetched even if nothing was cached.
     pub async fn refresh_matching(
         &self,
         profile: Option<&str>,
         resource: Option<&Resource>,
     ) -> Result<Vec<Refreshed>, EngineError> {
-        if let Some(p) = profile {
-            self.binding(p)?;
-        }
-        let mut keys: Vec<(ProfileName, Resource)> = {
-            let slots = read(&self.inner.slots);
-            slots
-                .iter()
-                .filter(|(p, _)| profile.is_none_or(|want| p.as_str() == want))
-                .flat_map(|(p, by_resource)| by_resource.keys().map(move |r| (p.clone(), r.clone())))
-                .filter(|(_, r)| resource.is_none_or(|want| r == want))
-                .collect()
+        let wanted: Vec<Arc<ProfileBinding>> = match profile {
+            Some(p) => vec![self.binding(p)?],
+            None => read(&self.inner.live).all.clone(),
         };
-        if let (Some(p), Some(r)) = (profile, resource)
+        let mut keys: Vec<(Arc<ProfileBinding>, Resource)> = Vec::new();
+        {
+            let slots = read(&self.inner.slots);
+            let mut seen = HashSet::new();
+            for b in &wanted {
+                let Some(by_resource) = slots.get(&b.key) else { continue };
+                for r in by_resource.keys().filter(|r| resource.is_none_or(|want| *r == want)) {
+                    if seen.insert((b.key.clone(), r.clone())) {
+                        keys.push((b.clone(), r.clone()));
+                    }
+                }
+            }
+        }
+        if let (Some(b), Some(r)) = (wanted.first().filter(|_| profile.is_some()), resource)
             && keys.is_empty()
         {
-            keys.push((self.binding(p)?.name.clone(), r.clone()));
+            keys.push((b.clone(), r.clone()));
         }
-        keys.sort();
+        keys.sort_by(|(a, ra), (b, rb)| (&a.name, ra).cmp(&(&b.name, rb)));
         let mut pending = Vec::with_capacity(keys.len());
-        for (p, r) in keys {
-            match self.begin(&p, &r) {
-                Ok((rx, ours)) => pending.push(Ok(Pending { profile: p, resource: r, rx, ours })),
-                Err(e) => pending.push(Err(Refreshed { profile: p, resource: r, result: Err(e) })),
-            }
+        for (binding, resource) in keys {
+            let (rx, ours) = self.begin(&binding, &resource);
+            pending.push(Pending { binding, resource, rx, ours });
         }
         let mut out = Vec::with_capacity(pending.len());
         for p in pending {
-            out.push(match p {
-                Ok(p) => self.finish(p).await,
-                Err(done) => done,
-            });
+            out.push(self.finish(p).await);
         }
         Ok(out)
     }
@@ -76,42 +80,33 @@ impl Engine {
     /// Starts the fetch for one entry, or joins the one under way (`ours == false`).
     fn begin(
         &self,
-        profile: &ProfileName,
+        binding: &Arc<ProfileBinding>,
         resource: &Resource,
-    ) -> Result<(watch::Receiver<FlightResult>, bool), EngineError> {
-        let binding = self.binding(profile.as_str())?;
-        let slot = self.slot(&binding.name, resource);
+    ) -> (watch::Receiver<FlightResult>, bool) {
+        let slot = self.slot(&binding.key, resource);
         let mut st = lock(&slot.state);
         st.last_demand = Instant::now();
         if let Some(rx) = &st.flight {
-            return Ok((rx.clone(), false));
+            return (rx.clone(), false);
         }
         st.retry_at = None;
-        tracing::info!(profile = %profile, resource = %resource, "forced refresh");
-        Ok((self.start_fetch(&binding, resource, &slot, &mut st), true))
+        tracing::info!(profile = %binding.name, resource = %resource, "forced refresh");
+        (self.start_fetch(binding, resource, &slot, &mut st), true)
     }
 
     async fn finish(&self, mut p: Pending) -> Refreshed {
         if !p.ours {
             // That call may predate whatever the operator changed: wait for it, then ask again.
             let _ = p.rx.wait_for(Option::is_some).await;
-            match self.begin(&p.profile, &p.resource) {
-                Ok((rx, _)) => p.rx = rx,
-                Err(e) => return Refreshed { profile: p.profile, resource: p.resource, result: Err(e) },
-            }
+            p.rx = self.begin(&p.binding, &p.resource).0;
         }
         let result = match p.rx.wait_for(Option::is_some).await {
-            Ok(r) => r.clone().unwrap_or(Err(UpstreamError::Timeout)),
-            Err(_) => {
-                let result = Err(EngineError::ShuttingDown);
-                return Refreshed { profile: p.profile, resource: p.resource, result };
-            }
+            Ok(r) => match r.clone().unwrap_or(Err(UpstreamError::Timeout)) {
+                Ok(token) => Ok(grant(&p.binding, token, CacheState::Miss)),
+                Err(e) => Err(EngineError::Upstream(e)),
+            },
+            Err(_) => Err(EngineError::ShuttingDown),
         };
-        let result = match (result, self.binding(p.profile.as_str())) {
-            (Ok(token), Ok(binding)) => Ok(self.grant(&binding, token, CacheState::Miss)),
-            (Err(e), _) => Err(EngineError::Upstream(e)),
-            (Ok(_), Err(e)) => Err(e),
-        };
-        Refreshed { profile: p.profile, resource: p.resource, result }
+        Refreshed { profile: p.binding.name.clone(), resource: p.resource, result }
     }
 }

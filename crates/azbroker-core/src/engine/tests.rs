@@ -11,6 +11,8 @@ use crate::secret::Secret;
 use crate::source::BoxFuture;
 
 struct FakeSource {
+    /// Tells tokens of different sources apart.
+    id: u64,
     calls: AtomicU64,
     lifetime: Mutex<Duration>,
     latency: Duration,
@@ -20,7 +22,9 @@ struct FakeSource {
 
 impl FakeSource {
     fn new(lifetime: Duration, latency: Duration) -> Arc<Self> {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Arc::new(Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             calls: AtomicU64::new(0),
             lifetime: Mutex::new(lifetime),
             latency,
@@ -53,7 +57,10 @@ impl TokenSource for FakeSource {
                 return Err(self.error.lock().unwrap().clone());
             }
             let lifetime = *self.lifetime.lock().unwrap();
-            Ok(AccessToken::new(Secret::new(format!("tok-{}-{}-{n}", req.tenant, req.resource)), lifetime))
+            Ok(AccessToken::new(
+                Secret::new(format!("tok-{}-{}-{}-{n}", self.id, req.tenant, req.resource)),
+                lifetime,
+            ))
         })
     }
 
@@ -69,14 +76,20 @@ impl TokenSource for FakeSource {
 const HOUR: Duration = Duration::from_secs(3600);
 const MS50: Duration = Duration::from_millis(50);
 
+/// A profile `name` on a login of its own called `name`.
 fn binding(name: &str, source: Arc<FakeSource>) -> ProfileBinding {
-    ProfileBinding {
-        name: ProfileName::parse(name).unwrap(),
-        tenant: TenantId::parse("contoso.example").unwrap(),
-        source,
-        prefetch: vec![],
-        fingerprint: "v1".into(),
-    }
+    keyed(name, name, "v1", source)
+}
+
+/// A profile `name` on login `login` whose configuration digest is `digest`.
+fn keyed(name: &str, login: &str, digest: &str, source: Arc<FakeSource>) -> ProfileBinding {
+    let tenant = TenantId::parse("contoso.example").unwrap();
+    let key = CacheKey::new(&ProfileName::parse(login).unwrap(), digest, &tenant);
+    ProfileBinding::new(ProfileName::parse(name).unwrap(), tenant, source, vec![], key)
+}
+
+fn arcs(bindings: Vec<ProfileBinding>) -> Vec<Arc<ProfileBinding>> {
+    bindings.into_iter().map(Arc::new).collect()
 }
 
 fn res(s: &str) -> Resource {
@@ -218,7 +231,7 @@ async fn reset_backoff_lets_the_next_request_through_at_once() {
     assert_eq!(src.calls(), 1, "the failure is negatively cached");
     src.fail_with(None);
     engine.reset_backoff("p");
-    engine.reset_backoff("unknown-profile");
+    engine.reset_backoff("unknown-login");
     assert!(engine.get_token("p", &r).await.is_ok());
     assert_eq!(src.calls(), 2);
     assert_eq!(engine.entries()[0].failures, 0);
@@ -324,13 +337,69 @@ async fn reload_keeps_unchanged_profiles_cache() {
     let r = res("api://x");
     engine.get_token("a", &r).await.unwrap();
     engine.get_token("b", &r).await.unwrap();
-    let mut changed = binding("b", b.clone());
-    changed.fingerprint = "v2".into();
-    engine.set_profiles(vec![binding("a", a.clone()), changed]);
+    let changed = keyed("b", "b", "v2", b.clone());
+    engine.set_profiles(&arcs(vec![binding("a", a.clone()), changed]));
     assert_eq!(engine.get_token("a", &r).await.unwrap().cache, CacheState::Hit);
     assert_eq!(engine.get_token("b", &r).await.unwrap().cache, CacheState::Miss);
-    engine.set_profiles(vec![binding("a", a)]);
+    engine.set_profiles(&arcs(vec![binding("a", a)]));
     assert!(engine.get_token("b", &r).await.is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_renamed_profile_keeps_its_cache() {
+    let src = FakeSource::new(HOUR, MS50);
+    let (engine, _c) = start(EngineConfig::default(), vec![keyed("old", "me", "v1", src.clone())]);
+    let r = res("api://x");
+    let first = engine.get_token("old", &r).await.unwrap();
+    engine.set_profiles(&arcs(vec![keyed("new", "me", "v1", src.clone())]));
+    let again = engine.get_token("new", &r).await.unwrap();
+    assert_eq!(again.cache, CacheState::Hit);
+    assert_eq!(again.token.hash(), first.token.hash());
+    assert_eq!(src.calls(), 1);
+    assert_eq!(engine.entries().iter().map(|e| e.profile.as_str()).collect::<Vec<_>>(), ["new"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn profiles_with_one_key_share_entries_and_profiles_with_two_never_do() {
+    let shared = FakeSource::new(HOUR, MS50);
+    let other = FakeSource::new(HOUR, MS50);
+    let bindings = vec![
+        keyed("a", "me", "v1", shared.clone()),
+        keyed("b", "me", "v1", shared.clone()),
+        keyed("c", "you", "v1", other.clone()),
+    ];
+    let (engine, _c) = start(EngineConfig::default(), bindings);
+    let r = res("api://x");
+    let a = engine.get_token("a", &r).await.unwrap();
+    let b = engine.get_token("b", &r).await.unwrap();
+    let c = engine.get_token("c", &r).await.unwrap();
+    assert_eq!((a.cache, b.cache, c.cache), (CacheState::Miss, CacheState::Hit, CacheState::Miss));
+    assert_eq!(a.token.hash(), b.token.hash());
+    assert_ne!(a.token.hash(), c.token.hash());
+    assert_eq!((shared.calls(), other.calls()), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_binding_of_an_older_generation_gets_its_own_tokens() {
+    // Generation 1: "a" on login x. Generation 2 gives the name "a" to login y. A request that
+    // loaded generation 1 must get login x's token, never the entry generation 2 filled.
+    let x = FakeSource::new(HOUR, MS50);
+    let y = FakeSource::new(HOUR, MS50);
+    let gen1 = Arc::new(keyed("a", "x", "v1", x.clone()));
+    let (engine, _c) = start(EngineConfig::default(), vec![]);
+    engine.set_profiles(std::slice::from_ref(&gen1));
+    let r = res("api://x");
+    let from_x = engine.get_token_for(&gen1, &r, &Freshness::Cached).await.unwrap();
+    engine.set_profiles(&arcs(vec![keyed("a", "y", "v1", y.clone())]));
+    let from_y = engine.get_token("a", &r).await.unwrap();
+    assert_ne!(from_x.token.hash(), from_y.token.hash());
+    let late = engine.get_token_for(&gen1, &r, &Freshness::Cached).await.unwrap();
+    assert_ne!(
+        late.token.hash(),
+        from_y.token.hash(),
+        "an older generation's request got a newer key's token"
+    );
+    assert_eq!((x.calls(), y.calls()), (2, 1));
 }
 
 #[tokio::test(start_paused = true)]

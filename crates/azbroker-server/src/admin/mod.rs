@@ -231,14 +231,14 @@ struct Status<'a> {
 
 async fn status(State(state): State<AdminState>) -> Response {
     let engine = state.app.engine();
-    let directory = state.app.directory();
+    let rt = state.app.runtime();
     let entries = engine.entries();
     let status = Status {
         info: &state.info,
         ready: state.app.is_ready(),
         uptime_secs: state.started.elapsed().as_secs(),
-        profiles: engine.profile_names().iter().map(ToString::to_string).collect(),
-        default_profile: directory.default_profile().map(ToString::to_string),
+        profiles: rt.profiles().keys().map(ToString::to_string).collect(),
+        default_profile: rt.directory().default_profile().map(ToString::to_string),
         stats: engine.stats(),
         extra: state.hooks.status_fields(),
         entries,

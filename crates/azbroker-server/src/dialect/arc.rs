@@ -20,6 +20,7 @@ use http::{HeaderValue, StatusCode};
 use super::{Dialect, TokenRequest};
 use crate::error::RequestError;
 use crate::routes::{Endpoint, RouteCtx};
+use crate::runtime::Runtime;
 use crate::state::AppState;
 
 /// Newest MSALs send these on Arc (never `mi_res_id`, which real Arc ignores).
@@ -52,21 +53,21 @@ impl Dialect for Arc {
 pub(crate) struct ArcToken;
 
 impl Endpoint for ArcToken {
-    async fn call(ctx: Shared<RouteCtx>, req: Request) -> Response {
+    async fn call(ctx: Shared<RouteCtx>, rt: Shared<Runtime>, req: Request) -> Response {
         let Some(keys) = ctx.app.arc_keys() else {
             return Arc::error(&RequestError::Unavailable(
                 "Azure Arc emulation is off: the daemon cannot write key files to /var/opt/azcmagent/tokens (it needs root)",
             ));
         };
         let Some(auth) = req.headers().get(AUTHORIZATION) else {
-            return challenge(&ctx, keys, req).await;
+            return challenge(&ctx, &rt, keys, req).await;
         };
         let presented = basic_credentials(auth.as_bytes());
         match presented.and_then(|p| keys.redeem(p)) {
             Some(path) => {
                 // The key is spent: delete its file off the runtime; the answer need not wait.
                 tokio::task::spawn_blocking(move || std::fs::remove_file(path));
-                super::serve_token::<Arc>(&ctx, req).await
+                super::serve_token::<Arc>(&ctx, &rt, req).await
             }
             None => Arc::error(&RequestError::Unauthorized { header: "Authorization", missing: false }),
         }
@@ -74,9 +75,9 @@ impl Endpoint for ArcToken {
 }
 
 /// Validates the request, writes a key file and answers 401 naming it.
-async fn challenge(ctx: &RouteCtx, keys: Shared<crate::ArcKeys>, req: Request) -> Response {
+async fn challenge(ctx: &RouteCtx, rt: &Runtime, keys: Shared<crate::ArcKeys>, req: Request) -> Response {
     let (parts, _body) = req.into_parts();
-    let checked = Arc::parse(&ctx.app, &parts, &[]).and_then(|r| super::select_profile(ctx, &parts, &r));
+    let checked = Arc::parse(&ctx.app, &parts, &[]).and_then(|r| super::select_profile(ctx, rt, &parts, &r));
     if let Err(error) = checked {
         return Arc::error(&error);
     }

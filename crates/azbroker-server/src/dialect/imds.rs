@@ -19,6 +19,7 @@ use super::{Dialect, TokenRequest};
 use crate::body::{self, TokenBody};
 use crate::error::RequestError;
 use crate::routes::{Endpoint, RouteCtx};
+use crate::runtime::Runtime;
 use crate::select::Selector;
 use crate::state::AppState;
 
@@ -104,7 +105,7 @@ impl ImdsV2 {
 }
 
 impl Endpoint for ImdsV2 {
-    async fn call(_ctx: Arc<RouteCtx>, _req: Request) -> Response {
+    async fn call(_ctx: Arc<RouteCtx>, _rt: Arc<Runtime>, _req: Request) -> Response {
         body::error(
             StatusCode::NOT_FOUND,
             "not_found",

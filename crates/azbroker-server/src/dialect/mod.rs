@@ -2,9 +2,10 @@
 //!
 //! A dialect ([`Dialect`]) owns three things: parsing a request into a [`TokenRequest`] (its
 //! auth header, parameter names and check order), the success body its clients parse, and the
-//! error body shape. Everything else — profile selection (with the caller's per-user default),
-//! the access decision (caller, resource, rate limit), the engine call, the audit and request log
-//! lines — happens once, in [`serve_token`], so dialects cannot drift apart on it.
+//! error body shape. Everything else — profile selection (with the caller's per-user default, or
+//! by tenant for the native API), the access decision (caller, resource, rate limit), the engine
+//! call, the audit, denial and request log lines — happens once, in [`serve_token`], on the one
+//! [`Runtime`] the request loaded, so dialects cannot drift apart on it.
 //!
 //! Dialects never call upstream, never cache, and never put a token anywhere but a success body.
 
@@ -14,7 +15,9 @@ use std::time::Instant;
 
 use axum::extract::Request;
 use axum::response::Response;
-use azbroker_core::{CacheState, Caller, Freshness, Grant, ProfileName, Resource};
+use azbroker_core::{
+    CacheState, Caller, Freshness, Grant, ProfileName, Resource, TenantCandidate, TenantMatch,
+};
 use http::header::{FORWARDED, RETRY_AFTER};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue};
@@ -23,6 +26,7 @@ use crate::authorize::{authorize, requester};
 use crate::error::RequestError;
 use crate::query::QueryParams;
 use crate::routes::{Endpoint, ListenerKind, RouteCtx};
+use crate::runtime::Runtime;
 use crate::secrets::SecretId;
 use crate::select::{self, PathProfile, Selector};
 use crate::state::AppState;
@@ -59,6 +63,15 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// dialects can serve a caller from another host (`allow_remote_callers`).
     const SECRET: bool = false;
 
+    /// True when the dialect's clients may name a tenant, so the tenant ids of its grants are
+    /// remembered for matching (the native API).
+    const LEARNS_TENANTS: bool = false;
+
+    /// Checks that need only the head, made before any body byte is read (the native API's key).
+    fn check_head(_state: &AppState, _parts: &Parts) -> Result<(), RequestError> {
+        Ok(())
+    }
+
     /// Checks the request's auth and parameters in this dialect's order. `body` is empty unless
     /// [`Dialect::BODY_LIMIT`] is set.
     fn parse<'r>(
@@ -80,11 +93,13 @@ pub(crate) struct TokenRequest<'r> {
     pub(crate) selector: Option<Selector<'r>>,
     /// Cached unless the client asked for a different token (Service Fabric).
     pub(crate) freshness: Freshness,
+    /// The tenant the client named (the native API): the profile is the one of that tenant.
+    pub(crate) tenant: Option<String>,
 }
 
 impl<'r> TokenRequest<'r> {
     pub(crate) fn new(resource: Resource, selector: Option<Selector<'r>>) -> Self {
-        Self { resource, selector, freshness: Freshness::Cached }
+        Self { resource, selector, freshness: Freshness::Cached, tenant: None }
     }
 }
 
@@ -92,25 +107,47 @@ impl<'r> TokenRequest<'r> {
 pub(crate) struct Token<D>(PhantomData<D>);
 
 impl<D: Dialect> Endpoint for Token<D> {
-    async fn call(ctx: Arc<RouteCtx>, req: Request) -> Response {
-        serve_token::<D>(&ctx, req).await
+    async fn call(ctx: Arc<RouteCtx>, rt: Arc<Runtime>, req: Request) -> Response {
+        serve_token::<D>(&ctx, &rt, req).await
     }
 }
 
 /// Parse, select, fetch, encode — and the request's log lines, written here once for all dialects.
-pub(crate) async fn serve_token<D: Dialect>(ctx: &RouteCtx, req: Request) -> Response {
+pub(crate) async fn serve_token<D: Dialect>(ctx: &RouteCtx, rt: &Runtime, req: Request) -> Response {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let uid = parts.extensions.get::<Caller>().map(|c| c.uid);
-    let body = if D::BODY_LIMIT == 0 {
-        Default::default()
-    } else {
-        match axum::body::to_bytes(body, D::BODY_LIMIT).await {
-            Ok(bytes) => bytes,
-            Err(_) => return D::error(&RequestError::BadBody("request body too large or unreadable")),
-        }
+    let body = match read_body::<D>(ctx, &parts, body).await {
+        Ok(body) => body,
+        Err(error) => return respond::<D>(ctx, uid, started, Err(Failed::bare(error))),
     };
-    match obtain::<D>(ctx, &parts, &body).await {
+    let outcome = obtain::<D>(ctx, rt, &parts, &body).await;
+    respond::<D>(ctx, uid, started, outcome)
+}
+
+/// The head checks, then the body (none unless the dialect reads one), bounded.
+async fn read_body<D: Dialect>(
+    ctx: &RouteCtx,
+    parts: &Parts,
+    body: axum::body::Body,
+) -> Result<axum::body::Bytes, RequestError> {
+    D::check_head(&ctx.app, parts)?;
+    if D::BODY_LIMIT == 0 {
+        return Ok(Default::default());
+    }
+    axum::body::to_bytes(body, D::BODY_LIMIT)
+        .await
+        .map_err(|_| RequestError::BadBody("request body too large or unreadable"))
+}
+
+/// The answer, the audit line of a grant or the warning of a policy denial, and the request log.
+fn respond<D: Dialect>(
+    ctx: &RouteCtx,
+    uid: Option<u32>,
+    started: Instant,
+    outcome: Result<Served<'_>, Failed>,
+) -> Response {
+    match outcome {
         Ok(served) => {
             audit(D::NAME, uid, &served.profile, &served.request.resource, &served.grant);
             let response = D::success(&served.request, &served.grant);
@@ -162,7 +199,7 @@ pub(crate) fn refuse(kind: ListenerKind, path: &str, error: &RequestError) -> Re
         (_, AppService::PATH) => AppService::error(error),
         (_, AzureMl::PATH) => AzureMl::error(error),
         (_, CloudShell::PATH) => CloudShell::error(error),
-        (_, native::PATH) => native::error(error),
+        (_, native::PATH) => native::error_body(error),
         _ => Imds::error(error),
     }
 }
@@ -264,38 +301,95 @@ struct Failed {
     error: RequestError,
 }
 
-async fn obtain<'r, D: Dialect>(
-    ctx: &RouteCtx,
-    parts: &'r Parts,
-    body: &'r [u8],
-) -> Result<Served<'r>, Failed> {
-    let request =
-        D::parse(&ctx.app, parts, body).map_err(|error| Failed { profile: None, resource: None, error })?;
-    let profile = match select_profile(ctx, parts, &request) {
-        Ok(p) => p,
-        Err(error) => return Err(Failed { profile: None, resource: Some(request.resource), error }),
-    };
-    let link_local = ctx.kind == ListenerKind::LinkLocal;
-    let who = requester(&parts.extensions, link_local, D::SECRET);
-    if let Err(error) = authorize(&ctx.app, &profile, who, &request.resource).await {
-        return Err(Failed { profile: Some(profile), resource: Some(request.resource), error });
-    }
-    match ctx.app.engine().get_token_with(profile.as_str(), &request.resource, &request.freshness).await {
-        Ok(grant) => Ok(Served { profile, request, grant }),
-        Err(e) => Err(Failed { profile: Some(profile), resource: Some(request.resource), error: e.into() }),
+impl Failed {
+    fn bare(error: RequestError) -> Self {
+        Self { profile: None, resource: None, error }
     }
 }
 
+async fn obtain<'r, D: Dialect>(
+    ctx: &RouteCtx,
+    rt: &Runtime,
+    parts: &'r Parts,
+    body: &'r [u8],
+) -> Result<Served<'r>, Failed> {
+    let request = D::parse(&ctx.app, parts, body).map_err(Failed::bare)?;
+    let profile = match &request.tenant {
+        None => select_profile(ctx, rt, parts, &request),
+        Some(tenant) => by_tenant::<D>(ctx, rt, parts, &request, tenant).await,
+    };
+    let profile = match profile {
+        Ok(p) => p,
+        Err(error) => return Err(Failed { profile: None, resource: Some(request.resource), error }),
+    };
+    match fetch::<D>(ctx, rt, parts, &profile, &request).await {
+        Ok(grant) => Ok(Served { profile, request, grant }),
+        Err(error) => Err(Failed { profile: Some(profile), resource: Some(request.resource), error }),
+    }
+}
+
+/// The access decision, then the engine, for `profile` of this generation.
+async fn fetch<D: Dialect>(
+    ctx: &RouteCtx,
+    rt: &Runtime,
+    parts: &Parts,
+    profile: &ProfileName,
+    request: &TokenRequest<'_>,
+) -> Result<Grant, RequestError> {
+    let link_local = ctx.kind == ListenerKind::LinkLocal;
+    let who = requester(&parts.extensions, link_local, D::SECRET);
+    authorize(&ctx.app, rt, profile, who, &request.resource).await?;
+    let binding = rt.binding(profile)?;
+    let grant = ctx.app.engine().get_token_for(binding, &request.resource, &request.freshness).await?;
+    if D::LEARNS_TENANTS {
+        rt.remember_tid(profile, &grant);
+    }
+    Ok(grant)
+}
+
+/// The profile of the tenant a request named: an exact match (configured or learned tenant id),
+/// else each domain-configured profile this caller may use is asked for a token once and taken
+/// only when the token's `tid` is the tenant asked for.
+async fn by_tenant<D: Dialect>(
+    ctx: &RouteCtx,
+    rt: &Runtime,
+    parts: &Parts,
+    request: &TokenRequest<'_>,
+    tenant: &str,
+) -> Result<ProfileName, RequestError> {
+    let preferred = select_profile(ctx, rt, parts, request).ok();
+    let learned: Vec<(&ProfileName, Option<String>)> =
+        rt.profiles().keys().map(|name| (name, rt.learned_tid(name))).collect();
+    let candidates = learned.iter().filter_map(|(name, tid)| {
+        let binding = rt.profiles().get(*name)?;
+        Some(TenantCandidate { name, tenant: &binding.tenant, learned: tid.as_deref() })
+    });
+    let unresolved = match azbroker_core::select::by_tenant(candidates, tenant, preferred.as_ref()) {
+        TenantMatch::Exact(profile) => return Ok(profile),
+        TenantMatch::Unresolved(profiles) => profiles,
+    };
+    for profile in unresolved {
+        // A profile that may not be used, or cannot issue a token now, cannot be the one asked for.
+        if fetch::<D>(ctx, rt, parts, &profile, request).await.is_ok()
+            && rt.learned_tid(&profile).is_some_and(|t| t.eq_ignore_ascii_case(tenant))
+        {
+            return Ok(profile);
+        }
+    }
+    Err(RequestError::UnknownTenant(tenant.to_owned()))
+}
+
 /// The profile for a parsed request (path prefix, listener, selector, the caller's own default,
-/// the global default).
+/// the global default), by the rules of generation `rt`.
 pub(crate) fn select_profile(
     ctx: &RouteCtx,
+    rt: &Runtime,
     parts: &Parts,
     request: &TokenRequest<'_>,
 ) -> Result<ProfileName, RequestError> {
     let path_profile = parts.extensions.get::<PathProfile>();
     let uid = parts.extensions.get::<Caller>().map(|c| c.uid);
-    select::profile(&ctx.app, path_profile, ctx.listener_profile.as_ref(), request.selector.as_ref(), uid)
+    select::profile(rt, path_profile, ctx.listener_profile.as_ref(), request.selector.as_ref(), uid)
 }
 
 /// The `tracing` target of the audit line (the binary formats it on a fast path).

@@ -13,82 +13,83 @@
 //! "message":..}`, because azd reads the body only of a 200 (any other status is an opaque
 //! "unexpected status code"). `NotSignedInError` means a login needs attention.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
-use axum::extract::Request;
 use axum::response::Response;
-use azbroker_core::{Caller, EngineError, Grant, ProfileName, Resource, UpstreamError};
+use azbroker_core::{EngineError, Grant, Resource, UpstreamError};
 use base64::Engine as _;
 use http::StatusCode;
 use http::header::AUTHORIZATION;
 use http::request::Parts;
 use serde::{Deserialize, Serialize};
 
-use super::RequestLog;
-use crate::authorize::authorize;
+use super::{Dialect, TokenRequest};
 use crate::body;
 use crate::error::RequestError;
 use crate::query::QueryParams;
-use crate::routes::{Endpoint, RouteCtx};
 use crate::secrets::SecretId;
-use crate::select::PathProfile;
+use crate::state::AppState;
 
 pub(crate) const PATH: &str = "/token";
-const NAME: &str = "native";
-const MAX_BODY: usize = 16 * 1024;
 
+/// The native API as a dialect of the shared pipeline: the key is checked on the head, the JSON
+/// body names scopes and optionally a tenant.
 pub(crate) struct Native;
 
-impl Endpoint for Native {
-    async fn call(ctx: Arc<RouteCtx>, req: Request) -> Response {
-        let started = Instant::now();
-        let (parts, body) = req.into_parts();
-        let uid = parts.extensions.get::<Caller>().map(|c| c.uid);
-        let result = match check(&ctx, &parts) {
-            Ok(()) => match axum::body::to_bytes(body, MAX_BODY).await {
-                Ok(bytes) => serve(&ctx, &parts, &bytes).await,
-                Err(_) => Err(RequestError::BadBody("request body too large or unreadable")),
-            },
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok((profile, resource, grant)) => {
-                super::audit(NAME, uid, &profile, &resource, &grant);
-                let response = success(&grant);
-                let log = RequestLog {
-                    dialect: NAME,
-                    uid,
-                    profile: Some(&profile),
-                    resource: Some(&resource),
-                    outcome: Ok(grant.cache),
-                    started,
-                };
-                super::log_request(&ctx.app, log, &response);
-                response
+impl Dialect for Native {
+    const NAME: &'static str = "native";
+    const PATH: &'static str = PATH;
+    const BODY_LIMIT: usize = 16 * 1024;
+    /// The bearer key is a secret: a remote caller that got this far presented it.
+    const SECRET: bool = true;
+    const LEARNS_TENANTS: bool = true;
+
+    /// Key, proxy headers and api-version, before the body is read.
+    fn check_head(state: &AppState, parts: &Parts) -> Result<(), RequestError> {
+        let presented = parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes());
+        let key = presented.and_then(|v| v.strip_prefix(b"Bearer ").or_else(|| v.strip_prefix(b"bearer ")));
+        match key {
+            None => {
+                return Err(RequestError::Unauthorized {
+                    header: "Authorization",
+                    missing: presented.is_none(),
+                });
             }
-            Err(error) => {
-                let response = self::error(&error);
-                if !matches!(error, RequestError::Engine(_)) {
-                    ctx.app.metrics().denial(error.kind());
-                }
-                let log = RequestLog {
-                    dialect: NAME,
-                    uid,
-                    profile: None,
-                    resource: None,
-                    outcome: Err(error.kind()),
-                    started,
-                };
-                super::log_request(&ctx.app, log, &response);
-                response
+            Some(k) if !state.secret_matches(SecretId::NativeKey, k) => {
+                return Err(RequestError::Unauthorized { header: "Authorization", missing: false });
             }
+            Some(_) => {}
         }
+        super::reject_forwarded(&parts.headers)?;
+        QueryParams::parse(parts.uri.query())?.require("api-version")?;
+        Ok(())
+    }
+
+    fn parse<'r>(
+        _state: &AppState,
+        _parts: &'r Parts,
+        body: &'r [u8],
+    ) -> Result<TokenRequest<'r>, RequestError> {
+        let request: TokenRequestBody = serde_json::from_slice(body).map_err(|_| {
+            RequestError::BadBody("the body must be JSON: {\"scopes\":[...],\"tenantId\":\"...\"}")
+        })?;
+        let mut parsed = TokenRequest::new(resource_of(&request.scopes)?, None);
+        parsed.tenant =
+            request.tenant_id.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned);
+        Ok(parsed)
+    }
+
+    fn success(_request: &TokenRequest<'_>, grant: &Grant) -> Response {
+        success(grant)
+    }
+
+    fn error(error: &RequestError) -> Response {
+        error_body(error)
     }
 }
 
 /// The error body (also used when a guard refuses a request on this path).
-pub(crate) fn error(error: &RequestError) -> Response {
+pub(crate) fn error_body(error: &RequestError) -> Response {
     let status = match error {
         RequestError::NotLoopback | RequestError::Unauthorized { .. } => error.status(),
         RequestError::BadHost
@@ -126,110 +127,6 @@ struct TokenRequestBody {
     scopes: Vec<String>,
     #[serde(rename = "tenantId", default)]
     tenant_id: Option<String>,
-}
-
-/// Key, proxy headers and api-version, before the body is read.
-fn check(ctx: &RouteCtx, parts: &Parts) -> Result<(), RequestError> {
-    let presented = parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes());
-    let key = presented.and_then(|v| v.strip_prefix(b"Bearer ").or_else(|| v.strip_prefix(b"bearer ")));
-    match key {
-        None => {
-            return Err(RequestError::Unauthorized { header: "Authorization", missing: presented.is_none() });
-        }
-        Some(k) if !ctx.app.secret_matches(SecretId::NativeKey, k) => {
-            return Err(RequestError::Unauthorized { header: "Authorization", missing: false });
-        }
-        Some(_) => {}
-    }
-    super::reject_forwarded(&parts.headers)?;
-    QueryParams::parse(parts.uri.query())?.require("api-version")?;
-    Ok(())
-}
-
-async fn serve(
-    ctx: &RouteCtx,
-    parts: &Parts,
-    body: &[u8],
-) -> Result<(ProfileName, Resource, Grant), RequestError> {
-    let request: TokenRequestBody = serde_json::from_slice(body).map_err(|_| {
-        RequestError::BadBody("the body must be JSON: {\"scopes\":[...],\"tenantId\":\"...\"}")
-    })?;
-    let resource = resource_of(&request.scopes)?;
-    let engine = ctx.app.engine();
-    let tenant = request.tenant_id.as_deref().map(str::trim).filter(|t| !t.is_empty());
-    let Some(tenant) = tenant else {
-        let path_profile = parts.extensions.get::<PathProfile>();
-        let profile =
-            crate::select::profile(&ctx.app, path_profile, ctx.listener_profile.as_ref(), None, uid(parts))?;
-        authorize(&ctx.app, &profile, requester(ctx, parts), &resource).await?;
-        let grant = engine.get_token(profile.as_str(), &resource).await?;
-        ctx.app.remember_tid(&profile, &grant);
-        return Ok((profile, resource, grant));
-    };
-    let preferred = preferred_profile(ctx, parts);
-    let (exact, unresolved) = candidates(ctx, tenant);
-    if let Some(profile) = pick(&exact, preferred.as_ref()) {
-        authorize(&ctx.app, &profile, requester(ctx, parts), &resource).await?;
-        let grant = engine.get_token(profile.as_str(), &resource).await?;
-        ctx.app.remember_tid(&profile, &grant);
-        return Ok((profile, resource, grant));
-    }
-    for profile in unresolved {
-        // Only profiles this caller may use are tried, and one that cannot issue a token right
-        // now cannot be the one asked for.
-        if authorize(&ctx.app, &profile, requester(ctx, parts), &resource).await.is_err() {
-            continue;
-        }
-        let Ok(grant) = engine.get_token(profile.as_str(), &resource).await else { continue };
-        let tid = ctx.app.remember_tid(&profile, &grant);
-        if tid.is_some_and(|t| t.eq_ignore_ascii_case(tenant)) {
-            return Ok((profile, resource, grant));
-        }
-    }
-    Err(RequestError::UnknownTenant(tenant.to_owned()))
-}
-
-/// Profiles configured with (or known to have) `tenant`, and domain-configured profiles whose
-/// tenant id is not known yet (only when `tenant` is a GUID).
-fn candidates(ctx: &RouteCtx, tenant: &str) -> (Vec<ProfileName>, Vec<ProfileName>) {
-    let engine = ctx.app.engine();
-    let tenant_is_guid = uuid::Uuid::try_parse(tenant).is_ok();
-    let (mut exact, mut unresolved) = (Vec::new(), Vec::new());
-    for name in engine.profile_names() {
-        let Ok(binding) = engine.binding(name.as_str()) else { continue };
-        let learned = ctx.app.learned_tid(&name);
-        if binding.tenant.as_str().eq_ignore_ascii_case(tenant)
-            || learned.as_deref().is_some_and(|t| t.eq_ignore_ascii_case(tenant))
-        {
-            exact.push(name);
-        } else if tenant_is_guid && !binding.tenant.is_guid() && learned.is_none() {
-            unresolved.push(name);
-        }
-    }
-    (exact, unresolved)
-}
-
-/// Among profiles with the right tenant, the one the request would pick anyway, else the first.
-fn pick(exact: &[ProfileName], preferred: Option<&ProfileName>) -> Option<ProfileName> {
-    preferred.filter(|p| exact.contains(p)).or(exact.first()).cloned()
-}
-
-fn preferred_profile(ctx: &RouteCtx, parts: &Parts) -> Option<ProfileName> {
-    let path_profile = parts.extensions.get::<PathProfile>();
-    crate::select::profile(&ctx.app, path_profile, ctx.listener_profile.as_ref(), None, uid(parts)).ok()
-}
-
-fn caller(parts: &Parts) -> Option<&Caller> {
-    parts.extensions.get::<Caller>()
-}
-
-/// The native API's bearer key is a secret: a remote caller that got this far presented it.
-fn requester<'a>(ctx: &RouteCtx, parts: &'a Parts) -> azbroker_core::Requester<'a> {
-    crate::authorize::requester(&parts.extensions, ctx.kind == crate::routes::ListenerKind::LinkLocal, true)
-}
-
-fn uid(parts: &Parts) -> Option<u32> {
-    caller(parts).map(|c| c.uid)
 }
 
 /// The v1 resource behind `scopes`: each must be `<resource>/.default` of one resource.

@@ -27,6 +27,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, StatusCode};
 
 use crate::routes::{Endpoint, RouteCtx};
+use crate::runtime::Runtime;
 use crate::state::AppState;
 use text::Exposition;
 
@@ -113,7 +114,7 @@ impl<K: Copy + PartialEq> Tally<K> {
 pub(crate) struct Metrics;
 
 impl Endpoint for Metrics {
-    async fn call(ctx: Arc<RouteCtx>, _req: Request) -> Response {
+    async fn call(ctx: Arc<RouteCtx>, _rt: Arc<Runtime>, _req: Request) -> Response {
         response(&ctx.app)
     }
 }
@@ -131,6 +132,7 @@ pub(crate) fn response(app: &AppState) -> Response {
 /// Every metric, in the text format.
 pub fn render(app: &AppState) -> String {
     let engine = app.engine();
+    let rt = app.runtime();
     let profiles = engine.metrics();
     let entries = engine.entries();
     let mut e = Exposition::with_capacity(4096 + 512 * profiles.len() + 160 * entries.len());
@@ -223,7 +225,7 @@ pub fn render(app: &AppState) -> String {
     let mut sources: Vec<*const ()> = profiles
         .iter()
         .filter(|p| p.needs_attention)
-        .filter_map(|p| engine.binding(p.profile.as_str()).ok())
+        .filter_map(|p| rt.profiles().get(p.profile.as_str()))
         .map(|b| Arc::as_ptr(&b.source).cast::<()>())
         .collect();
     sources.sort_unstable();

@@ -29,15 +29,15 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
 use azbroker_core::{
-    AccessToken, BoxFuture, Directory, Engine, EngineConfig, FetchRequest, ProfileBinding, ProfileName,
-    ProfileSelectors, Secret, TenantId, TokenSource, UpstreamError,
+    AccessPolicy, AccessToken, BoxFuture, CacheKey, Directory, Engine, EngineConfig, FetchRequest,
+    ProfileBinding, ProfileName, ProfileSelectors, Secret, TenantId, TokenSource, UpstreamError,
 };
 use http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use crate::{AppState, RuntimeSecrets, SecretId, router};
+use crate::{AppState, RateLimit, RuntimeSecrets, RuntimeSpec, SecretId, router};
 
 pub(crate) const IDENTITY_HEADER: &str = "s3cr3t-identity-header-value";
 pub(crate) const MSI_SECRET: &str = "s3cr3t-msi-secret-value";
@@ -84,13 +84,10 @@ fn name(s: &str) -> ProfileName {
 
 fn binding(profile: &str, client_id: Option<&'static str>, error: Option<UpstreamError>) -> ProfileBinding {
     let latency = if profile == "slow" { Duration::from_millis(300) } else { Duration::ZERO };
-    ProfileBinding {
-        name: name(profile),
-        tenant: TenantId::parse(&format!("{profile}.example")).unwrap(),
-        source: Arc::new(FakeSource { client_id, error, latency, calls: AtomicU64::new(0) }),
-        prefetch: vec![],
-        fingerprint: "v1".into(),
-    }
+    let tenant = TenantId::parse(&format!("{profile}.example")).unwrap();
+    let key = CacheKey::new(&name(profile), "v1", &tenant);
+    let source = Arc::new(FakeSource { client_id, error, latency, calls: AtomicU64::new(0) });
+    ProfileBinding::new(name(profile), tenant, source, vec![], key)
 }
 
 fn refused(error: &str, description: &str) -> UpstreamError {
@@ -154,13 +151,44 @@ pub(crate) fn directory(default: &str, accept_any_client_id: bool) -> Directory 
 }
 
 pub(crate) fn state_with(directory: Directory) -> AppState {
-    let engine = Engine::new(EngineConfig::default(), bindings());
+    let engine = Engine::new(EngineConfig::default(), vec![]);
+    let bindings = bindings().into_iter().map(Arc::new).collect();
+    let spec = RuntimeSpec::new(directory, AccessPolicy::unrestricted(), bindings);
     let secrets = RuntimeSecrets::new([
         (SecretId::IdentityHeader, Secret::new(IDENTITY_HEADER)),
         (SecretId::MsiSecret, Secret::new(MSI_SECRET)),
         (SecretId::NativeKey, Secret::new(NATIVE_KEY)),
     ]);
-    AppState::new(engine, directory, secrets)
+    AppState::new(engine, spec, secrets).unwrap()
+}
+
+/// Publishing a variant of the generation in force, one setting at a time, as a reload would.
+pub(crate) trait Reconfigure {
+    fn reconfigure(&self, change: impl FnOnce(&mut RuntimeSpec));
+
+    fn set_policy(&self, policy: AccessPolicy) {
+        self.reconfigure(|s| s.policy = policy);
+    }
+
+    fn set_allow_remote(&self, allow: bool) {
+        self.reconfigure(|s| s.allow_remote = allow);
+    }
+
+    fn set_rate_limit(&self, limit: Option<RateLimit>) {
+        self.reconfigure(|s| s.rate_limit = limit);
+    }
+
+    fn set_directory(&self, directory: Directory) {
+        self.reconfigure(|s| s.directory = directory);
+    }
+}
+
+impl Reconfigure for AppState {
+    fn reconfigure(&self, change: impl FnOnce(&mut RuntimeSpec)) {
+        let mut spec = RuntimeSpec::of(&self.runtime());
+        change(&mut spec);
+        self.publish(spec).unwrap();
+    }
 }
 
 pub(crate) fn state() -> AppState {

@@ -130,7 +130,6 @@ pub struct Profile {
     pub prefetch: Vec<Resource>,
     pub listen: Vec<SocketAddr>,
     pub access: ProfileAccessConfig,
-    pub fingerprint: String,
 }
 
 /// Every problem found in a config file. Exit status 64 (EX_USAGE-like "data error" family).
@@ -379,7 +378,6 @@ fn profiles_section(
         let listen = ps.parsed_list("listen", p, |raw| listen_addr(raw, allow_non_loopback));
         if let Some(login) = login {
             let tenant = tenant.unwrap_or_else(|| login.tenant.clone());
-            let fingerprint = fingerprint(&ps, &login.fingerprint);
             out.insert(
                 profile_name.clone(),
                 Profile {
@@ -391,7 +389,6 @@ fn profiles_section(
                     prefetch,
                     listen,
                     access,
-                    fingerprint,
                 },
             );
         }

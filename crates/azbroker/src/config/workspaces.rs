@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use azbroker_core::{ProfileName, TenantId};
 
 use super::reader::{Problems, Section};
-use super::{Login, Profile, fingerprint};
+use super::{Login, Profile};
 
 /// An Azure ML workspace.
 #[derive(Debug, Clone)]
@@ -99,7 +99,6 @@ pub fn section(
                 accept_any_client_id: false,
                 prefetch: vec![],
                 listen: vec![],
-                fingerprint: fingerprint(&w, &login.fingerprint),
                 access,
             },
         );

@@ -1,11 +1,12 @@
 //! The daemon's user-login wiring: opens the encrypted login store, builds [`UserLogins`] (the
 //! upstream crate's flows and refresh-token handling), keeps it in step with config reloads, and
-//! connects login events to the engine — a completed sign-in clears the backoff of every profile
-//! of that login at once, a sign-out drops their cached tokens.
+//! connects login events to the engine — a completed sign-in clears the backoff of every cache
+//! entry of that login at once, a sign-out drops them (the engine keys entries by login, so no
+//! login → profile map is kept here).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use azbroker_core::Engine;
@@ -17,10 +18,9 @@ use url::Url;
 use crate::config::{Config, LoginKind};
 use crate::daemon::sources;
 
-/// User logins plus the login → profiles map the events need.
+/// The user logins, wired to the engine.
 pub struct LoginService {
     pub users: Arc<UserLogins>,
-    profiles: Arc<RwLock<HashMap<String, Vec<String>>>>,
 }
 
 impl LoginService {
@@ -39,28 +39,21 @@ impl LoginService {
         let arm =
             ArmClient::new(arm_url).map_err(anyhow::Error::msg).context("cannot set up the ARM client")?;
         let users = UserLogins::new(client.clone(), store, arm, Arc::new(LoopbackRedirect));
-        let profiles: Arc<RwLock<HashMap<String, Vec<String>>>> = Arc::default();
         {
-            let (engine, profiles) = (engine.clone(), profiles.clone());
-            users.on_event(move |login, event| {
-                let map = profiles.read().unwrap_or_else(PoisonError::into_inner);
-                for profile in map.get(login).map(Vec::as_slice).unwrap_or_default() {
-                    match event {
-                        LoginEvent::SignedIn => engine.reset_backoff(profile.as_str()),
-                        LoginEvent::SignedOut => engine.forget(Some(profile.as_str())),
-                    }
-                }
+            let engine = engine.clone();
+            users.on_event(move |login, event| match event {
+                LoginEvent::SignedIn => engine.reset_backoff(login),
+                LoginEvent::SignedOut => engine.forget(Some(login)),
             });
         }
-        let service = Self { users, profiles };
+        let service = Self { users };
         service.apply(config);
         Ok(service)
     }
 
-    /// Takes a (re)loaded config's user logins and profile map.
+    /// Takes a (re)loaded config's user logins.
     pub fn apply(&self, config: &Config) {
         self.users.set_logins(sources::user_logins(config));
-        *self.profiles.write().unwrap_or_else(PoisonError::into_inner) = sources::profiles_by_login(config);
     }
 
     /// Every login's state for `status`: user logins from the store, the others as configured.

@@ -12,6 +12,7 @@ pub(crate) mod link_local;
 pub(crate) mod listeners;
 pub(crate) mod logins;
 pub(crate) mod readiness;
+pub(crate) mod runtime;
 pub(crate) mod scrub;
 pub(crate) mod secrets;
 pub(crate) mod serve;

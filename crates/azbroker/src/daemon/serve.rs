@@ -1,12 +1,12 @@
 //! `azbroker serve`: binds the listeners (or takes them from socket activation), starts the
 //! engine and the servers, tells systemd it is ready, and runs until SIGTERM/SIGINT; SIGHUP,
 //! `azbroker reload` and `--watch-config` reload the config (a bad config keeps the old one
-//! serving). The access policy, limits and runtime secrets come from `access`, `config` and
-//! `secrets`.
+//! serving). Each config becomes one server runtime through `runtime::build`, published whole
+//! at start and on every reload; the runtime secrets come from `secrets`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use url::Url;
 
-use super::{access, listeners, readiness, secrets, sources, state, watch};
+use super::{access, listeners, readiness, runtime, secrets, sources, state, watch};
 use crate::cli::admin_client;
 use crate::cli::args::ServeArgs;
 use crate::config::{Config, ConfigError, Login, LoginKind, Profile};
@@ -38,7 +38,7 @@ use crate::paths;
 /// The user the local authority signs in without asking.
 const LOCAL_DEMO_USER: &str = "demo@local.azbroker.invalid";
 
-pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) -> Result<()> {
+pub async fn run(config: Config, args: ServeArgs, mut activated: Activated) -> Result<()> {
     // Before anything can announce readiness: a SIGTERM right after READY=1 must drain, not kill.
     let signals = Signals::install().context("cannot install signal handlers")?;
     state::ensure_private_dir(&config.server.state_dir)?;
@@ -47,24 +47,25 @@ pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) 
     })?;
     let runtime_secrets = secrets::load_all(&config)?;
 
+    let mut config = config;
     let local = if args.local_authority { Some(start_local_authority(&mut config).await?) } else { None };
-    let resolved = access::resolve(&config).map_err(|problems| ConfigError {
-        origin: config.origin.as_ref().map_or("built-in defaults".into(), |p| p.display().to_string()),
-        problems,
-    })?;
+    let config = Arc::new(config);
     let authority = local.as_ref().map(|l| Url::parse(&l.url())).transpose()?;
     let client = sources::entra_client(&config, authority.as_ref())?;
     let engine = Engine::new(config.refresh.clone(), Vec::new());
     let arm = local.as_ref().map(|l| Url::parse(&l.arm_url())).transpose()?;
     let logins = Arc::new(LoginService::start(&config, &client, arm.as_ref(), &engine)?);
-    engine.set_profiles(sources::bindings(&config, &client, &logins.users));
-    let directory = sources::directory(&config, resolved.user_defaults.clone())?;
-    let app = AppState::new(engine.clone(), directory, runtime_secrets);
-    apply_access(&app, &config, resolved.policy);
-    app.set_group_resolver(access::group_resolver());
-    for warning in &resolved.warnings {
+    let generation =
+        runtime::build(config.clone(), &client, &logins.users).map_err(|problems| ConfigError {
+            origin: config.origin.as_ref().map_or("built-in defaults".into(), |p| p.display().to_string()),
+            problems,
+        })?;
+    let admin_gid = generation.admin_gid;
+    for warning in &generation.warnings {
         tracing::warn!("{warning}");
     }
+    let app = AppState::new(engine.clone(), generation.spec, runtime_secrets)?;
+    app.set_group_resolver(access::group_resolver());
 
     let (listeners, origin) = match activated.token_listeners(&config)? {
         Some(l) => (l, Origin::Systemd),
@@ -86,7 +87,7 @@ pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) 
     }
     .unwrap_or_else(|| admin_path.clone());
     // A socket systemd made has the mode and group its unit gave it.
-    if let (Some(gid), Origin::Config) = (resolved.admin_gid, admin_origin) {
+    if let (Some(gid), Origin::Config) = (admin_gid, admin_origin) {
         admin::share_with_group(&admin_path, gid)
             .with_context(|| format!("cannot give group {gid} access to {}", admin_path.display()))?;
     }
@@ -130,7 +131,6 @@ pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) 
         fixed: status_info::fixed_fields(&config, &sockets, &extras.bound, (&admin_shown, admin_origin)),
         app: app.clone(),
         logins: logins.clone(),
-        config: Mutex::new(config.clone()),
     });
     {
         let info = DaemonInfo {
@@ -138,7 +138,7 @@ pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) 
             pid: std::process::id(),
             listeners: bound.iter().map(ToString::to_string).collect(),
         };
-        let policy = PeerPolicy::new(vec![paths::current_uid()], resolved.admin_gid.into_iter().collect());
+        let policy = PeerPolicy::new(vec![paths::current_uid()], admin_gid.into_iter().collect());
         let router = admin::admin_router(AdminState::new(app.clone(), hooks.clone(), info, policy));
         let cancel = cancel.clone();
         tasks.spawn(async move {
@@ -154,7 +154,7 @@ pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) 
         tasks.spawn(readiness::watchdog(interval, cancel.clone()));
     }
 
-    wait_for_signals(signals, &mut config, &app, &client, &hooks, &mut reload_rx, &cancel).await;
+    wait_for_signals(signals, &app, &client, &hooks, &mut reload_rx, &cancel).await;
     readiness::stopping();
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
     tasks.close();
@@ -196,22 +196,14 @@ fn bind_hint(addr: SocketAddr) -> String {
 pub(crate) type ReloadRequest = oneshot::Sender<Result<ReloadOutcome, Vec<String>>>;
 
 /// The binary's side of the admin API: reloads go to the signal loop (one place applies
-/// configs), status is computed from the config in force and the engine at each call.
+/// configs), status is computed from the runtime in force (its config) and the engine at each
+/// call.
 struct ServeHooks {
     reload_tx: mpsc::Sender<ReloadRequest>,
     /// Sockets and exports: fixed at start.
     fixed: serde_json::Map<String, serde_json::Value>,
     app: AppState,
     logins: Arc<LoginService>,
-    /// The config in force (where the secrets live, the grace period, the login list of
-    /// `status`).
-    config: Mutex<Config>,
-}
-
-impl ServeHooks {
-    fn applied(&self, config: &Config) {
-        *self.config.lock().unwrap_or_else(PoisonError::into_inner) = config.clone();
-    }
 }
 
 impl AdminHooks for ServeHooks {
@@ -227,7 +219,7 @@ impl AdminHooks for ServeHooks {
     }
 
     fn rotate_secrets(&self) -> BoxFuture<'static, Result<RotateOutcome, String>> {
-        let config = self.config.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let config = runtime::config(&self.app);
         let app = self.app.clone();
         Box::pin(async move {
             let grace = config.server.hardening.rotate_grace;
@@ -240,7 +232,7 @@ impl AdminHooks for ServeHooks {
 
     fn status_fields(&self) -> serde_json::Map<String, serde_json::Value> {
         let (mut m, profile_logins) = {
-            let config = self.config.lock().unwrap_or_else(PoisonError::into_inner);
+            let config = runtime::config(&self.app);
             let mut m = status_fields(&config);
             m.insert(
                 "logins".into(),
@@ -290,13 +282,6 @@ impl AdminHooks for ServeHooks {
     }
 }
 
-/// Installs the parts of the config the server enforces per request.
-fn apply_access(app: &AppState, config: &Config, policy: azbroker_core::AccessPolicy) {
-    app.set_policy(policy);
-    app.set_rate_limit(config.server.hardening.rate_limit);
-    app.set_allow_remote(config.server.hardening.allow_non_loopback);
-}
-
 /// What `status` shows of the config: where it came from (the logins, with their state, are
 /// added at each call; never a secret).
 fn status_fields(config: &Config) -> serde_json::Map<String, serde_json::Value> {
@@ -326,7 +311,6 @@ impl Signals {
 
 async fn wait_for_signals(
     signals: Signals,
-    config: &mut Config,
     app: &AppState,
     client: &azbroker_entra::EntraClient,
     hooks: &ServeHooks,
@@ -339,16 +323,10 @@ async fn wait_for_signals(
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                if reload(config, app, client, &hooks.logins).is_ok() {
-                    hooks.applied(config);
-                }
+                let _ = reload(app, client, &hooks.logins);
             }
             Some(done) = reload_rx.recv() => {
-                let outcome = reload(config, app, client, &hooks.logins);
-                if outcome.is_ok() {
-                    hooks.applied(config);
-                }
-                let _ = done.send(outcome);
+                let _ = done.send(reload(app, client, &hooks.logins));
             }
         }
     }
@@ -357,13 +335,12 @@ async fn wait_for_signals(
 
 /// Re-reads the config file, telling systemd while it does.
 fn reload(
-    config: &mut Config,
     app: &AppState,
     client: &azbroker_entra::EntraClient,
     logins: &LoginService,
 ) -> Result<ReloadOutcome, Vec<String>> {
     readiness::reloading();
-    let outcome = apply_reload(config, app, client, logins);
+    let outcome = apply_reload(app, client, logins);
     readiness::ready(match &outcome {
         Ok(_) => "serving; config reloaded",
         Err(_) => "serving; the last config reload was rejected (see the log)",
@@ -371,10 +348,10 @@ fn reload(
     outcome
 }
 
-/// Re-reads the config file; on any problem the old config keeps serving and every problem is
-/// logged and returned.
+/// Re-reads the config file and publishes its runtime whole; on any problem the runtime in
+/// force keeps serving and every problem is logged and returned. Only the signal loop calls
+/// this, so publications never race.
 fn apply_reload(
-    config: &mut Config,
     app: &AppState,
     client: &azbroker_entra::EntraClient,
     logins: &LoginService,
@@ -383,31 +360,27 @@ fn apply_reload(
         tracing::error!("config reload rejected, keeping the running config: {}", problems.join("; "));
         problems
     };
-    let Some(origin) = config.origin.clone() else {
+    let current = runtime::config(app);
+    let Some(origin) = current.origin.clone() else {
         tracing::info!("reload: no config file in use; nothing to reload");
         return Err(vec!["the daemon runs on built-in defaults (no config file); nothing to reload".into()]);
     };
-    let next = Config::load(Some(&origin)).map_err(|e| rejected(e.problems))?;
-    let resolved = access::resolve(&next).map_err(rejected)?;
-    let directory =
-        sources::directory(&next, resolved.user_defaults).map_err(|e| rejected(vec![format!("{e:#}")]))?;
+    let next = Arc::new(Config::load(Some(&origin)).map_err(|e| rejected(e.problems))?);
+    let generation = runtime::build(next.clone(), client, &logins.users).map_err(rejected)?;
     let mut warnings = Vec::new();
-    if next.server.listen != config.server.listen
-        || next.profiles.values().map(|p| &p.listen).ne(config.profiles.values().map(|p| &p.listen))
+    if next.server.listen != current.server.listen
+        || next.profiles.values().map(|p| &p.listen).ne(current.profiles.values().map(|p| &p.listen))
     {
         tracing::warn!("listener changes take effect at the next restart");
         warnings.push("listener changes take effect at the next restart".to_owned());
     }
     logins.apply(&next);
-    app.engine().set_profiles(sources::bindings(&next, client, &logins.users));
-    app.set_directory(directory);
-    apply_access(app, &next, resolved.policy);
-    for warning in resolved.warnings {
+    let published = app.publish(generation.spec).map_err(|e| rejected(vec![e.to_string()]))?;
+    for warning in generation.warnings {
         tracing::warn!("{warning}");
     }
-    tracing::info!(profiles = next.profiles.len(), "config reloaded");
-    *config = next;
-    Ok(ReloadOutcome { profiles: config.profiles.len(), warnings })
+    tracing::info!(profiles = next.profiles.len(), generation = published.generation(), "config reloaded");
+    Ok(ReloadOutcome { profiles: next.profiles.len(), warnings })
 }
 
 /// Starts the embedded fake authority and, when the config has no profiles (or there is no
@@ -451,7 +424,6 @@ async fn start_local_authority(config: &mut Config) -> Result<FakeEntra> {
                 prefetch: vec![],
                 listen: vec![],
                 access: Default::default(),
-                fingerprint: "local".into(),
             },
         );
         config.server.default_profile = Some(name);

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use azbroker_core::select::ProfileSelectors;
 use azbroker_core::{
-    AccessToken, BoxFuture, Directory, FetchRequest, ProfileBinding, ProfileName, TokenSource, UpstreamError,
+    AccessToken, BoxFuture, CacheKey, Directory, FetchRequest, ProfileBinding, ProfileName, TokenSource,
+    UpstreamError,
 };
 use azbroker_entra::{
     AzureCliSource, Credential, EntraClient, HttpSettings, ManagedIdentitySource, ServicePrincipalSource,
@@ -88,24 +89,13 @@ pub fn bindings(config: &Config, client: &EntraClient, users: &Arc<UserLogins>) 
         .values()
         .filter_map(|p| {
             let source = sources.get(&p.login)?.clone();
-            Some(ProfileBinding {
-                name: p.name.clone(),
-                tenant: p.tenant.clone(),
-                source,
-                prefetch: p.prefetch.clone(),
-                fingerprint: p.fingerprint.clone(),
-            })
+            let login = config.logins.get(&p.login)?;
+            // Tokens depend on the login (name and settings) and the tenant only: a profile
+            // renamed, re-aliased or given other access rules keeps its cache.
+            let key = CacheKey::new(&login.name, &login.fingerprint, &p.tenant);
+            Some(ProfileBinding::new(p.name.clone(), p.tenant.clone(), source, p.prefetch.clone(), key))
         })
         .collect()
-}
-
-/// Which profiles each login serves (to reset or drop their caches when the login changes).
-pub fn profiles_by_login(config: &Config) -> HashMap<String, Vec<String>> {
-    let mut map: HashMap<String, Vec<String>> = HashMap::new();
-    for p in config.profiles.values() {
-        map.entry(p.login.to_string()).or_default().push(p.name.to_string());
-    }
-    map
 }
 
 /// The selection table, with the per-user default profiles (uid → profile).

@@ -131,7 +131,7 @@ async fn counters_per_profile_track_cache_upstream_and_refreshes() {
     assert!(mb.needs_attention);
     assert_eq!(mb.last_error.as_ref().unwrap().kind, "invalid_client");
     // Removing a profile drops its counters; the others keep counting from where they were.
-    engine.set_profiles(vec![binding("a", a)]);
+    engine.set_profiles(&arcs(vec![binding("a", a)]));
     let m = engine.metrics();
     assert_eq!(m.len(), 1);
     assert_eq!(m[0].misses, 1);
