@@ -61,18 +61,52 @@ impl Default for EngineConfig {
 /// the tenant. Bindings with equal keys get the same tokens, so they share cache entries; a
 /// changed login or tenant is a new key, and the old entries go at the next
 /// [`Engine::set_profiles`].
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CacheKey(Arc<str>);
+#[derive(Debug, Clone)]
+pub struct CacheKey {
+    text: Arc<str>,
+    /// A hash of `text`, computed once: the request path hashes this, not the text.
+    hash: u64,
+}
 
 impl CacheKey {
     /// `login_digest` identifies the login's configuration (a hash of its config section).
     pub fn new(login: &ProfileName, login_digest: &str, tenant: &TenantId) -> Self {
-        Self(Arc::from(format!("{login}\u{0}{login_digest}\u{0}{tenant}")))
+        let text: Arc<str> = Arc::from(format!("{login}\u{0}{login_digest}\u{0}{tenant}"));
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(&*text, &mut hasher);
+        Self { hash: std::hash::Hasher::finish(&hasher), text }
     }
 
     /// The login part of the key.
     pub fn login(&self) -> &str {
-        self.0.split('\u{0}').next().unwrap_or_default()
+        self.text.split('\u{0}').next().unwrap_or_default()
+    }
+}
+
+impl PartialEq for CacheKey {
+    fn eq(&self, other: &Self) -> bool {
+        // Equal hashes are only a hint; the texts decide.
+        self.hash == other.hash && (Arc::ptr_eq(&self.text, &other.text) || self.text == other.text)
+    }
+}
+
+impl Eq for CacheKey {}
+
+impl PartialOrd for CacheKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for CacheKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.text.cmp(&other.text)
+    }
+}
+
+impl std::hash::Hash for CacheKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
     }
 }
 
