@@ -8,9 +8,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use azbroker_core::BoxFuture;
-use azbroker_core::login::{AdminError, FlowStart, FlowStatus, LoginRequest, TenantInfo};
+use azbroker_core::admin_api::{
+    AdminError, DaemonStatus, FlowStart, FlowStatus, LoginRequest, ReloadOutcome, ReloadRejected,
+    RotateOutcome, TenantInfo,
+};
 use azbroker_server::AppState;
-use azbroker_server::admin::{AdminHooks, ReloadOutcome, RotateOutcome};
+use azbroker_server::admin::AdminHooks;
 use tokio::sync::{mpsc, oneshot};
 
 use super::secrets;
@@ -24,7 +27,7 @@ use crate::daemon::status_info;
 pub(crate) struct ServeHooks {
     pub(crate) reload_tx: mpsc::Sender<ReloadRequest>,
     /// Sockets and exports: fixed at start.
-    pub(crate) fixed: serde_json::Map<String, serde_json::Value>,
+    pub(crate) fixed: status_info::Fixed,
     pub(crate) app: AppState,
     pub(crate) logins: Arc<LoginService>,
     /// The config in force (where the secrets live, the grace period, the login list of
@@ -39,44 +42,47 @@ impl ServeHooks {
 }
 
 impl AdminHooks for ServeHooks {
-    fn reload(&self) -> BoxFuture<'static, Result<ReloadOutcome, Vec<String>>> {
+    fn reload(&self) -> BoxFuture<'static, Result<ReloadOutcome, ReloadRejected>> {
         let tx = self.reload_tx.clone();
         Box::pin(async move {
+            let shutting_down = || vec!["the daemon is shutting down".to_owned()];
             let (done, outcome) = oneshot::channel();
-            if tx.send(done).await.is_err() {
-                return Err(vec!["the daemon is shutting down".into()]);
-            }
-            outcome.await.unwrap_or_else(|_| Err(vec!["the daemon is shutting down".into()]))
+            let outcome = match tx.send(done).await {
+                Ok(()) => outcome.await.unwrap_or_else(|_| Err(shutting_down())),
+                Err(_) => Err(shutting_down()),
+            };
+            outcome.map_err(|problems| ReloadRejected { problems })
         })
     }
 
-    fn rotate_secrets(&self) -> BoxFuture<'static, Result<RotateOutcome, String>> {
+    fn rotate_secrets(&self) -> BoxFuture<'static, Result<RotateOutcome, AdminError>> {
         let config = self.config.lock().unwrap_or_else(PoisonError::into_inner).clone();
         let app = self.app.clone();
         Box::pin(async move {
             let grace = config.server.hardening.rotate_grace;
             tokio::task::spawn_blocking(move || secrets::rotate(&config, &app, grace))
                 .await
-                .map_err(|e| format!("rotation failed: {e}"))?
-                .map_err(|e| format!("{e:#}"))
+                .map_err(|e| AdminError::RotateFailed(format!("rotation failed: {e}")))?
+                .map_err(|e| AdminError::RotateFailed(format!("{e:#}")))
         })
     }
 
-    fn status_fields(&self) -> serde_json::Map<String, serde_json::Value> {
-        let (mut m, profile_logins) = {
+    fn status(&self) -> DaemonStatus {
+        let (config_file, logins, profile_logins) = {
             let config = self.config.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut m = status_fields(&config);
-            m.insert(
-                "logins".into(),
-                serde_json::to_value(self.logins.statuses(&config)).unwrap_or_default(),
-            );
             let profile_logins: Vec<(String, String)> =
                 config.profiles.values().map(|p| (p.name.to_string(), p.login.to_string())).collect();
-            (m, profile_logins)
+            let config_file = config.origin.as_ref().map(|p| p.display().to_string());
+            (config_file, self.logins.statuses(&config), profile_logins)
         };
-        status_info::add_health(&mut m, &profile_logins, &self.app.engine().metrics());
-        m.extend(self.fixed.clone());
-        m
+        let metrics = self.app.engine().metrics();
+        DaemonStatus {
+            config: config_file,
+            logins: status_info::logins_health(logins, &profile_logins, &metrics),
+            upstream: status_info::upstream(&metrics),
+            sockets: self.fixed.sockets.clone(),
+            exports: self.fixed.exports.clone(),
+        }
     }
 
     fn start_login(
@@ -112,14 +118,4 @@ impl AdminHooks for ServeHooks {
         let users = self.logins.users.clone();
         Box::pin(async move { users.tenants(&login).await })
     }
-}
-
-/// What `status` shows of the config: where it came from (the logins, with their state, are
-/// added at each call; never a secret).
-fn status_fields(config: &Config) -> serde_json::Map<String, serde_json::Value> {
-    let mut m = serde_json::Map::new();
-    if let Some(origin) = &config.origin {
-        m.insert("config".into(), origin.display().to_string().into());
-    }
-    m
 }
