@@ -12,6 +12,8 @@
 //!
 //! Behaviour that belongs to the binary (re-reading the config file, describing logins) reaches
 //! the router through [`AdminHooks`], so this crate stays free of config and upstream types.
+//! Requests and answers are the types of `azbroker_core::admin_api`, which the CLI reads back;
+//! [`status_of`] is the one place an [`AdminError`] becomes an HTTP status.
 
 mod logins;
 mod peer;
