@@ -205,7 +205,7 @@ pub enum EngineError {
 }
 
 /// One cache entry, for `status`.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EntryStatus {
     pub profile: String,
     pub resource: String,
@@ -231,7 +231,8 @@ pub struct Stats {
 }
 
 /// Counter values, for status and tests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct StatsSnapshot {
     pub hits: u64,
     pub misses: u64,

@@ -5,6 +5,7 @@
 //! [`TokenSource`] (implemented by `azbroker-entra`) and leave through the engine's API (used by
 //! `azbroker-server`). Time is `tokio::time::Instant` so tests can pause and advance it.
 
+pub mod admin_api;
 pub mod engine;
 pub mod error;
 pub mod login;
@@ -17,16 +18,17 @@ pub mod select;
 pub mod source;
 pub mod token;
 
+pub use admin_api::{
+    AdminError, FlowStart, FlowState, FlowStatus, LoginMethod, LoginRequest, LoginState, LoginStatus,
+    TenantInfo, TenantNeedingSignIn,
+};
 pub use engine::refresh::Refreshed;
 pub use engine::{
     CacheKey, CacheState, Engine, EngineConfig, EngineError, EntryStatus, Freshness, Grant, ProfileBinding,
     StatsSnapshot,
 };
 pub use error::UpstreamError;
-pub use login::{
-    AdminError, CallbackParams, FlowStart, FlowState, FlowStatus, LoginMethod, LoginRequest, LoginStatus,
-    Redirect, RedirectListener, TenantInfo, TenantNeedingSignIn,
-};
+pub use login::{CallbackParams, Redirect, RedirectListener};
 pub use metrics::{LastError, LatencySnapshot, ProfileMetrics, UPSTREAM_LATENCY_BUCKETS};
 pub use names::{NameError, ProfileName, Resource, TenantId};
 pub use policy::{AccessPolicy, Caller, Denial, ProfileAccess, Requester, ResourceAllowList, Users};

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use aws_lc_rs::digest;
-use azbroker_core::login::{AdminError, FlowStart, FlowState, FlowStatus, LoginMethod, LoginRequest};
+use azbroker_core::admin_api::{AdminError, FlowStart, FlowState, FlowStatus, LoginMethod, LoginRequest};
 use azbroker_core::{Secret, TenantId, TenantInfo, UpstreamError};
 use base64::Engine as _;
 use tokio::sync::watch;
@@ -69,7 +69,7 @@ impl UserLogins {
         let config = self.login(login).ok_or_else(|| unknown_login(login))?;
         let tenant = match request.tenant.as_deref() {
             Some(t) => {
-                TenantId::parse(t).map_err(|e| AdminError::bad_request(format!("tenant '{t}': {e}")))?
+                TenantId::parse(t).map_err(|e| AdminError::BadRequest(format!("tenant '{t}': {e}")))?
             }
             None => config.authority_tenant.clone(),
         };
@@ -77,10 +77,8 @@ impl UserLogins {
             let mut flows = self.flows.lock();
             flows.retain(|_, f| !f.status.borrow().state.is_final() || f.expires > Instant::now());
             if flows.values().filter(|f| !f.status.borrow().state.is_final()).count() >= MAX_FLOWS {
-                return Err(AdminError::new(
-                    429,
-                    "too_many_flows",
-                    "too many sign-ins are under way; finish or cancel one",
+                return Err(AdminError::TooManyFlows(
+                    "too many sign-ins are under way; finish or cancel one".to_owned(),
                 ));
             }
         }
@@ -97,7 +95,8 @@ impl UserLogins {
         tenant: TenantId,
         scope: String,
     ) -> Result<FlowStart, AdminError> {
-        let code = self.client.device_code(&tenant, &login.client_id, &scope).await.map_err(upstream)?;
+        let code =
+            self.client.device_code(&tenant, &login.client_id, &scope).await.map_err(AdminError::Upstream)?;
         let expires = Instant::now() + code.expires_in;
         let start = FlowStart {
             flow_id: String::new(),
@@ -148,8 +147,7 @@ impl UserLogins {
         tenant: TenantId,
         scope: String,
     ) -> Result<FlowStart, AdminError> {
-        let redirect =
-            self.redirect.listen().await.map_err(|e| AdminError::new(500, "redirect_listener", e))?;
+        let redirect = self.redirect.listen().await.map_err(AdminError::RedirectListener)?;
         let verifier = random_string(32);
         let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(digest::digest(&digest::SHA256, verifier.expose().as_bytes()));
@@ -277,7 +275,7 @@ impl UserLogins {
         for flow in self.flows.lock().values().filter(|f| f.login == login) {
             flow.cancel.cancel();
         }
-        let removed = self.sign_out(login).await.map_err(upstream)?;
+        let removed = self.sign_out(login).await.map_err(AdminError::Upstream)?;
         tracing::info!(login, had_state = removed, "signed out");
         Ok(removed)
     }
@@ -287,8 +285,9 @@ impl UserLogins {
     pub async fn tenants(&self, login: &str) -> Result<Vec<TenantInfo>, AdminError> {
         let config = self.login(login).ok_or_else(|| unknown_login(login))?;
         let scope = format!("{}/.default offline_access", self.arm.resource());
-        let response = self.redeem(login, &config.authority_tenant, &scope).await.map_err(upstream)?;
-        self.arm.tenants(&response.access_token).await.map_err(upstream)
+        let response =
+            self.redeem(login, &config.authority_tenant, &scope).await.map_err(AdminError::Upstream)?;
+        self.arm.tenants(&response.access_token).await.map_err(AdminError::Upstream)
     }
 }
 
@@ -301,15 +300,9 @@ fn abandoned(last_seen: &Mutex<Instant>) -> bool {
 }
 
 fn unknown_login(login: &str) -> AdminError {
-    AdminError::not_found(format!("'{login}' is not a configured user login (kind = \"user\")"))
+    AdminError::NotFound(format!("'{login}' is not a configured user login (kind = \"user\")"))
 }
 
 fn unknown_flow(id: &str) -> AdminError {
-    AdminError::not_found(format!("no sign-in with id '{id}' is under way"))
-}
-
-/// Upstream failures reach the CLI as 400 (definitive: the message says what to do) or 502.
-fn upstream(e: UpstreamError) -> AdminError {
-    let status = if e.is_definitive() { 400 } else { 502 };
-    AdminError::new(status, e.kind(), e.to_string())
+    AdminError::NotFound(format!("no sign-in with id '{id}' is under way"))
 }

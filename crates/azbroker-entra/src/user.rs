@@ -12,7 +12,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use azbroker_core::login::{LoginStatus, RedirectListener, TenantNeedingSignIn};
+use azbroker_core::admin_api::{LoginState, LoginStatus, TenantNeedingSignIn};
+use azbroker_core::login::RedirectListener;
 use azbroker_core::{AccessToken, BoxFuture, FetchRequest, Secret, TenantId, TokenSource, UpstreamError};
 
 use crate::arm::ArmClient;
@@ -113,15 +114,17 @@ impl UserLogins {
             .map(|l| {
                 let stored = self.store.get(&l.name).filter(|s| s.refresh_token.is_some());
                 let (state, reason) = match &stored {
-                    None => ("not_signed_in", Some("not signed in yet".to_owned())),
-                    Some(s) if s.needs_sign_in.is_some() => ("needs_sign_in", s.needs_sign_in.clone()),
-                    Some(_) => ("signed_in", None),
+                    None => (LoginState::NotSignedIn, Some("not signed in yet".to_owned())),
+                    Some(s) if s.needs_sign_in.is_some() => {
+                        (LoginState::NeedsSignIn, s.needs_sign_in.clone())
+                    }
+                    Some(_) => (LoginState::SignedIn, None),
                 };
                 LoginStatus {
                     name: l.name.clone(),
                     kind: "user".into(),
                     tenant: l.authority_tenant.to_string(),
-                    state: state.into(),
+                    state,
                     account: stored.as_ref().and_then(|s| s.account.as_ref()).map(|a| a.username.clone()),
                     command: reason.as_ref().map(|_| azbroker_core::error::login_command(&l.name, None)),
                     reason,

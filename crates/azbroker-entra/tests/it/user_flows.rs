@@ -5,9 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use azbroker_core::login::{
-    CallbackParams, FlowState, LoginMethod, LoginRequest, Redirect, RedirectListener,
-};
+use azbroker_core::admin_api::{AdminError, FlowState, LoginMethod, LoginRequest, LoginState};
+use azbroker_core::login::{CallbackParams, Redirect, RedirectListener};
 use azbroker_core::{BoxFuture, FetchRequest, Resource, TenantId, TokenSource, UpstreamError};
 use azbroker_entra::{ArmClient, LoginStore, StoreKey, UserLogin, UserLogins};
 use azbroker_testkit::{FakeEntra, tenant_guid};
@@ -86,7 +85,10 @@ async fn device_code_flows_end_in_every_state() {
     let start = users.start_flow("me", LoginRequest::default()).await.unwrap();
     assert_eq!(final_state(&users, &start.flow_id).await.0, FlowState::Expired);
 
-    assert!(users.start_flow("nobody", LoginRequest::default()).await.unwrap_err().status == 404);
+    assert!(matches!(
+        users.start_flow("nobody", LoginRequest::default()).await.unwrap_err(),
+        AdminError::NotFound(_)
+    ));
     assert!(users.flow_status("me", "no-such-flow", Duration::ZERO).await.is_err());
 }
 
@@ -123,16 +125,16 @@ async fn one_refresh_token_two_tenants_and_marks_with_commands() {
     assert!(source.fetch(&fetch("fabrikam.example", "https://vault.azure.net")).await.is_err());
     assert_eq!(fake.token_requests(), upstream, "a marked tenant is not asked again");
     let status = &users.statuses()[0];
-    assert_eq!((status.state.as_str(), status.tenants_needing_sign_in.len()), ("signed_in", 1));
+    assert_eq!((status.state, status.tenants_needing_sign_in.len()), (LoginState::SignedIn, 1));
     assert!(source.fetch(&fetch("contoso.example", "https://storage.azure.com")).await.is_ok());
 
     fake.revoke_refresh_tokens(ALICE);
     let err = source.fetch(&fetch("contoso.example", "https://graph.microsoft.com")).await.unwrap_err();
     assert!(matches!(err, UpstreamError::LoginRequired { tenant: None, .. }), "{err}");
     let status = &users.statuses()[0];
-    assert_eq!(status.state, "needs_sign_in");
+    assert_eq!(status.state, LoginState::NeedsSignIn);
     assert_eq!(status.command.as_deref(), Some("azbroker login --login me"));
 
     assert!(users.logout("me").await.unwrap());
-    assert_eq!(users.statuses()[0].state, "not_signed_in");
+    assert_eq!(users.statuses()[0].state, LoginState::NotSignedIn);
 }

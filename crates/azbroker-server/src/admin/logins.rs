@@ -8,11 +8,11 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use azbroker_core::login::{AdminError, LoginRequest};
+use azbroker_core::admin_api::{AdminError, LoginRequest, LogoutAnswer, TenantsAnswer};
 use http::StatusCode;
 use serde::Deserialize;
 
-use super::AdminState;
+use super::{AdminState, error};
 use crate::body;
 
 /// Longest long-poll a watcher may ask for.
@@ -35,12 +35,12 @@ pub(super) async fn start(
     let request = if body.iter().all(u8::is_ascii_whitespace) {
         LoginRequest::default()
     } else if body.len() > MAX_BODY {
-        return error(&AdminError::bad_request("the request body is too large"));
+        return error(&AdminError::BadRequest("the request body is too large".to_owned()));
     } else {
         match serde_json::from_slice::<LoginRequest>(&body) {
             Ok(r) => r,
             Err(e) => {
-                return error(&AdminError::bad_request(format!(
+                return error(&AdminError::BadRequest(format!(
                     "the request body is not a login request: {e}"
                 )));
             }
@@ -79,11 +79,7 @@ pub(super) async fn cancel(
 /// `POST /v1/logins/{login}/logout`.
 pub(super) async fn logout(State(state): State<AdminState>, Path(login): Path<String>) -> Response {
     match state.hooks.logout(login).await {
-        Ok(had_state) => body::json(
-            StatusCode::OK,
-            &serde_json::json!({"status": "signed_out", "had_state": had_state}),
-            64,
-        ),
+        Ok(had_state) => body::json(StatusCode::OK, &LogoutAnswer::SignedOut { had_state }, 64),
         Err(e) => error(&e),
     }
 }
@@ -91,12 +87,7 @@ pub(super) async fn logout(State(state): State<AdminState>, Path(login): Path<St
 /// `GET /v1/logins/{login}/tenants`.
 pub(super) async fn tenants(State(state): State<AdminState>, Path(login): Path<String>) -> Response {
     match state.hooks.tenants(login).await {
-        Ok(tenants) => body::json(StatusCode::OK, &serde_json::json!({ "tenants": tenants }), 1024),
+        Ok(tenants) => body::json(StatusCode::OK, &TenantsAnswer { tenants }, 1024),
         Err(e) => error(&e),
     }
-}
-
-fn error(e: &AdminError) -> Response {
-    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    body::error(status, &e.code, &e.message)
 }

@@ -12,6 +12,8 @@
 //!
 //! Behaviour that belongs to the binary (re-reading the config file, describing logins) reaches
 //! the router through [`AdminHooks`], so this crate stays free of config and upstream types.
+//! Requests and answers are the types of `azbroker_core::admin_api`, which the CLI reads back;
+//! [`status_of`] is the one place an [`AdminError`] becomes an HTTP status.
 
 mod logins;
 mod peer;
@@ -28,34 +30,40 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use azbroker_core::BoxFuture;
-use azbroker_core::login::{AdminError, FlowStart, FlowStatus, LoginRequest, TenantInfo};
+use azbroker_core::Secret;
+use azbroker_core::admin_api::{
+    AdminError, DaemonStatus, FlowStart, FlowStatus, LoginRequest, ReloadAnswer, SecretValues, Status,
+    TenantInfo,
+};
+pub use azbroker_core::admin_api::{DaemonInfo, ReloadOutcome, ReloadRejected, RotateOutcome};
 use http::StatusCode;
-use serde::Serialize;
 
 #[cfg(test)]
 pub(crate) use peer::parse_status_groups as parse_status_groups_for_fuzz;
 pub use peer::{PeerAccess, PeerCred, PeerPolicy};
 pub use socket::{bind_admin_socket, serve_unix, share_with_group};
 
+use crate::SecretId;
 use crate::body;
 use crate::state::AppState;
 
-/// What the binary contributes to the admin API.
+/// What the binary contributes to the admin API. Every answer and error is a typed value of
+/// `azbroker_core::admin_api`; this module alone turns them into HTTP.
 pub trait AdminHooks: Send + Sync + 'static {
     /// Re-reads and applies the config file. `Err` carries every problem found; the running
     /// config then stays in force.
-    fn reload(&self) -> BoxFuture<'static, Result<ReloadOutcome, Vec<String>>>;
+    fn reload(&self) -> BoxFuture<'static, Result<ReloadOutcome, ReloadRejected>>;
 
     /// Replaces the runtime secrets with new values (`azbroker rotate-secrets`): generates or
     /// re-reads them, stores them, and installs them with a grace period for the old values.
-    fn rotate_secrets(&self) -> BoxFuture<'static, Result<RotateOutcome, String>> {
-        Box::pin(async { Err("this daemon cannot rotate its secrets".to_owned()) })
+    fn rotate_secrets(&self) -> BoxFuture<'static, Result<RotateOutcome, AdminError>> {
+        Box::pin(async { Err(AdminError::RotateFailed("this daemon cannot rotate its secrets".to_owned())) })
     }
 
-    /// Extra top-level fields of `GET /v1/status` (e.g. `config`, `logins`). Must contain no
-    /// secret.
-    fn status_fields(&self) -> serde_json::Map<String, serde_json::Value> {
-        serde_json::Map::new()
+    /// What the binary adds to `GET /v1/status` (config origin, logins, sockets, exports). Must
+    /// contain no secret.
+    fn status(&self) -> DaemonStatus {
+        DaemonStatus::default()
     }
 
     /// Starts an interactive sign-in for a user login; the daemon runs the flow.
@@ -102,37 +110,59 @@ pub trait AdminHooks: Send + Sync + 'static {
     }
 }
 
+/// The one place an admin error becomes an HTTP status.
+pub fn status_of(error: &AdminError) -> StatusCode {
+    match error {
+        AdminError::BadRequest(_)
+        | AdminError::InvalidResource(_)
+        | AdminError::UnknownProfile(_)
+        | AdminError::RotateFailed(_) => StatusCode::BAD_REQUEST,
+        AdminError::NotFound(_) => StatusCode::NOT_FOUND,
+        AdminError::Forbidden(_) => StatusCode::FORBIDDEN,
+        AdminError::TooManyFlows(_) => StatusCode::TOO_MANY_REQUESTS,
+        AdminError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
+        AdminError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        AdminError::RedirectListener(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        // Definitive upstream answers (the message says what to do) are the request's fault;
+        // the rest is a bad gateway the caller may retry.
+        AdminError::Upstream(e) if e.is_definitive() => StatusCode::BAD_REQUEST,
+        AdminError::Upstream(_) => StatusCode::BAD_GATEWAY,
+    }
+}
+
+/// The status for a reload answer: a rejected config is the request's problem.
+pub fn reload_status(answer: &ReloadAnswer) -> StatusCode {
+    match answer {
+        ReloadAnswer::Reloaded(_) => StatusCode::OK,
+        ReloadAnswer::Rejected(_) => StatusCode::BAD_REQUEST,
+    }
+}
+
+/// The field of [`SecretValues`] that carries `id` (the wire key is `id.name()`).
+pub fn secret_value(values: &SecretValues, id: SecretId) -> Option<&Secret> {
+    match id {
+        SecretId::IdentityHeader => values.identity_header.as_ref(),
+        SecretId::MsiSecret => values.msi_secret.as_ref(),
+        SecretId::NativeKey => values.native_key.as_ref(),
+    }
+}
+
+fn secret_slot(values: &mut SecretValues, id: SecretId) -> &mut Option<Secret> {
+    match id {
+        SecretId::IdentityHeader => &mut values.identity_header,
+        SecretId::MsiSecret => &mut values.msi_secret,
+        SecretId::NativeKey => &mut values.native_key,
+    }
+}
+
+/// An admin error as a response: [`status_of`] and the shared error body.
+pub(crate) fn error(e: &AdminError) -> Response {
+    let body = e.body();
+    body::json(status_of(e), &body, 64 + body.error_description.len())
+}
+
 fn unsupported() -> AdminError {
-    AdminError::new(501, "not_supported", "this daemon does not run user logins")
-}
-
-/// A successful reload.
-#[derive(Debug, Clone, Serialize)]
-pub struct ReloadOutcome {
-    /// Profiles configured after the reload.
-    pub profiles: usize,
-    /// Things that did not take effect (e.g. listener changes, which need a restart).
-    pub warnings: Vec<String>,
-}
-
-/// A successful rotation.
-#[derive(Debug, Clone, Serialize)]
-pub struct RotateOutcome {
-    /// Names of the secrets that changed.
-    pub rotated: Vec<String>,
-    /// Names of the secrets left as they were (e.g. a configured file that did not change).
-    pub unchanged: Vec<String>,
-    /// How long the previous values stay valid.
-    pub grace_secs: u64,
-}
-
-/// Static facts about the running daemon, shown by `GET /v1/status`.
-#[derive(Debug, Clone, Serialize)]
-pub struct DaemonInfo {
-    pub version: String,
-    pub pid: u32,
-    /// Token listener addresses, e.g. `127.0.0.1:50342`.
-    pub listeners: Vec<String>,
+    AdminError::Unsupported("this daemon does not run user logins".to_owned())
 }
 
 /// Everything the admin routes share.
@@ -171,7 +201,7 @@ pub fn admin_router(state: AdminState) -> Router {
         .route("/v1/logins/{login}/tenants", get(logins::tenants))
         .route("/v1/refresh", post(refresh::refresh))
         .route("/metrics", get(|State(s): State<AdminState>| async move { crate::metrics::response(&s.app) }))
-        .fallback(|| async { body::error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint") })
+        .fallback(|| async { error(&AdminError::NotFound("no such admin endpoint".to_owned())) })
         .route_layer(middleware::from_fn_with_state(state.clone(), check_peer))
         .with_state(state)
 }
@@ -194,65 +224,40 @@ async fn check_peer(State(state): State<AdminState>, req: Request, next: Next) -
                 path = req.uri().path(),
                 "admin change refused to a read-only peer"
             );
-            body::error(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                &format!(
-                    "uid {} may only read from this daemon's admin socket (admin_group); changes need the daemon's user or root",
-                    cred.uid
-                ),
-            )
+            error(&AdminError::Forbidden(format!(
+                "uid {} may only read from this daemon's admin socket (admin_group); changes need the daemon's user or root",
+                cred.uid
+            )))
         }
         Some((cred, PeerAccess::None)) => {
             tracing::warn!(uid = cred.uid, gid = cred.gid, path = req.uri().path(), "admin request refused");
-            body::error(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                &format!("uid {} may not use this daemon's admin socket", cred.uid),
-            )
+            error(&AdminError::Forbidden(format!("uid {} may not use this daemon's admin socket", cred.uid)))
         }
-        None => body::error(StatusCode::FORBIDDEN, "forbidden", "the caller's identity is unknown"),
+        None => error(&AdminError::Forbidden("the caller's identity is unknown".to_owned())),
     }
-}
-
-#[derive(Serialize)]
-struct Status<'a> {
-    #[serde(flatten)]
-    info: &'a DaemonInfo,
-    ready: bool,
-    uptime_secs: u64,
-    profiles: Vec<String>,
-    default_profile: Option<String>,
-    entries: Vec<azbroker_core::EntryStatus>,
-    stats: azbroker_core::StatsSnapshot,
-    #[serde(flatten)]
-    extra: serde_json::Map<String, serde_json::Value>,
 }
 
 async fn status(State(state): State<AdminState>) -> Response {
     let engine = state.app.engine();
     let rt = state.app.runtime();
-    let entries = engine.entries();
     let status = Status {
-        info: &state.info,
+        info: (*state.info).clone(),
         ready: state.app.is_ready(),
         uptime_secs: state.started.elapsed().as_secs(),
         profiles: rt.profiles().keys().map(ToString::to_string).collect(),
         default_profile: rt.directory().default_profile().map(ToString::to_string),
+        entries: engine.entries(),
         stats: engine.stats(),
-        extra: state.hooks.status_fields(),
-        entries,
+        daemon: state.hooks.status(),
     };
     body::json(StatusCode::OK, &status, 1024)
 }
 
-/// The runtime secrets clients need now (what `azbroker env` prints), by name.
+/// The runtime secrets clients need now (what `azbroker env` prints).
 async fn secrets(State(state): State<AdminState>) -> Response {
-    let mut values = serde_json::Map::new();
+    let mut values = SecretValues::default();
     for id in crate::SecretId::ALL {
-        if let Some(secret) = state.app.current_secret(*id) {
-            values.insert(id.name().to_owned(), secret.expose().into());
-        }
+        *secret_slot(&mut values, *id) = state.app.current_secret(*id);
     }
     body::json(StatusCode::OK, &values, 256)
 }
@@ -260,23 +265,13 @@ async fn secrets(State(state): State<AdminState>) -> Response {
 async fn rotate_secrets(State(state): State<AdminState>) -> Response {
     match state.hooks.rotate_secrets().await {
         Ok(outcome) => body::json(StatusCode::OK, &outcome, 256),
-        Err(problem) => body::error(StatusCode::BAD_REQUEST, "rotate_failed", &problem),
+        Err(e) => error(&e),
     }
 }
 
 async fn reload(State(state): State<AdminState>) -> Response {
-    match state.hooks.reload().await {
-        Ok(outcome) => body::json(
-            StatusCode::OK,
-            &serde_json::json!({"status": "reloaded", "profiles": outcome.profiles, "warnings": outcome.warnings}),
-            256,
-        ),
-        Err(problems) => body::json(
-            StatusCode::BAD_REQUEST,
-            &serde_json::json!({"status": "rejected", "problems": problems}),
-            256,
-        ),
-    }
+    let answer = ReloadAnswer::from(state.hooks.reload().await);
+    body::json(reload_status(&answer), &answer, 256)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use tower::ServiceExt;
 
 use super::*;
 use crate::tests::state;
+use azbroker_core::admin_api::{DaemonStatus, ReloadAnswer, SecretValues, Status};
 
 /// Accepts or rejects reloads as told, counting calls.
 #[derive(Default)]
@@ -21,19 +22,17 @@ struct Hooks {
 }
 
 impl AdminHooks for Hooks {
-    fn reload(&self) -> BoxFuture<'static, Result<ReloadOutcome, Vec<String>>> {
+    fn reload(&self) -> BoxFuture<'static, Result<ReloadOutcome, ReloadRejected>> {
         *self.calls.lock().unwrap() += 1;
         let outcome = match self.reject_with.lock().unwrap().clone() {
-            Some(problems) => Err(problems),
+            Some(problems) => Err(ReloadRejected { problems }),
             None => Ok(ReloadOutcome { profiles: 3, warnings: vec!["listeners change at restart".into()] }),
         };
         Box::pin(async move { outcome })
     }
 
-    fn status_fields(&self) -> serde_json::Map<String, Value> {
-        let mut m = serde_json::Map::new();
-        m.insert("config".into(), Value::String("/etc/azbroker/config.toml".into()));
-        m
+    fn status(&self) -> DaemonStatus {
+        DaemonStatus { config: Some("/etc/azbroker/config.toml".into()), ..DaemonStatus::default() }
     }
 }
 
@@ -258,8 +257,8 @@ struct LoginHooks {
 }
 
 impl AdminHooks for LoginHooks {
-    fn reload(&self) -> BoxFuture<'static, Result<ReloadOutcome, Vec<String>>> {
-        Box::pin(async { Err(vec![]) })
+    fn reload(&self) -> BoxFuture<'static, Result<ReloadOutcome, ReloadRejected>> {
+        Box::pin(async { Err(ReloadRejected { problems: vec![] }) })
     }
 
     fn start_login(
@@ -270,7 +269,7 @@ impl AdminHooks for LoginHooks {
         self.asked.lock().unwrap().push(format!("start {login} {:?} {:?}", request.method, request.tenant));
         Box::pin(async move {
             if login != "me" {
-                return Err(AdminError::not_found("no such login"));
+                return Err(AdminError::NotFound("no such login".into()));
             }
             Ok(FlowStart {
                 flow_id: "f1".into(),
@@ -357,4 +356,100 @@ async fn login_routes_parse_bound_and_delegate() {
     assert_eq!(asked[0], "start me Browser Some(\"fabrikam.example\")");
     assert!(asked.contains(&"status me f1 20".to_owned()), "the wait is capped: {asked:?}");
     assert_eq!(asked.iter().filter(|a| a.starts_with("cancel")).count(), 1);
+}
+
+/// The raw answer body, for decoding into the CLI's types.
+async fn raw(router: Router, method: &str, uri: &str) -> (StatusCode, Vec<u8>) {
+    let req = Request::builder().method(method).uri(uri).body(Body::empty()).unwrap();
+    let response = router.oneshot(req).await.unwrap();
+    let status = response.status();
+    (status, response.into_body().collect().await.unwrap().to_bytes().to_vec())
+}
+
+#[test]
+fn each_error_kind_has_one_status() {
+    use azbroker_core::UpstreamError;
+    let cases = [
+        (AdminError::BadRequest("x".into()), StatusCode::BAD_REQUEST),
+        (AdminError::InvalidResource("x".into()), StatusCode::BAD_REQUEST),
+        (AdminError::UnknownProfile("x".into()), StatusCode::BAD_REQUEST),
+        (AdminError::RotateFailed("x".into()), StatusCode::BAD_REQUEST),
+        (AdminError::NotFound("x".into()), StatusCode::NOT_FOUND),
+        (AdminError::Forbidden("x".into()), StatusCode::FORBIDDEN),
+        (AdminError::TooManyFlows("x".into()), StatusCode::TOO_MANY_REQUESTS),
+        (AdminError::Unsupported("x".into()), StatusCode::NOT_IMPLEMENTED),
+        (AdminError::Unavailable("x".into()), StatusCode::SERVICE_UNAVAILABLE),
+        (AdminError::RedirectListener("x".into()), StatusCode::INTERNAL_SERVER_ERROR),
+        // Definitive upstream answers say what to do; the rest may be retried.
+        (
+            AdminError::Upstream(UpstreamError::LoginRequired {
+                login: "me".into(),
+                tenant: None,
+                reason: "not signed in".into(),
+            }),
+            StatusCode::BAD_REQUEST,
+        ),
+        (AdminError::Upstream(UpstreamError::Timeout), StatusCode::BAD_GATEWAY),
+    ];
+    for (error, expected) in cases {
+        assert_eq!(status_of(&error), expected, "{error:?}");
+    }
+    let rejected = ReloadAnswer::Rejected(ReloadRejected { problems: vec![] });
+    assert_eq!(reload_status(&rejected), StatusCode::BAD_REQUEST);
+    let reloaded = ReloadAnswer::Reloaded(ReloadOutcome { profiles: 1, warnings: vec![] });
+    assert_eq!(reload_status(&reloaded), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn answers_decode_into_the_types_the_cli_reads() {
+    use azbroker_core::admin_api::ErrorBody;
+    let hooks = Arc::new(Hooks::default());
+    let state = admin(hooks.clone());
+    let vault = azbroker_core::Resource::parse("https://vault.azure.net").unwrap();
+    let grant = state.app().engine().get_token("contoso", &vault).await.unwrap();
+    let router = as_peer(state, 0);
+
+    let (code, bytes) = raw(router.clone(), "GET", "/v1/status").await;
+    assert_eq!(code, StatusCode::OK);
+    let status: Status = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(status.info.version, "9.9.9");
+    assert_eq!(status.daemon.config.as_deref(), Some("/etc/azbroker/config.toml"));
+    assert_eq!(status.entries[0].token_hash.as_deref(), Some(grant.token.hash().as_str()));
+    assert_eq!(status.stats.misses, 1);
+
+    let (_, bytes) = raw(router.clone(), "GET", "/v1/secrets").await;
+    let values: SecretValues = serde_json::from_slice(&bytes).unwrap();
+    let header = secret_value(&values, SecretId::IdentityHeader).unwrap();
+    assert_eq!(header.expose(), crate::tests::IDENTITY_HEADER);
+    // Every runtime secret the daemon holds arrives under its own name.
+    let wire: serde_json::Map<String, Value> = serde_json::from_slice(&bytes).unwrap();
+    for id in SecretId::ALL.iter().filter(|id| secret_value(&values, **id).is_some()) {
+        assert!(wire.contains_key(id.name()), "{} travels under its name", id.name());
+    }
+
+    *hooks.reject_with.lock().unwrap() = Some(vec!["a: bad".into()]);
+    let (code, bytes) = raw(router.clone(), "POST", "/v1/reload").await;
+    let answer: ReloadAnswer = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(
+        (code, answer),
+        (StatusCode::BAD_REQUEST, ReloadAnswer::Rejected(ReloadRejected { problems: vec!["a: bad".into()] }))
+    );
+
+    let (code, bytes) = raw(router, "POST", "/v1/logins/me/logout").await;
+    let body: ErrorBody = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(code, status_of(&unsupported()));
+    assert_eq!(body, unsupported().body());
+}
+
+#[test]
+fn every_secret_id_has_its_own_field() {
+    let mut values = SecretValues::default();
+    for (n, id) in SecretId::ALL.iter().enumerate() {
+        *secret_slot(&mut values, *id) = Some(azbroker_core::Secret::new(format!("value-{n}")));
+    }
+    let wire = serde_json::to_value(&values).unwrap();
+    for (n, id) in SecretId::ALL.iter().enumerate() {
+        assert_eq!(wire[id.name()], format!("value-{n}"), "the wire key of {id:?} is its name");
+        assert_eq!(secret_value(&values, *id).unwrap().expose(), format!("value-{n}"));
+    }
 }

@@ -6,8 +6,9 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use hyper::StatusCode;
-use serde_json::Value;
+use azbroker_core::admin_api::{
+    Exports, LoginHealth, LoginState, ReloadAnswer, RotateOutcome, SocketInfo, Status,
+};
 
 use crate::cli::admin_client::AdminClient;
 use crate::cli::args::StatusArgs;
@@ -17,190 +18,164 @@ use crate::config::Config;
 const EXIT_REJECTED: u8 = 64;
 
 pub async fn status(config: &Config, args: &StatusArgs) -> Result<ExitCode> {
-    let (code, body) = AdminClient::new(config).get("/v1/status").await?;
-    if code != StatusCode::OK {
-        bail!("the daemon answered {code}: {body}");
-    }
+    let status: Status = match AdminClient::new(config).get("/v1/status").await? {
+        Ok(s) => s,
+        Err(refused) => bail!("the daemon answered {}: {refused}", refused.status),
+    };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&body)?);
+        println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
-        print!("{}", render_status(&body));
+        print!("{}", render_status(&status));
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn reload(config: &Config) -> Result<ExitCode> {
-    let (code, body) = AdminClient::new(config).post("/v1/reload", None).await?;
-    let list = |key: &str| -> Vec<String> {
-        body[key]
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-            .unwrap_or_default()
-    };
-    if code == StatusCode::OK {
-        println!("config reloaded: {} profile(s)", body["profiles"]);
-        for w in list("warnings") {
-            println!("  note: {w}");
+    match AdminClient::new(config).reload().await? {
+        ReloadAnswer::Reloaded(outcome) => {
+            println!("config reloaded: {} profile(s)", outcome.profiles);
+            for w in outcome.warnings {
+                println!("  note: {w}");
+            }
+            Ok(ExitCode::SUCCESS)
         }
-        return Ok(ExitCode::SUCCESS);
+        ReloadAnswer::Rejected(rejected) => {
+            eprintln!("config reload rejected; the daemon keeps its running config:");
+            for p in rejected.problems {
+                eprintln!("  - {p}");
+            }
+            Ok(ExitCode::from(EXIT_REJECTED))
+        }
     }
-    eprintln!("config reload rejected; the daemon keeps its running config:");
-    for p in list("problems") {
-        eprintln!("  - {p}");
-    }
-    Ok(ExitCode::from(EXIT_REJECTED))
 }
 
 pub async fn rotate_secrets(config: &Config) -> Result<ExitCode> {
-    let (code, body) = AdminClient::new(config).post("/v1/rotate-secrets", None).await?;
-    if code != StatusCode::OK {
-        let why = body["error_description"].as_str().unwrap_or("no reason given");
-        bail!("the daemon did not rotate its secrets: {why}");
-    }
-    let names = |key: &str| -> String {
-        let v: Vec<&str> = body[key].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-        if v.is_empty() { "none".into() } else { v.join(", ") }
+    let outcome: RotateOutcome = match AdminClient::new(config).post_empty("/v1/rotate-secrets").await? {
+        Ok(o) => o,
+        Err(refused) => bail!("the daemon did not rotate its secrets: {refused}"),
     };
-    println!("rotated: {}", names("rotated"));
-    if body["unchanged"].as_array().is_some_and(|a| !a.is_empty()) {
-        println!("unchanged (configured files that did not change): {}", names("unchanged"));
+    let names = |v: &[String]| if v.is_empty() { "none".into() } else { v.join(", ") };
+    println!("rotated: {}", names(&outcome.rotated));
+    if !outcome.unchanged.is_empty() {
+        println!("unchanged (configured files that did not change): {}", names(&outcome.unchanged));
     }
     println!(
         "the previous values keep working for {}; give clients the new values with `azbroker env`",
-        secs(&body["grace_secs"])
+        secs(outcome.grace_secs)
     );
     Ok(ExitCode::SUCCESS)
 }
 
 /// Where the daemon listens (and who made each socket) and what clients export.
-fn render_sockets_and_exports(out: &mut String, s: &Value) {
-    for sock in s["sockets"].as_array().into_iter().flatten() {
-        let profile = sock["profile"].as_str().map(|p| format!(" (profile {p})")).unwrap_or_default();
+fn render_sockets_and_exports(out: &mut String, sockets: &[SocketInfo], exports: Option<&Exports>) {
+    for sock in sockets {
+        let profile = sock.profile.as_ref().map(|p| format!(" (profile {p})")).unwrap_or_default();
         let _ = writeln!(
             out,
             "  {:<6} {}{profile}, from {}",
-            text(sock, "kind"),
-            text(sock, "address"),
-            text(sock, "origin")
+            sock.kind.as_str(),
+            sock.address,
+            sock.origin.as_str()
         );
     }
-    let ex = &s["exports"];
-    if let Some(endpoint) = ex["app-service"]["IDENTITY_ENDPOINT"].as_str() {
-        let _ = writeln!(out, "exports:   {}", text(ex, "command"));
-        let _ = writeln!(out, "  IDENTITY_ENDPOINT={endpoint}  IDENTITY_HEADER=(see `azbroker env`)");
+    if let Some(ex) = exports {
+        let _ = writeln!(out, "exports:   {}", ex.command);
         let _ = writeln!(
             out,
-            "  AZURE_POD_IDENTITY_AUTHORITY_HOST={}",
-            text(&ex["imds"], "AZURE_POD_IDENTITY_AUTHORITY_HOST")
+            "  IDENTITY_ENDPOINT={}  IDENTITY_HEADER=(see `azbroker env`)",
+            ex.app_service.identity_endpoint
         );
+        let _ = writeln!(out, "  AZURE_POD_IDENTITY_AUTHORITY_HOST={}", ex.imds.authority_host);
     }
 }
 
 /// A login's last upstream error, and whether someone must act.
-fn render_login_health(out: &mut String, l: &Value) {
-    let attention = l["needs_attention"].as_bool() == Some(true);
-    if let Some(e) = l["last_upstream_error"].as_object() {
-        let age = e.get("at_unix").and_then(Value::as_u64).map(|at| {
-            let secs = azbroker_core::unix_now().saturating_sub(at);
-            humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
-        });
+fn render_login_health(out: &mut String, l: &LoginHealth) {
+    if let Some(e) = &l.last_upstream_error {
+        let ago = azbroker_core::unix_now().saturating_sub(e.at_unix);
         let _ = writeln!(
             out,
             "  {:<16} {}last upstream error {} ago: {}",
             "",
-            if attention { "NEEDS ATTENTION - " } else { "" },
-            age.as_deref().unwrap_or("?"),
-            e.get("message").and_then(Value::as_str).unwrap_or("-")
+            if l.needs_attention { "NEEDS ATTENTION - " } else { "" },
+            secs(ago),
+            e.message
         );
     }
 }
 
-fn text<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key].as_str().unwrap_or("-")
+fn secs(s: u64) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(s)).to_string()
 }
 
-fn secs(v: &Value) -> String {
-    match v.as_u64() {
-        Some(s) => humantime::format_duration(std::time::Duration::from_secs(s)).to_string(),
-        None => "-".into(),
-    }
+fn opt_secs(s: Option<u64>) -> String {
+    s.map_or_else(|| "-".into(), secs)
 }
 
 /// Each login with its state: who is signed in, what needs a sign-in (and the command), the last
 /// error.
-fn render_logins(out: &mut String, logins: &[Value]) {
+fn render_logins(out: &mut String, logins: &[LoginHealth]) {
     let _ = writeln!(out, "logins:");
-    for l in logins {
-        let state = match (text(l, "state"), l["account"].as_str()) {
-            ("signed_in", Some(who)) => format!("signed in as {who}"),
-            ("needs_sign_in", _) => format!("NEEDS SIGN-IN: {}", text(l, "reason")),
-            ("not_signed_in", _) => "not signed in".to_owned(),
-            (other, _) => other.to_owned(),
+    for health in logins {
+        let l = &health.login;
+        let state = match (l.state, &l.account) {
+            (LoginState::SignedIn, Some(who)) => format!("signed in as {who}"),
+            (LoginState::NeedsSignIn, _) => {
+                format!("NEEDS SIGN-IN: {}", l.reason.as_deref().unwrap_or("-"))
+            }
+            (LoginState::NotSignedIn, _) => "not signed in".to_owned(),
+            (other, _) => other.as_str().to_owned(),
         };
-        let _ = writeln!(
-            out,
-            "  {:<16} {:<18} {:<24} {state}",
-            text(l, "name"),
-            text(l, "kind"),
-            text(l, "tenant")
-        );
-        if let Some(cmd) = l["command"].as_str() {
+        let _ = writeln!(out, "  {:<16} {:<18} {:<24} {state}", l.name, l.kind, l.tenant);
+        if let Some(cmd) = &l.command {
             let _ = writeln!(out, "  {:<16} run `{cmd}`", "");
         }
-        for t in l["tenants_needing_sign_in"].as_array().into_iter().flatten() {
+        for t in &l.tenants_needing_sign_in {
             let _ = writeln!(
                 out,
                 "  {:<16} tenant {} NEEDS SIGN-IN: {}; run `{}`",
-                "",
-                text(t, "tenant"),
-                text(t, "reason"),
-                text(t, "command")
+                "", t.tenant, t.reason, t.command
             );
         }
-        if let Some(e) = l["last_error"].as_str() {
+        if let Some(e) = &l.last_error {
             let _ = writeln!(out, "  {:<16} last error: {e}", "");
         }
-        render_login_health(out, l);
+        render_login_health(out, health);
     }
 }
 
 /// The human view of `GET /v1/status`.
-fn render_status(s: &Value) -> String {
+fn render_status(s: &Status) -> String {
     let mut out = String::new();
-    let ready = if s["ready"].as_bool() == Some(true) { "ready" } else { "starting" };
+    let ready = if s.ready { "ready" } else { "starting" };
     let _ = writeln!(
         out,
         "azbroker {} (pid {}), {ready}, up {}",
-        text(s, "version"),
-        s["pid"],
-        secs(&s["uptime_secs"])
+        s.info.version,
+        s.info.pid,
+        secs(s.uptime_secs)
     );
-    if let Some(cfg) = s["config"].as_str() {
+    if let Some(cfg) = &s.daemon.config {
         let _ = writeln!(out, "config:    {cfg}");
     }
-    let listeners: Vec<&str> =
-        s["listeners"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-    if s["sockets"].is_array() {
-        let _ = writeln!(out, "listeners:");
+    if s.daemon.sockets.is_empty() {
+        let _ = writeln!(out, "listeners: {}", s.info.listeners.join(", "));
     } else {
-        let _ = writeln!(out, "listeners: {}", listeners.join(", "));
+        let _ = writeln!(out, "listeners:");
     }
-    render_sockets_and_exports(&mut out, s);
-    let default = s["default_profile"].as_str();
-    let profiles: Vec<String> = s["profiles"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(|p| if Some(p) == default { format!("{p} (default)") } else { p.to_owned() })
+    render_sockets_and_exports(&mut out, &s.daemon.sockets, s.daemon.exports.as_ref());
+    let default = s.default_profile.as_deref();
+    let profiles: Vec<String> = s
+        .profiles
+        .iter()
+        .map(|p| if Some(p.as_str()) == default { format!("{p} (default)") } else { p.clone() })
         .collect();
     let _ =
         writeln!(out, "profiles:  {}", if profiles.is_empty() { "none".into() } else { profiles.join(", ") });
-    if let Some(logins) = s["logins"].as_array() {
-        render_logins(&mut out, logins);
+    if !s.daemon.logins.is_empty() {
+        render_logins(&mut out, &s.daemon.logins);
     }
-    let entries = s["entries"].as_array().map(Vec::as_slice).unwrap_or_default();
-    if entries.is_empty() {
+    if s.entries.is_empty() {
         let _ = writeln!(out, "cached tokens: none");
     } else {
         let _ = writeln!(out, "cached tokens:");
@@ -209,29 +184,24 @@ fn render_status(s: &Value) -> String {
             "  {:<16} {:<44} {:<9} {:<12} {:<12} ERROR",
             "PROFILE", "RESOURCE", "TOKEN", "EXPIRES IN", "REFRESH IN"
         );
-        for e in entries {
+        for e in &s.entries {
             let _ = writeln!(
                 out,
                 "  {:<16} {:<44} {:<9} {:<12} {:<12} {}",
-                text(e, "profile"),
-                text(e, "resource"),
-                text(e, "token_hash"),
-                secs(&e["expires_in_secs"]),
-                secs(&e["next_refresh_in_secs"]),
-                e["last_error"].as_str().unwrap_or("")
+                e.profile,
+                e.resource,
+                e.token_hash.as_deref().unwrap_or("-"),
+                opt_secs(e.expires_in_secs),
+                opt_secs(e.next_refresh_in_secs),
+                e.last_error.as_deref().unwrap_or("")
             );
         }
     }
-    let st = &s["stats"];
+    let st = &s.stats;
     let _ = writeln!(
         out,
         "requests:  {} hits, {} misses, {} coalesced; upstream: {} calls, {} errors, {} refreshes",
-        st["hits"],
-        st["misses"],
-        st["coalesced"],
-        st["upstream_calls"],
-        st["upstream_errors"],
-        st["refreshes"]
+        st.hits, st.misses, st.coalesced, st.upstream_calls, st.upstream_errors, st.refreshes
     );
     out
 }
@@ -252,10 +222,12 @@ mod tests {
                           {"tenant": "fabrikam.example", "reason": "AADSTS50076: MFA",
                            "command": "azbroker login --login me --tenant fabrikam.example"}]}],
             "entries": [{"profile": "fabrikam", "resource": "https://vault.azure.net", "token_hash": "ab12cd34",
-                         "expires_in_secs": 3000, "next_refresh_in_secs": 1200, "last_error": null}],
+                         "expires_in_secs": 3000, "next_refresh_in_secs": 1200, "idle_secs": 2, "failures": 0,
+                         "last_error": null}],
             "stats": {"hits": 5, "misses": 1, "coalesced": 0, "upstream_calls": 1, "upstream_errors": 0, "refreshes": 0}
         });
-        let text = render_status(&body);
+        let status: Status = serde_json::from_value(body).unwrap();
+        let text = render_status(&status);
         assert!(text.contains("azbroker 0.1.0 (pid 7), ready, up 1m 5s"), "{text}");
         assert!(text.contains("profiles:  contoso (default), fabrikam"), "{text}");
         assert!(text.contains("app") && text.contains("service-principal"), "{text}");

@@ -3,6 +3,8 @@
 
 use anyhow::{Context, Result, bail};
 use azbroker_core::Secret;
+use azbroker_core::admin_api::SecretValues;
+use azbroker_server::admin;
 use azbroker_server::{DEFAULT_IDENTITY_CLIENT_ID, SecretId};
 
 use crate::cli::admin_client::AdminClient;
@@ -33,9 +35,11 @@ fn is_permission_denied(e: &anyhow::Error) -> bool {
 
 fn from_daemon(config: &Config, id: SecretId) -> Result<Secret> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let (_, body) = rt.block_on(AdminClient::new(config).get("/v1/secrets"))?;
-    let value = body[id.name()].as_str().with_context(|| format!("the daemon has no {}", id.name()))?;
-    Ok(Secret::new(value))
+    let values: SecretValues = match rt.block_on(AdminClient::new(config).get("/v1/secrets"))? {
+        Ok(values) => values,
+        Err(refused) => bail!("the daemon did not hand out its secrets: {refused}"),
+    };
+    admin::secret_value(&values, id).cloned().with_context(|| format!("the daemon has no {}", id.name()))
 }
 
 /// `http://ADDR[/p/PROFILE]` for the daemon's first listener.

@@ -4,6 +4,7 @@ use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
 
 use crate::cli::args::{EnvArgs, RunArgs, TokenArgs};
 use crate::cli::client_env;
@@ -39,22 +40,54 @@ pub async fn token(config: &Config, args: &TokenArgs) -> Result<ExitCode> {
         .await
         .with_context(|| format!("cannot reach the daemon at {base} (is `azbroker serve` running?)"))?;
     let status = response.status();
-    let body: serde_json::Value = response.json().await.context("the daemon sent a non-JSON answer")?;
     if !status.is_success() {
-        let msg = body.get("message").and_then(|m| m.as_str()).unwrap_or("no message");
-        bail!("the daemon refused ({status}): {msg}");
+        let refusal: AppServiceRefusal =
+            response.json().await.context("the daemon sent a non-JSON answer")?;
+        bail!("the daemon refused ({status}): {}", refusal.message.as_deref().unwrap_or("no message"));
     }
-    let field = |k: &str| body.get(k).cloned().unwrap_or(serde_json::Value::Null);
-    let expires_on: u64 = field("expires_on").as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let out = serde_json::json!({
-        "accessToken": field("access_token"),
-        "expires_on": expires_on,
-        "resource": field("resource"),
-        "tokenType": field("token_type"),
-        "profile": args.profile.clone().or_else(|| config.server.default_profile.as_ref().map(|p| p.to_string())),
-    });
-    println!("{out}");
+    let answer: AppServiceToken = response.json().await.context("the daemon sent an unexpected answer")?;
+    let out = TokenOutput {
+        access_token: &answer.access_token,
+        expires_on: answer.expires_on.parse().unwrap_or(0),
+        resource: &answer.resource,
+        token_type: &answer.token_type,
+        profile: args
+            .profile
+            .clone()
+            .or_else(|| config.server.default_profile.as_ref().map(|p| p.to_string())),
+    };
+    println!("{}", serde_json::to_string(&out)?);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The App Service dialect's token answer, as far as `token` shows it.
+#[derive(Deserialize)]
+struct AppServiceToken {
+    /// Printed, never logged; no `Debug` on this type.
+    access_token: String,
+    /// Unix seconds, as a string of digits.
+    expires_on: String,
+    resource: String,
+    token_type: String,
+}
+
+/// The App Service dialect's error answer.
+#[derive(Deserialize)]
+struct AppServiceRefusal {
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// What `azbroker token` prints (the shape of `az account get-access-token`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenOutput<'a> {
+    access_token: &'a str,
+    #[serde(rename = "expires_on")]
+    expires_on: u64,
+    resource: &'a str,
+    token_type: &'a str,
+    profile: Option<String>,
 }
 
 pub fn check_config(config: &Config) -> Result<ExitCode> {

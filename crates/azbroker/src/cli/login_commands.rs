@@ -7,10 +7,10 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use azbroker_core::login::{FlowStart, FlowState, FlowStatus, LoginMethod, LoginRequest};
-use hyper::StatusCode;
-use serde_json::Value;
+use anyhow::{Result, bail};
+use azbroker_core::admin_api::{
+    FlowStart, FlowState, FlowStatus, LoginMethod, LoginRequest, LogoutAnswer, TenantsAnswer,
+};
 
 use crate::cli::admin_client::AdminClient;
 use crate::cli::args::{LoginArgs, LogoutArgs, TenantsArgs};
@@ -56,12 +56,10 @@ pub async fn login(config: &Config, args: &LoginArgs) -> Result<ExitCode> {
     let method = if args.browser { LoginMethod::Browser } else { LoginMethod::DeviceCode };
     let client = AdminClient::new(config);
     let request = LoginRequest { tenant: args.tenant.clone(), method };
-    let (code, body) =
-        client.post(&format!("/v1/logins/{name}/flows"), Some(&serde_json::to_value(&request)?)).await?;
-    if code != StatusCode::OK {
-        bail!("the daemon could not start the sign-in: {}", describe(&body));
-    }
-    let start: FlowStart = serde_json::from_value(body).context("the daemon sent an unexpected answer")?;
+    let start: FlowStart = match client.post(&format!("/v1/logins/{name}/flows"), &request).await? {
+        Ok(start) => start,
+        Err(refused) => bail!("the daemon could not start the sign-in: {refused}"),
+    };
     match start.method {
         LoginMethod::DeviceCode => {
             println!("{}", start.message.as_deref().unwrap_or("Follow the instructions to sign in."));
@@ -87,7 +85,7 @@ pub async fn login(config: &Config, args: &LoginArgs) -> Result<ExitCode> {
         s = watch(&client, &path, start.expires_in_secs) => s?,
         _ = tokio::signal::ctrl_c() => {
             clear_line();
-            let _ = client.delete(&path).await;
+            let _ = client.delete::<FlowStatus>(&path).await;
             eprintln!("Sign-in cancelled.");
             return Ok(ExitCode::from(EXIT_INTERRUPTED));
         }
@@ -120,12 +118,10 @@ async fn watch(client: &AdminClient, path: &str, expires_in: u64) -> Result<Flow
     let deadline = Instant::now() + Duration::from_secs(expires_in);
     let mut last_plain: Option<Instant> = None;
     loop {
-        let (code, body) = client.get(&format!("{path}?wait={}", TICK.as_secs())).await?;
-        if code != StatusCode::OK {
-            bail!("the daemon lost the sign-in: {}", describe(&body));
-        }
-        let status: FlowStatus =
-            serde_json::from_value(body).context("the daemon sent an unexpected answer")?;
+        let status: FlowStatus = match client.get(&format!("{path}?wait={}", TICK.as_secs())).await? {
+            Ok(status) => status,
+            Err(refused) => bail!("the daemon lost the sign-in: {refused}"),
+        };
         if status.state.is_final() {
             return Ok(status);
         }
@@ -183,11 +179,13 @@ fn open_browser(url: &str) -> bool {
 
 pub async fn logout(config: &Config, args: &LogoutArgs) -> Result<ExitCode> {
     let name = user_login(config, args.login.as_deref())?;
-    let (code, body) = AdminClient::new(config).post(&format!("/v1/logins/{name}/logout"), None).await?;
-    if code != StatusCode::OK {
-        bail!("the daemon could not sign out: {}", describe(&body));
-    }
-    if body["had_state"] == true {
+    let answer: LogoutAnswer =
+        match AdminClient::new(config).post_empty(&format!("/v1/logins/{name}/logout")).await? {
+            Ok(answer) => answer,
+            Err(refused) => bail!("the daemon could not sign out: {refused}"),
+        };
+    let LogoutAnswer::SignedOut { had_state } = answer;
+    if had_state {
         println!("Signed out of login '{name}'; its refresh token and cached tokens are gone.");
     } else {
         println!("Login '{name}' was not signed in.");
@@ -197,30 +195,25 @@ pub async fn logout(config: &Config, args: &LogoutArgs) -> Result<ExitCode> {
 
 pub async fn tenants(config: &Config, args: &TenantsArgs) -> Result<ExitCode> {
     let name = user_login(config, args.login.as_deref())?;
-    let (code, body) = AdminClient::new(config).get(&format!("/v1/logins/{name}/tenants")).await?;
-    if code != StatusCode::OK {
-        bail!("{}", describe(&body));
-    }
+    let answer: TenantsAnswer =
+        match AdminClient::new(config).get(&format!("/v1/logins/{name}/tenants")).await? {
+            Ok(answer) => answer,
+            Err(refused) => bail!("{refused}"),
+        };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&body["tenants"])?);
+        println!("{}", serde_json::to_string_pretty(&answer.tenants)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let tenants = body["tenants"].as_array().map(Vec::as_slice).unwrap_or_default();
     println!("{:<38} {:<32} {:<12} NAME", "TENANT ID", "DEFAULT DOMAIN", "CATEGORY");
-    for t in tenants {
-        let s = |k: &str| t[k].as_str().unwrap_or("-").to_owned();
+    for t in &answer.tenants {
+        let s = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
         println!(
             "{:<38} {:<32} {:<12} {}",
-            s("tenant_id"),
-            s("default_domain"),
-            s("category"),
-            s("display_name")
+            t.tenant_id,
+            s(&t.default_domain),
+            s(&t.category),
+            s(&t.display_name)
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The daemon's error sentence.
-fn describe(body: &Value) -> String {
-    body["error_description"].as_str().map_or_else(|| body.to_string(), str::to_owned)
 }

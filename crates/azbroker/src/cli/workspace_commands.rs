@@ -9,9 +9,8 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
+use azbroker_core::admin_api::ReloadAnswer;
 use azbroker_entra::ArmClient;
-use hyper::StatusCode;
-use serde_json::Value;
 use toml_edit::{DocumentMut, Item, Table, value};
 
 use crate::cli::admin_client::AdminClient;
@@ -139,12 +138,10 @@ async fn add(config: &Config, args: &WorkspaceAddArgs) -> Result<ExitCode> {
 
 /// Asks a running daemon to reload; explains when there is none.
 async fn reload(config: &Config) {
-    match AdminClient::new(config).post("/v1/reload", None).await {
-        Ok((StatusCode::OK, _)) => println!("The daemon reloaded its config."),
-        Ok((_, body)) => {
-            let problems: Vec<&str> =
-                body["problems"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-            eprintln!("The daemon rejected the new config: {}", problems.join("; "));
+    match AdminClient::new(config).reload().await {
+        Ok(ReloadAnswer::Reloaded(_)) => println!("The daemon reloaded its config."),
+        Ok(ReloadAnswer::Rejected(rejected)) => {
+            eprintln!("The daemon rejected the new config: {}", rejected.problems.join("; "));
         }
         Err(e) => {
             println!("No running daemon was reloaded ({e:#}); `azbroker serve` will use the new entry.")

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use azbroker_core::admin_api::SocketKind;
 use azbroker_server::{ARC_TOKENS_DIR, AppState, ArcKeys, KEY_TTL, Server};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -21,7 +22,7 @@ pub struct Extras {
     link_local: Option<LinkLocal>,
     /// Addresses served and what each is (`https`, `imds-link-local`), for the start-up line
     /// and `status`.
-    pub bound: Vec<(std::net::SocketAddr, &'static str)>,
+    pub bound: Vec<(std::net::SocketAddr, SocketKind)>,
 }
 
 /// Starts the extra listeners on `tasks`, all stopping when `cancel` fires.
@@ -43,7 +44,7 @@ pub async fn start(
             let listener = TcpListener::bind(addr).await.with_context(|| {
                 format!("cannot listen on {addr} (HTTPS, Service Fabric; set [server] tls_listen to another port, or [] to turn it off)")
             })?;
-            extras.bound.push((listener.local_addr()?, "https"));
+            extras.bound.push((listener.local_addr()?, SocketKind::Https));
             let router = azbroker_server::service_fabric_router(app.clone(), None);
             let server = Server::new(router, config.server.hardening.limits.clone(), cancel.clone());
             let tls = tls.clone();
@@ -57,7 +58,7 @@ pub async fn start(
     extras.arc = start_arc(config, app, cancel, tasks).await;
     if d.imds_link_local {
         let (listener, state) = link_local::setup(d.force_link_local).await?;
-        extras.bound.push((listener.local_addr()?, "imds-link-local"));
+        extras.bound.push((listener.local_addr()?, SocketKind::ImdsLinkLocal));
         extras.link_local = Some(state);
         let router = azbroker_server::link_local_router(app.clone());
         let server = Server::new(router, config.server.hardening.limits.clone(), cancel.clone());

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use azbroker_core::Engine;
-use azbroker_core::login::LoginStatus;
+use azbroker_core::admin_api::{LoginState, LoginStatus};
 use azbroker_entra::{ArmClient, EntraClient, LoginEvent, LoginStore, StoreKey, UserLogins};
 use azbroker_server::redirect::LoopbackRedirect;
 use url::Url;
@@ -69,7 +69,7 @@ impl LoginService {
                     name: l.name.to_string(),
                     kind: l.kind.as_str().into(),
                     tenant: l.tenant.to_string(),
-                    state: "configured".into(),
+                    state: LoginState::Configured,
                     account: None,
                     reason: None,
                     command: None,

@@ -8,6 +8,7 @@
 
 pub(crate) mod access;
 pub(crate) mod activation;
+pub(crate) mod admin_hooks;
 pub(crate) mod link_local;
 pub(crate) mod listeners;
 pub(crate) mod logins;

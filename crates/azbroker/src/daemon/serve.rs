@@ -7,16 +7,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
-use azbroker_core::BoxFuture;
-use azbroker_core::login::{AdminError, FlowStart, FlowStatus, LoginRequest, TenantInfo};
 use azbroker_core::{Engine, ProfileName, Secret, TenantId};
 use azbroker_entra::SecretRef;
-use azbroker_server::admin::{
-    self, AdminHooks, AdminState, DaemonInfo, PeerPolicy, ReloadOutcome, RotateOutcome,
-};
+use azbroker_server::admin::{self, AdminState, DaemonInfo, PeerPolicy, ReloadOutcome};
 use azbroker_server::{AppState, Server};
 use azbroker_testkit::FakeEntra;
 use tokio::net::TcpListener;
@@ -31,6 +26,7 @@ use crate::cli::admin_client;
 use crate::cli::args::ServeArgs;
 use crate::config::{Config, ConfigError, Login, LoginKind, Profile};
 use crate::daemon::activation::Activated;
+use crate::daemon::admin_hooks::ServeHooks;
 use crate::daemon::logins::LoginService;
 use crate::daemon::status_info::{self, Origin};
 use crate::paths;
@@ -194,103 +190,6 @@ fn bind_hint(addr: SocketAddr) -> String {
 /// A reload asked for over the admin socket (or by the file watcher), with where to send the
 /// outcome.
 pub(crate) type ReloadRequest = oneshot::Sender<Result<ReloadOutcome, Vec<String>>>;
-
-/// The binary's side of the admin API: reloads go to the signal loop (one place applies
-/// configs), status is computed from the runtime in force (its config) and the engine at each
-/// call.
-struct ServeHooks {
-    reload_tx: mpsc::Sender<ReloadRequest>,
-    /// Sockets and exports: fixed at start.
-    fixed: serde_json::Map<String, serde_json::Value>,
-    app: AppState,
-    logins: Arc<LoginService>,
-}
-
-impl AdminHooks for ServeHooks {
-    fn reload(&self) -> BoxFuture<'static, Result<ReloadOutcome, Vec<String>>> {
-        let tx = self.reload_tx.clone();
-        Box::pin(async move {
-            let (done, outcome) = oneshot::channel();
-            if tx.send(done).await.is_err() {
-                return Err(vec!["the daemon is shutting down".into()]);
-            }
-            outcome.await.unwrap_or_else(|_| Err(vec!["the daemon is shutting down".into()]))
-        })
-    }
-
-    fn rotate_secrets(&self) -> BoxFuture<'static, Result<RotateOutcome, String>> {
-        let config = runtime::config(&self.app);
-        let app = self.app.clone();
-        Box::pin(async move {
-            let grace = config.server.hardening.rotate_grace;
-            tokio::task::spawn_blocking(move || secrets::rotate(&config, &app, grace))
-                .await
-                .map_err(|e| format!("rotation failed: {e}"))?
-                .map_err(|e| format!("{e:#}"))
-        })
-    }
-
-    fn status_fields(&self) -> serde_json::Map<String, serde_json::Value> {
-        let (mut m, profile_logins) = {
-            let config = runtime::config(&self.app);
-            let mut m = status_fields(&config);
-            m.insert(
-                "logins".into(),
-                serde_json::to_value(self.logins.statuses(&config)).unwrap_or_default(),
-            );
-            let profile_logins: Vec<(String, String)> =
-                config.profiles.values().map(|p| (p.name.to_string(), p.login.to_string())).collect();
-            (m, profile_logins)
-        };
-        status_info::add_health(&mut m, &profile_logins, &self.app.engine().metrics());
-        m.extend(self.fixed.clone());
-        m
-    }
-
-    fn start_login(
-        &self,
-        login: String,
-        request: LoginRequest,
-    ) -> BoxFuture<'static, Result<FlowStart, AdminError>> {
-        let users = self.logins.users.clone();
-        Box::pin(async move { users.start_flow(&login, request).await })
-    }
-
-    fn login_flow(
-        &self,
-        login: String,
-        id: String,
-        wait: Duration,
-    ) -> BoxFuture<'static, Result<FlowStatus, AdminError>> {
-        let users = self.logins.users.clone();
-        Box::pin(async move { users.flow_status(&login, &id, wait).await })
-    }
-
-    fn cancel_login(&self, login: String, id: String) -> BoxFuture<'static, Result<FlowStatus, AdminError>> {
-        let users = self.logins.users.clone();
-        Box::pin(async move { users.cancel_flow(&login, &id).await })
-    }
-
-    fn logout(&self, login: String) -> BoxFuture<'static, Result<bool, AdminError>> {
-        let users = self.logins.users.clone();
-        Box::pin(async move { users.logout(&login).await })
-    }
-
-    fn tenants(&self, login: String) -> BoxFuture<'static, Result<Vec<TenantInfo>, AdminError>> {
-        let users = self.logins.users.clone();
-        Box::pin(async move { users.tenants(&login).await })
-    }
-}
-
-/// What `status` shows of the config: where it came from (the logins, with their state, are
-/// added at each call; never a secret).
-fn status_fields(config: &Config) -> serde_json::Map<String, serde_json::Value> {
-    let mut m = serde_json::Map::new();
-    if let Some(origin) = &config.origin {
-        m.insert("config".into(), origin.display().to_string().into());
-    }
-    m
-}
 
 /// SIGTERM, SIGINT and SIGHUP, caught from start-up on.
 struct Signals {

@@ -205,9 +205,9 @@ async fn listeners(config: &Config) -> Vec<Finding> {
             Err(e) => out.push(Finding::fail(&name, format!("no usable answer: {e}"), "is something else listening on that port? set [server] listen to another one")),
         }
     }
-    match AdminClient::new(config).get("/healthz").await {
-        Ok((code, _)) if code.is_success() => out.push(Finding::ok("admin socket", "answers")),
-        Ok((code, _)) => {
+    match AdminClient::new(config).health().await {
+        Ok(code) if code.is_success() => out.push(Finding::ok("admin socket", "answers")),
+        Ok(code) => {
             out.push(Finding::warn("admin socket", format!("answers {code}"), "look at the daemon's log"))
         }
         Err(e) => out.push(Finding::fail(
