@@ -10,6 +10,7 @@ pub(crate) mod access;
 pub(crate) mod activation;
 pub(crate) mod link_local;
 pub(crate) mod listeners;
+pub(crate) mod local_authority;
 pub(crate) mod logins;
 pub(crate) mod readiness;
 pub(crate) mod scrub;
