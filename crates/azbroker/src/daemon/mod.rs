@@ -8,6 +8,7 @@
 
 pub(crate) mod access;
 pub(crate) mod activation;
+pub(crate) mod bound_file;
 pub(crate) mod link_local;
 pub(crate) mod listeners;
 pub(crate) mod local_authority;

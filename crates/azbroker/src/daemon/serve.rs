@@ -142,6 +142,7 @@ pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) 
             }
         });
     }
+    let _bound_file = super::bound_file::write(&config, &sockets, &extras.bound, &admin_shown)?;
     app.set_ready(true);
     announce(&config, &bound, local.is_some());
     readiness::ready(&ready_status(&config, &bound));
