@@ -270,6 +270,21 @@ fn listen_line(key: &str, addr: SocketAddr) -> String {
     format!("{key} = [\"{addr}\"]")
 }
 
+/// Waits (bounded by `limit`) for a daemon started by hand to write
+/// `runtime_dir/listeners.json`, and returns its first general listener and its HTTPS listener.
+pub fn wait_for_bound(runtime_dir: &Path, limit: Duration) -> Result<(SocketAddr, Option<SocketAddr>)> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(bound) = read_bound(&runtime_dir.join("listeners.json")) {
+            return Ok(bound);
+        }
+        if Instant::now() > deadline {
+            bail!("no listeners.json in {} within {limit:?}", runtime_dir.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The first general token listener and the first HTTPS listener from a complete
 /// `listeners.json` (`None` while it is absent; the daemon writes it atomically).
 fn read_bound(path: &Path) -> Option<(SocketAddr, Option<SocketAddr>)> {
