@@ -33,8 +33,13 @@ fn invalid_config_exits_64_and_binds_nothing() {
 async fn identity_header_survives_restart_and_sigterm_exits_zero() {
     let (_auth, mut daemon) = two_tenants("");
     let before = daemon.env(&[]).unwrap();
+    let listeners = daemon.listeners_path();
+    let mode =
+        std::fs::metadata(&listeners).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()));
+    assert_eq!(mode.unwrap() & 0o777, 0o600, "listeners.json is private while serving");
     let status = daemon.stop().unwrap();
     assert_eq!(status.code(), Some(0), "{}", daemon.log());
+    assert!(!listeners.exists(), "listeners.json is removed at exit");
     daemon.restart(&[]).unwrap();
     let after = daemon.env(&[]).unwrap();
     assert_eq!(env_value(&before, "IDENTITY_HEADER"), env_value(&after, "IDENTITY_HEADER"));
