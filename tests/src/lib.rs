@@ -1,6 +1,7 @@
-//! Shared helpers for the end-to-end tests: start the real `azbroker` binary on a free loopback
-//! port against an in-process testkit authority, wait for `/readyz`, run its subcommands, collect
-//! its output, and stop it with SIGTERM.
+//! Shared helpers for the end-to-end tests: start the real `azbroker` binary on loopback port 0
+//! against an in-process testkit authority, learn the addresses it bound from
+//! `runtime_dir/listeners.json`, wait for `/readyz`, run its subcommands, collect its output, and
+//! stop it with SIGTERM.
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
@@ -35,7 +36,9 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
 }
 
-/// A loopback port that was free a moment ago.
+/// A loopback port that was free a moment ago, for a test that must name a port in its config
+/// before the daemon starts (a profile's own listener). The daemon's general and HTTPS
+/// listeners never need one: they bind port 0.
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     l.local_addr().expect("local addr").port()
@@ -63,51 +66,48 @@ impl Daemon {
     /// Like [`Daemon::start`] with extra lines for the `[server]` table.
     pub fn start_with_server(config_body: &str, server_extra: &str, extra: &[&str]) -> Result<Self> {
         let dir = tempfile::tempdir()?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let tls = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let config = format!(
-            "[server]\nlisten = [\"{addr}\"]\ntls_listen = [\"{tls}\"]\nstate_dir = \"{}\"\nruntime_dir = \"{}\"\n{server_extra}\n{config_body}",
+            "[server]\n{}\n{}\nstate_dir = \"{}\"\nruntime_dir = \"{}\"\n{server_extra}\n{config_body}",
+            listen_line("listen", ANY_PORT),
+            listen_line("tls_listen", ANY_PORT),
             dir.path().join("state").display(),
             dir.path().join("run").display(),
         );
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config)?;
-        let mut daemon = Self { dir, addr, config_path, tls_addr: tls, env: Vec::new(), child: None };
-        daemon.spawn(extra)?;
+        let mut daemon =
+            Self { dir, addr: ANY_PORT, config_path, tls_addr: ANY_PORT, env: Vec::new(), child: None };
+        daemon.spawn_once(extra)?;
+        daemon.pin_ports()?;
         Ok(daemon)
     }
 
-    /// Starts the daemon. A port that was free when chosen can be taken by another process before
-    /// the daemon binds it (other tests run in parallel): then the listeners move to new free ports
-    /// and the start is retried, a bounded number of times.
-    fn spawn(&mut self, extra: &[&str]) -> Result<()> {
-        const ATTEMPTS: usize = 5;
-        for attempt in 1.. {
-            match self.spawn_once(extra) {
-                Err(e) if attempt < ATTEMPTS && self.log().contains("Address already in use") => {
-                    eprintln!("daemon start {attempt}: a port was taken meanwhile, moving ({e:#})");
-                    self.move_to_free_ports()?;
-                }
-                result => return result,
-            }
-        }
-        unreachable!("the loop returns on its last attempt")
+    /// Writes the ports the daemon chose into its config (atomically, as editors do), so that
+    /// `azbroker env` names them and a restart keeps them.
+    fn pin_ports(&mut self) -> Result<()> {
+        self.rewrite_listen(self.addr, self.tls_addr)
     }
 
-    /// Rewrites the config's `listen` and `tls_listen` addresses to ports that are free now.
-    fn move_to_free_ports(&mut self) -> Result<()> {
+    /// Sets the config's `listen` and `tls_listen` lines (the ones this harness wrote).
+    fn rewrite_listen(&self, addr: SocketAddr, tls: SocketAddr) -> Result<()> {
         let text = std::fs::read_to_string(&self.config_path)?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let tls = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let text = text
-            .replace(&format!("\"{}\"", self.addr), &format!("\"{addr}\""))
-            .replace(&format!("\"{}\"", self.tls_addr), &format!("\"{tls}\""));
-        std::fs::write(&self.config_path, text)?;
-        (self.addr, self.tls_addr) = (addr, tls);
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        // Only the `[server]` table's lines, which come first; a profile's own `listen` stays.
+        for (key, addr) in [("listen", addr), ("tls_listen", tls)] {
+            let prefix = format!("{key} = [");
+            if let Some(line) = lines.iter_mut().find(|l| l.starts_with(&prefix)) {
+                *line = listen_line(key, addr);
+            }
+        }
+        let tmp = self.config_path.with_extension("pin");
+        std::fs::write(&tmp, lines.join("\n") + "\n")?;
+        std::fs::rename(&tmp, &self.config_path)?;
         Ok(())
     }
 
     fn spawn_once(&mut self, extra: &[&str]) -> Result<()> {
+        // A daemon that was killed leaves its file behind; never read a previous run's ports.
+        let _ = std::fs::remove_file(self.listeners_path());
         let log = std::fs::File::create(self.log_path())?;
         let child = Command::new(binary())
             .arg("--config")
@@ -126,11 +126,28 @@ impl Daemon {
     }
 
     /// Stops (SIGTERM) and starts the daemon again with the same directories.
+    /// The pinned ports are reused; should another process have taken one meanwhile, the daemon
+    /// moves to new ones (port 0 again), a bounded number of times.
     pub fn restart(&mut self, extra: &[&str]) -> Result<()> {
+        const ATTEMPTS: usize = 3;
         if self.child.is_some() {
             self.stop()?;
         }
-        self.spawn(extra)
+        for attempt in 1..=ATTEMPTS {
+            match self.spawn_once(extra) {
+                Err(e) if attempt < ATTEMPTS && self.log().contains("Address already in use") => {
+                    eprintln!("daemon restart {attempt}: a pinned port was taken meanwhile ({e:#})");
+                    self.rewrite_listen(ANY_PORT, ANY_PORT)?;
+                }
+                result => return result.and_then(|()| self.pin_ports()),
+            }
+        }
+        bail!("daemon did not restart in {ATTEMPTS} attempts")
+    }
+
+    /// `runtime_dir/listeners.json`: the addresses the running daemon bound.
+    pub fn listeners_path(&self) -> PathBuf {
+        self.dir.path().join("run").join("listeners.json")
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -166,14 +183,22 @@ impl Daemon {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Waits (bounded) for the daemon to report its addresses in `listeners.json`, then for
+    /// `/readyz` to answer 200 on the general listener it reported.
     fn wait_ready(&mut self, limit: Duration) -> Result<()> {
         let deadline = Instant::now() + limit;
-        let url = self.url("/readyz");
+        let mut bound = None;
         while Instant::now() < deadline {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 bail!("daemon exited early ({status}):\n{}", self.log());
             }
-            if matches!(blocking_get(&url), Ok(200)) {
+            if bound.is_none() {
+                bound = read_bound(&self.listeners_path());
+                if let Some((addr, tls)) = bound {
+                    (self.addr, self.tls_addr) = (addr, tls.unwrap_or(ANY_PORT));
+                }
+            }
+            if bound.is_some() && matches!(blocking_get(&self.url("/readyz")), Ok(200)) {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -236,6 +261,42 @@ impl Drop for Daemon {
             let _ = c.wait();
         }
     }
+}
+
+/// Port 0 on loopback: the daemon picks a free port and reports it.
+const ANY_PORT: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+
+fn listen_line(key: &str, addr: SocketAddr) -> String {
+    format!("{key} = [\"{addr}\"]")
+}
+
+/// Waits (bounded by `limit`) for a daemon started by hand to write
+/// `runtime_dir/listeners.json`, and returns its first general listener and its HTTPS listener.
+pub fn wait_for_bound(runtime_dir: &Path, limit: Duration) -> Result<(SocketAddr, Option<SocketAddr>)> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(bound) = read_bound(&runtime_dir.join("listeners.json")) {
+            return Ok(bound);
+        }
+        if Instant::now() > deadline {
+            bail!("no listeners.json in {} within {limit:?}", runtime_dir.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The first general token listener and the first HTTPS listener from a complete
+/// `listeners.json` (`None` while it is absent; the daemon writes it atomically).
+fn read_bound(path: &Path) -> Option<(SocketAddr, Option<SocketAddr>)> {
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    let listeners = json["listeners"].as_array()?;
+    let find = |kind: &str| {
+        listeners
+            .iter()
+            .find(|l| l["kind"] == kind && l["profile"].is_null())
+            .and_then(|l| l["address"].as_str()?.parse().ok())
+    };
+    Some((find("http")?, find("https")))
 }
 
 /// A minimal blocking GET returning the status code (for readiness polling without a runtime).

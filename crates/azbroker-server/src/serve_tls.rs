@@ -62,9 +62,10 @@ pub async fn serve_tls(listener: TcpListener, server: Server, config: Arc<Server
                 continue;
             }
         };
-        let caller = crate::conn::tcp_caller(&tcp, peer);
         let (acceptor, server) = (acceptor.clone(), server.clone());
         handshakes.spawn(async move {
+            // In the connection's own task: the lookup must not hold up the accept loop.
+            let caller = crate::conn::tcp_caller(&tcp, peer).await;
             let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
             drop(permit);
             match handshake {

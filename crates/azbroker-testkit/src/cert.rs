@@ -7,6 +7,7 @@ use aws_lc_rs::digest;
 use crate::jwt::b64;
 
 /// A freshly generated self-signed RSA-2048 certificate and its private key.
+#[cfg(feature = "testing")]
 #[derive(Clone)]
 pub struct TestCertificate {
     /// `-----BEGIN CERTIFICATE-----` PEM.
@@ -19,12 +20,14 @@ pub struct TestCertificate {
     pub key_pkcs8_der: Vec<u8>,
 }
 
+#[cfg(feature = "testing")]
 impl std::fmt::Debug for TestCertificate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TestCertificate").field("x5t#S256", &sha256_thumbprint(&self.der)).finish()
     }
 }
 
+#[cfg(feature = "testing")]
 impl TestCertificate {
     /// Generates a key pair and a certificate for `CN=common_name`. CPU-bound (tens of ms).
     pub fn generate(common_name: &str) -> Result<Self, String> {

@@ -20,12 +20,14 @@
 //!   subscription in the token's tenant), which `az login --identity` needs.
 //!
 //! Tests steer it through the handle: registered apps, permissive mode, token lifetime, denied
-//! tenants and resources, injected [`Fault`]s, and request counters.
+//! tenants and resources, injected `Fault`s, and request counters. That steering (`steer`), fault
+//! injection (`fault`) and the test certificate generator sit behind the `testing` feature: the
+//! daemon's `--local-authority` links only the authority itself.
 //!
 //! Layout: `server` (handle and lifecycle), `state` (shared state and counters), `routes`
 //! (HTTP surface), `grant` (one module per grant type), `client_auth`, `scope`, `tenant`,
 //! `issue` (claims and signing), `keys` (RSA key, JWKS, verification), `error` (Entra error
-//! bodies), `fault`, `form`, `jwt`, `listener`, `time`.
+//! bodies), `steer` and `fault` (test-only), `form`, `jwt`, `listener`, `time`.
 //!
 //! This crate never prints to stdout, never logs secrets or tokens (tracing at debug level only),
 //! never panics on client input, and listens wherever [`Options::bind`] says (loopback by default).
@@ -33,6 +35,7 @@
 mod cert;
 mod client_auth;
 mod error;
+#[cfg(feature = "testing")]
 mod fault;
 mod form;
 #[cfg(feature = "fuzz")]
@@ -46,12 +49,17 @@ mod routes;
 mod scope;
 mod server;
 mod state;
+#[cfg(feature = "testing")]
+mod steer;
 mod tenant;
 mod time;
 mod users;
 
-pub use cert::{TestCertificate, sha256_thumbprint};
+#[cfg(feature = "testing")]
+pub use cert::TestCertificate;
+pub use cert::sha256_thumbprint;
 pub use error::EntraError;
+#[cfg(feature = "testing")]
 pub use fault::Fault;
 pub use jwt::decode_claims;
 pub use routes::arm_subscriptions::subscription_id;

@@ -11,9 +11,11 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+#[cfg(feature = "testing")]
 use crate::fault::{Fault, FaultQueue};
 use crate::keys::SigningKey;
 use crate::scope::normalise_resource;
+#[cfg(feature = "testing")]
 use crate::tenant::tenant_guid;
 use crate::users::Users;
 
@@ -30,6 +32,7 @@ pub(crate) struct State {
     /// Cancelled on shutdown; long waits (injected latency) give up when it fires.
     pub cancel: CancellationToken,
     config: Mutex<Config>,
+    #[cfg(feature = "testing")]
     faults: Mutex<FaultQueue>,
     token_requests: AtomicU64,
     issued_tokens: AtomicU64,
@@ -89,6 +92,7 @@ impl State {
                 federated: HashMap::new(),
                 subscriptions: HashMap::new(),
             }),
+            #[cfg(feature = "testing")]
             faults: Mutex::new(FaultQueue::default()),
             token_requests: AtomicU64::new(0),
             issued_tokens: AtomicU64::new(0),
@@ -99,14 +103,17 @@ impl State {
 
     // ---- configuration ----
 
+    #[cfg(feature = "testing")]
     pub(crate) fn register_app(&self, client_id: &str, secret: &str) {
         self.config().apps.insert(client_id.to_ascii_lowercase(), secret.to_owned());
     }
 
+    #[cfg(feature = "testing")]
     pub(crate) fn set_permissive(&self, on: bool) {
         self.config().permissive = on;
     }
 
+    #[cfg(feature = "testing")]
     pub(crate) fn set_token_lifetime(&self, lifetime: Duration) {
         self.config().token_lifetime = lifetime;
     }
@@ -115,10 +122,12 @@ impl State {
         self.config().token_lifetime
     }
 
+    #[cfg(feature = "testing")]
     pub(crate) fn deny_tenant(&self, tenant: &str) {
         self.config().denied_tenants.insert(tenant_guid(tenant));
     }
 
+    #[cfg(feature = "testing")]
     pub(crate) fn deny_resource(&self, resource: &str) {
         self.config().denied_resources.insert(normalise_resource(resource));
     }
@@ -149,6 +158,7 @@ impl State {
         }
     }
 
+    #[cfg(feature = "testing")]
     /// Registers a certificate credential; the app becomes known (with no usable secret) if it
     /// was not registered yet.
     pub(crate) fn register_certificate(&self, client_id: &str, der: Vec<u8>) {
@@ -162,6 +172,7 @@ impl State {
         self.config().certificates.get(&client_id.to_ascii_lowercase()).cloned().unwrap_or_default()
     }
 
+    #[cfg(feature = "testing")]
     pub(crate) fn register_federated(&self, client_id: &str, issuer: &str, subject: &str) {
         let mut config = self.config();
         config.apps.entry(client_id.to_ascii_lowercase()).or_insert_with(|| uuid::Uuid::new_v4().to_string());
@@ -179,6 +190,7 @@ impl State {
             .is_some_and(|v| v.iter().any(|(i, s)| i == issuer && s == subject))
     }
 
+    #[cfg(feature = "testing")]
     pub(crate) fn register_subscription(&self, subscription_id: &str, tenant: &str) {
         self.config().subscriptions.insert(subscription_id.to_ascii_lowercase(), tenant_guid(tenant));
     }
@@ -194,14 +206,17 @@ impl State {
 
     // ---- faults ----
 
+    #[cfg(feature = "testing")]
     pub(crate) fn inject(&self, fault: Fault, times: Option<u32>) {
         self.faults().push(fault, times);
     }
 
+    #[cfg(feature = "testing")]
     pub(crate) fn clear_faults(&self) {
         self.faults().clear();
     }
 
+    #[cfg(feature = "testing")]
     pub(crate) fn take_fault(&self) -> Option<Fault> {
         self.faults().take()
     }
@@ -229,14 +244,17 @@ impl State {
         self.issued_tokens.fetch_add(1, Ordering::Relaxed);
     }
 
+    #[cfg(feature = "testing")]
     pub(crate) fn token_requests(&self) -> u64 {
         self.token_requests.load(Ordering::Relaxed)
     }
 
+    #[cfg(feature = "testing")]
     pub(crate) fn issued_tokens(&self) -> u64 {
         self.issued_tokens.load(Ordering::Relaxed)
     }
 
+    #[cfg(feature = "testing")]
     pub(crate) fn requests_for(&self, tenant: &str, grant_type: &str, scope: &str) -> u64 {
         let map = self.per_key.lock().unwrap_or_else(|p| p.into_inner());
         map.get(&(tenant.to_owned(), grant_type.to_owned(), scope.to_owned())).copied().unwrap_or(0)
@@ -246,6 +264,7 @@ impl State {
         self.config.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    #[cfg(feature = "testing")]
     fn faults(&self) -> MutexGuard<'_, FaultQueue> {
         self.faults.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -49,11 +49,15 @@ impl User {
 pub(crate) enum DeviceState {
     Pending,
     Approved(String),
+    /// Only test steering declines a sign-in.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     Declined,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct DeviceFlow {
+    /// What test steering approves or declines a flow by.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     pub user_code: String,
     pub client_id: String,
     pub scope: String,
@@ -152,6 +156,7 @@ impl Users {
         self.device.remove(device_code);
     }
 
+    #[cfg(feature = "testing")]
     pub(crate) fn set_user_code_state(&mut self, user_code: &str, state: DeviceState) -> bool {
         match self.device.values_mut().find(|f| f.user_code.eq_ignore_ascii_case(user_code)) {
             Some(f) if f.state == DeviceState::Pending => {
@@ -162,6 +167,7 @@ impl Users {
         }
     }
 
+    #[cfg(feature = "testing")]
     pub(crate) fn pending_user_codes(&self) -> Vec<String> {
         let now = Instant::now();
         self.device
@@ -223,6 +229,7 @@ impl Users {
         }
     }
 
+    #[cfg(feature = "testing")]
     pub(crate) fn revoke_user(&mut self, username: &str) -> usize {
         let mut n = 0;
         for r in self.refresh.values_mut().filter(|r| r.username.eq_ignore_ascii_case(username)) {
@@ -234,16 +241,19 @@ impl Users {
         n
     }
 
+    #[cfg(feature = "testing")]
     pub(crate) fn issued_refresh_tokens(&self) -> Vec<String> {
         self.issued_refresh.clone()
     }
 
     // ---- interaction demands ----
 
+    #[cfg(feature = "testing")]
     pub(crate) fn require_interaction(&mut self, tid: String, code: u32) {
         self.interaction.insert(tid, code);
     }
 
+    #[cfg(feature = "testing")]
     pub(crate) fn clear_interaction(&mut self, tid: &str) {
         self.interaction.remove(tid);
     }

@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use azbroker_tests::{binary, free_port};
+use azbroker_tests::{binary, free_port, wait_for_bound};
 use serde_json::Value;
 
 use super::*;
@@ -33,8 +33,13 @@ fn invalid_config_exits_64_and_binds_nothing() {
 async fn identity_header_survives_restart_and_sigterm_exits_zero() {
     let (_auth, mut daemon) = two_tenants("");
     let before = daemon.env(&[]).unwrap();
+    let listeners = daemon.listeners_path();
+    let mode =
+        std::fs::metadata(&listeners).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()));
+    assert_eq!(mode.unwrap() & 0o777, 0o600, "listeners.json is private while serving");
     let status = daemon.stop().unwrap();
     assert_eq!(status.code(), Some(0), "{}", daemon.log());
+    assert!(!listeners.exists(), "listeners.json is removed at exit");
     daemon.restart(&[]).unwrap();
     let after = daemon.env(&[]).unwrap();
     assert_eq!(env_value(&before, "IDENTITY_HEADER"), env_value(&after, "IDENTITY_HEADER"));
@@ -77,21 +82,26 @@ async fn sighup_reload_applies_good_config_and_rejects_bad() {
     // A broken config is rejected and the running one keeps serving.
     std::fs::write(&daemon.config_path, "[server]\nnonsense = true\n").unwrap();
     daemon.signal("HUP").unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !daemon.log().contains("config reload rejected") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the broken config was not rejected:\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let r = http().get(&url).header("Metadata", "true").send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert!(daemon.log().contains("config reload rejected"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_authority_mode_needs_no_config_and_no_account() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     // Only listeners and private dirs: no logins, no profiles. (Tests never bind the default
-    // ports, so the HTTPS listener gets a free one too.)
-    let tls = free_port();
+    // ports: both listeners take port 0 and the daemon reports what it bound.)
     let config = format!(
-        "[server]\nlisten = [\"127.0.0.1:{port}\"]\ntls_listen = [\"127.0.0.1:{tls}\"]\nstate_dir = \"{}\"\nruntime_dir = \"{}\"\n",
+        "[server]\nlisten = [\"127.0.0.1:0\"]\ntls_listen = [\"127.0.0.1:0\"]\nstate_dir = \"{}\"\nruntime_dir = \"{}\"\n",
         dir.path().join("s").display(),
         dir.path().join("r").display()
     );
@@ -105,8 +115,12 @@ async fn local_authority_mode_needs_no_config_and_no_account() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let (addr, _) = wait_for_bound(&dir.path().join("r"), Duration::from_secs(30)).unwrap_or_else(|e| {
+        let _ = child.kill();
+        panic!("{e:#}")
+    });
     let url = format!(
-        "http://127.0.0.1:{port}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://management.azure.com/"
+        "http://{addr}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://management.azure.com/"
     );
     let mut body = None;
     for _ in 0..200 {

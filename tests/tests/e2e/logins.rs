@@ -185,12 +185,10 @@ fn a_second_daemon_on_the_same_state_dir_is_locked_out() {
     let daemon = user_daemon(&auth, "");
     let other = daemon.dir.path().join("other.toml");
     let text = std::fs::read_to_string(&daemon.config_path).unwrap();
-    let text = text
-        .replace(&daemon.addr.to_string(), &format!("127.0.0.1:{}", azbroker_tests::free_port()))
-        .replace(
-            &format!("{}", daemon.dir.path().join("run").display()),
-            &format!("{}", daemon.dir.path().join("run2").display()),
-        );
+    let text = text.replace(&daemon.addr.to_string(), "127.0.0.1:0").replace(
+        &format!("{}", daemon.dir.path().join("run").display()),
+        &format!("{}", daemon.dir.path().join("run2").display()),
+    );
     std::fs::write(&other, text).unwrap();
     let out =
         Command::new(azbroker_tests::binary()).arg("--config").arg(&other).arg("serve").output().unwrap();
@@ -250,7 +248,7 @@ async fn revoked_login_and_mfa_tenant_name_the_command_and_a_sign_in_clears_them
 fn ctrl_c_cancels_the_sign_in() {
     let auth = Authority::start();
     let daemon = user_daemon(&auth, "");
-    let child = Command::new(azbroker_tests::binary())
+    let mut child = Command::new(azbroker_tests::binary())
         .arg("--config")
         .arg(&daemon.config_path)
         .arg("login")
@@ -263,11 +261,30 @@ fn ctrl_c_cancels_the_sign_in() {
         assert!(Instant::now() < deadline, "no device code was requested");
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // Interrupt once the CLI is waiting on the flow (it has printed its progress line, so its
+    // Ctrl-C handler is in place), not after a guessed delay.
+    let stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
+    let (waiting_tx, waiting_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.contains("Ctrl-C cancels") {
+                let _ = waiting_tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    if waiting_rx.recv_timeout(Duration::from_secs(20)).is_err() {
+        let _ = child.kill();
+        panic!("the CLI never waited for the sign-in: {}", reader.join().unwrap_or_default());
+    }
     let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cancelled"));
+    let err = reader.join().expect("stderr reader");
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("cancelled"), "{err}");
     // The daemon stopped the flow: approving now signs nobody in.
     let code = auth.pending_user_codes().pop().unwrap();
     auth.approve_device_code(&code, ALICE);

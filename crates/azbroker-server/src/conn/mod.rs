@@ -1,8 +1,8 @@
 //! Serving connections: our own accept loop over hyper's HTTP/1 connection builder, so that every
 //! bound is ours to set (`axum::serve` exposes none of them).
 //!
-//! Per connection: the caller's uid is looked up once, right after accept
-//! ([`crate::identity::tcp_owner`]), and every request on the connection carries it as a
+//! Per connection: the caller's uid is looked up once, right after accept, off the runtime
+//! threads ([`crate::identity::tcp_owner_off_runtime`]), and every request on the connection carries it as a
 //! [`Caller`] extension next to the usual `ConnectInfo<SocketAddr>`; a connection whose owner is
 //! unknown carries no `Caller` (policy then refuses it). Bounds: the request head (431 over
 //! [`Limits::max_head_bytes`]), header count, body size (413), the time to send a request head
@@ -122,7 +122,7 @@ impl Server {
             };
             let server = self.clone();
             self.inner.tasks.spawn(async move {
-                let caller = tcp_caller(&stream, remote);
+                let caller = tcp_caller(&stream, remote).await;
                 server.serve_admitted(stream, remote, caller, admission).await;
             });
         }
@@ -207,13 +207,13 @@ impl Server {
     }
 }
 
-/// The connection's local user, looked up once; logged when unknown.
-pub(crate) fn tcp_caller(stream: &TcpStream, remote: SocketAddr) -> Option<Caller> {
+/// The connection's local user, looked up once (on the blocking pool); logged when unknown.
+pub(crate) async fn tcp_caller(stream: &TcpStream, remote: SocketAddr) -> Option<Caller> {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::trace!(error = %e, "cannot set TCP_NODELAY");
     }
     let local = stream.local_addr().ok()?;
-    match crate::identity::tcp_owner(local, remote) {
+    match crate::identity::tcp_owner_off_runtime(local, remote).await {
         Ok(uid) => Some(Caller { uid }),
         Err(e) => {
             tracing::debug!(peer = %remote, error = %e, "cannot determine the connection's local user");

@@ -7,6 +7,11 @@
 //! and falls back to scanning `/proc/net/tcp{,6}` where netlink is not available. Unix sockets
 //! use `SO_PEERCRED` ([`unix_owner`]).
 //!
+//! The kernel queries are blocking system calls (netlink waits up to a second; the `/proc` scan
+//! reads a table that grows with the machine's connections), so the daemon calls them through
+//! [`tcp_owner_off_runtime`]: on the blocking pool, at most [`MAX_CONCURRENT_LOOKUPS`] at a time,
+//! and given up after [`LOOKUP_TIMEOUT`] — a runtime thread only ever awaits.
+//!
 //! Everything here fails closed: a socket that is not found, is in a state without a real owner
 //! (`TIME_WAIT`, `SYN_RECV`, `LISTEN`), or does not match the 4-tuple exactly yields an error,
 //! never a guess — least of all uid 0, which the kernel reports for time-wait sockets.
@@ -15,6 +20,9 @@ mod proc_net;
 mod sock_diag;
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 pub use proc_net::parse_proc_net_tcp;
 pub use sock_diag::{build_request, parse_reply};
@@ -53,6 +61,34 @@ pub fn tcp_owner(local: SocketAddr, peer: SocketAddr) -> Result<u32, OwnerError>
         }
         Ok(result) => result,
     }
+}
+
+/// Owner lookups running on the blocking pool at once; further connections wait their turn
+/// (asynchronously) rather than taking more blocking threads.
+pub const MAX_CONCURRENT_LOOKUPS: usize = 16;
+/// The longest a connection waits for its owner (queueing included) before it counts as unknown.
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
+
+static LOOKUPS: Semaphore = Semaphore::const_new(MAX_CONCURRENT_LOOKUPS);
+
+/// [`tcp_owner`] without blocking the calling runtime thread: run on the blocking pool, bounded
+/// in concurrency and time. A lookup that cannot run or does not finish in time is an error, so
+/// the connection stays unidentified (fail closed).
+pub async fn tcp_owner_off_runtime(local: SocketAddr, peer: SocketAddr) -> Result<u32, OwnerError> {
+    let lookup = async {
+        // The permit goes with the blocking work, so a lookup abandoned at the timeout still
+        // counts until its system call returns.
+        let permit = LOOKUPS.acquire().await.map_err(|e| OwnerError::Io(e.to_string()))?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            tcp_owner(local, peer)
+        })
+        .await
+        .map_err(|e| OwnerError::Io(format!("owner lookup task failed: {e}")))?
+    };
+    tokio::time::timeout(LOOKUP_TIMEOUT, lookup)
+        .await
+        .unwrap_or_else(|_| Err(OwnerError::Io(format!("no answer within {LOOKUP_TIMEOUT:?}"))))
 }
 
 /// The uid on the other end of a unix-socket connection (`SO_PEERCRED`).

@@ -30,6 +30,33 @@ fn own_connections_are_ours_over_ipv4_and_ipv6() {
     }
 }
 
+/// The off-runtime lookup answers what the direct one does, even on a single-threaded runtime
+/// (the blocking pool does the work) and for many connections at once (more than the lookup bound).
+#[tokio::test(flavor = "current_thread")]
+async fn off_runtime_lookup_matches_and_queues_beyond_its_bound() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut pairs = Vec::new();
+    for _ in 0..MAX_CONCURRENT_LOOKUPS * 2 {
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (server, peer) = listener.accept().await.unwrap();
+        pairs.push((client, server.local_addr().unwrap(), peer));
+    }
+    let mut lookups = tokio::task::JoinSet::new();
+    for (_, local, peer) in &pairs {
+        lookups.spawn(tcp_owner_off_runtime(*local, *peer));
+    }
+    let mut answered = 0;
+    while let Some(owner) = lookups.join_next().await {
+        assert_eq!(owner.unwrap(), Ok(my_uid()));
+        answered += 1;
+    }
+    assert_eq!(answered, pairs.len());
+    // A 4-tuple with no socket behind it stays unknown (fail closed).
+    let gone = SocketAddr::from((Ipv4Addr::LOCALHOST, 1));
+    assert_eq!(tcp_owner_off_runtime(addr, gone).await, Err(OwnerError::NotFound));
+}
+
 /// A shell as uid 65534 holding a connection to `port` open for a few seconds.
 fn connect_as_nobody(port: u16) -> Child {
     Command::new("setpriv")

@@ -13,6 +13,7 @@ use axum::response::Response;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::error::EntraError;
+#[cfg(feature = "testing")]
 use crate::fault::Outcome;
 use crate::form::Params;
 use crate::grant::{self, TokenRequest};
@@ -24,6 +25,7 @@ pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 /// A client that has not sent its (small) body within this time is cut off.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Resource named in fault messages when the request has no usable scope (Microsoft Graph).
+#[cfg(feature = "testing")]
 const FALLBACK_RESOURCE: &str = "00000003-0000-0000-c000-000000000000";
 
 pub(crate) async fn token(
@@ -69,6 +71,7 @@ async fn handle(
         params.get("grant_type").unwrap_or_default(),
         params.get("scope").unwrap_or_default(),
     );
+    #[cfg(feature = "testing")]
     if let Some(response) = apply_fault(state, &params).await {
         return Ok(response);
     }
@@ -91,6 +94,7 @@ async fn handle(
 
 /// Draws the next injected fault, if any. `Some(response)` replaces normal processing; a latency
 /// fault sleeps and returns `None` so the request proceeds (or 503 if the server shuts down).
+#[cfg(feature = "testing")]
 async fn apply_fault(state: &State, params: &Params) -> Option<Response> {
     let fault = state.take_fault()?;
     tracing::debug!(?fault, "applying injected fault");

@@ -40,10 +40,13 @@ async fn shutdown_interrupts_injected_latency() {
         let fake = fake.clone();
         async move { client_credentials(&fake, TENANT, VAULT).await.status() }
     });
+    // Shut down while the request is in flight (before or during its injected wait: either way
+    // the wait gives up at shutdown).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while fake.token_requests() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the request never arrived");
         tokio::task::yield_now().await;
     }
-    tokio::time::sleep(Duration::from_millis(50)).await;
     fake.shutdown();
     let status = tokio::time::timeout(Duration::from_secs(2), pending).await.unwrap().unwrap();
     assert_eq!(status, 503);

@@ -9,8 +9,10 @@
 pub(crate) mod access;
 pub(crate) mod activation;
 pub(crate) mod admin_hooks;
+pub(crate) mod bound_file;
 pub(crate) mod link_local;
 pub(crate) mod listeners;
+pub(crate) mod local_authority;
 pub(crate) mod logins;
 pub(crate) mod readiness;
 pub(crate) mod runtime;

@@ -9,11 +9,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use azbroker_core::{Engine, ProfileName, Secret, TenantId};
-use azbroker_entra::SecretRef;
+use azbroker_core::{Engine, ProfileName};
 use azbroker_server::admin::{self, AdminState, DaemonInfo, PeerPolicy, ReloadOutcome};
 use azbroker_server::{AppState, Server};
-use azbroker_testkit::FakeEntra;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
@@ -24,17 +22,14 @@ use url::Url;
 use super::{access, listeners, readiness, runtime, secrets, sources, state, watch};
 use crate::cli::admin_client;
 use crate::cli::args::ServeArgs;
-use crate::config::{Config, ConfigError, Login, LoginKind, Profile};
+use crate::config::{Config, ConfigError};
 use crate::daemon::activation::Activated;
 use crate::daemon::admin_hooks::ServeHooks;
 use crate::daemon::logins::LoginService;
 use crate::daemon::status_info::{self, Origin};
 use crate::paths;
 
-/// The user the local authority signs in without asking.
-const LOCAL_DEMO_USER: &str = "demo@local.azbroker.invalid";
-
-pub async fn run(config: Config, args: ServeArgs, mut activated: Activated) -> Result<()> {
+pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) -> Result<()> {
     // Before anything can announce readiness: a SIGTERM right after READY=1 must drain, not kill.
     let signals = Signals::install().context("cannot install signal handlers")?;
     state::ensure_private_dir(&config.server.state_dir)?;
@@ -43,8 +38,7 @@ pub async fn run(config: Config, args: ServeArgs, mut activated: Activated) -> R
     })?;
     let runtime_secrets = secrets::load_all(&config)?;
 
-    let mut config = config;
-    let local = if args.local_authority { Some(start_local_authority(&mut config).await?) } else { None };
+    let local = super::local_authority::start_if(args.local_authority, &mut config).await?;
     let config = Arc::new(config);
     let authority = local.as_ref().map(|l| Url::parse(&l.url())).transpose()?;
     let client = sources::entra_client(&config, authority.as_ref())?;
@@ -143,6 +137,7 @@ pub async fn run(config: Config, args: ServeArgs, mut activated: Activated) -> R
             }
         });
     }
+    let _bound_file = super::bound_file::write(&config, &sockets, &extras.bound, &admin_shown)?;
     app.set_ready(true);
     announce(&config, &bound, local.is_some());
     readiness::ready(&ready_status(&config, &bound));
@@ -280,54 +275,6 @@ fn apply_reload(
     }
     tracing::info!(profiles = next.profiles.len(), generation = published.generation(), "config reloaded");
     Ok(ReloadOutcome { profiles: next.profiles.len(), warnings })
-}
-
-/// Starts the embedded fake authority and, when the config has no profiles (or there is no
-/// config file at all), adds a demo service principal as the default profile. A demo user who
-/// signs in at once is there too, so `azbroker login` can be tried offline.
-async fn start_local_authority(config: &mut Config) -> Result<FakeEntra> {
-    let opts = azbroker_testkit::Options { permissive: true, ..Default::default() };
-    let local = FakeEntra::start_with(opts).await.context("cannot start the local authority")?;
-    tracing::warn!(
-        authority = %local.url(),
-        "LOCAL AUTHORITY MODE: tokens are signed by a key generated at start and are NOT valid in Azure"
-    );
-    local.add_user(LOCAL_DEMO_USER, &["local.azbroker.invalid"]);
-    local.auto_approve_device_codes(Some(LOCAL_DEMO_USER));
-    local.set_browser_user(Some(LOCAL_DEMO_USER));
-    // With no config file the built-in user login `me` stays (sign in as the demo user with
-    // `azbroker login`), and the demo service principal becomes the default profile.
-    if config.profiles.is_empty() || config.origin.is_none() {
-        let name = ProfileName::parse("local").context("built-in profile name")?;
-        let tenant = TenantId::parse("local.azbroker.invalid").context("built-in tenant")?;
-        config.logins.insert(
-            name.clone(),
-            Login {
-                name: name.clone(),
-                tenant: tenant.clone(),
-                kind: LoginKind::ServicePrincipal {
-                    client_id: "00000000-0000-0000-0000-0000000a2b0c".into(),
-                    secret: SecretRef::Inline(Secret::new("local-authority-demo")),
-                },
-                fingerprint: "local".into(),
-            },
-        );
-        config.profiles.insert(
-            name.clone(),
-            Profile {
-                name: name.clone(),
-                login: name.clone(),
-                tenant,
-                aliases: vec![],
-                accept_any_client_id: true,
-                prefetch: vec![],
-                listen: vec![],
-                access: Default::default(),
-            },
-        );
-        config.server.default_profile = Some(name);
-    }
-    Ok(local)
 }
 
 fn ready_status(config: &Config, bound: &[SocketAddr]) -> String {

@@ -58,13 +58,13 @@ pub fn fixed_fields(
 /// What a client exports, per dialect, for the first general listener (the one `azbroker env`
 /// uses). The identity header's value is withheld.
 fn exports(config: &Config, listeners: &[(SocketAddr, Option<ProfileName>, Origin)]) -> Option<Exports> {
-    let base = config
-        .server
-        .listen
-        .first()
-        .copied()
-        .or_else(|| listeners.iter().find(|(_, p, _)| p.is_none()).map(|(a, ..)| *a))
-        .map(|a| format!("http://{a}"))?;
+    let first_bound = listeners.iter().find(|(_, p, _)| p.is_none()).map(|(a, ..)| *a);
+    // A configured port 0 means "any": the address clients need is the one actually bound.
+    let base = match config.server.listen.first().copied() {
+        Some(configured) if configured.port() != 0 => Some(configured),
+        configured => first_bound.or(configured),
+    }
+    .map(|a| format!("http://{a}"))?;
     Some(Exports {
         command: "eval \"$(azbroker env)\"   (or: azbroker env --profile NAME)".to_owned(),
         app_service: AppServiceExports {
