@@ -44,6 +44,8 @@ pub(crate) enum RequestError {
     ConflictingSelectors(&'static str, &'static str),
     /// A request body that cannot be read or parsed (form or JSON).
     BadBody(&'static str),
+    /// A path that could mean another path after decoding (`%2F`, `%5C`, a backslash, `..`): what it holds.
+    BadPath(&'static str),
     /// A parameter with a malformed value: (name, what it must be).
     BadParam(&'static str, &'static str),
     /// Native API: scopes that do not name exactly one resource's `/.default`.
@@ -81,6 +83,7 @@ impl RequestError {
             | Self::InvalidResource(_)
             | Self::ConflictingSelectors(..)
             | Self::BadBody(_)
+            | Self::BadPath(_)
             | Self::BadParam(..)
             | Self::BadScopes(_)
             | Self::UnknownTenant(_)
@@ -133,6 +136,7 @@ impl RequestError {
                 format!("Only one identity selector may be given, found '{a}' and '{b}'").into()
             }
             Self::BadBody(what) => (*what).into(),
+            Self::BadPath(what) => format!("The request path must not contain {what}").into(),
             Self::BadParam(name, must) => format!("Query parameter '{name}' must be {must}").into(),
             Self::BadScopes(what) => format!("Invalid scopes: {what}").into(),
             Self::UnknownTenant(t) => {
@@ -177,6 +181,7 @@ impl RequestError {
             Self::InvalidResource(_) => "invalid_resource",
             Self::ConflictingSelectors(..) => "conflicting_selectors",
             Self::BadBody(_) | Self::BadParam(..) | Self::BadScopes(_) => "bad_request",
+            Self::BadPath(_) => "bad_path",
             Self::UnknownTenant(_) => "unknown_tenant",
             Self::Unavailable(_) => "unavailable",
             Self::Select(SelectError::IdentityNotFound { .. }) => "identity_not_found",
@@ -277,6 +282,7 @@ mod tests {
     fn request_problems_are_400_401_or_403() {
         for e in [
             RequestError::BadBody("b"),
+            RequestError::BadPath("p"),
             RequestError::BadParam("p", "m"),
             RequestError::BadScopes("s"),
             RequestError::UnknownTenant("t".into()),

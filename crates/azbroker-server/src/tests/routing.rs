@@ -160,3 +160,53 @@ async fn link_local_peer_is_local_only_on_the_link_local_listener() {
     let plain = app_from("169.254.169.254:40000");
     assert_eq!(send(&plain, get(IMDS_URI).header("Metadata", "true")).await.status, StatusCode::FORBIDDEN);
 }
+
+/// MSAL4J sends `host + "/" + "/metadata/..."`; repeated slashes and `.` segments are served as
+/// if collapsed, after a `/p/NAME` prefix too, in every dialect.
+#[tokio::test]
+async fn repeated_slashes_and_dot_segments_are_served_as_collapsed() {
+    let app = app(state());
+    let q = "api-version=2018-02-01&resource=https://vault.azure.net";
+    for (path, tenant) in [
+        ("//metadata/identity/oauth2/token", "contoso"),
+        ("/metadata//identity/./oauth2//token/", "contoso"),
+        ("/p/fabrikam//metadata/identity/oauth2/token", "fabrikam"),
+        ("//p/fabrikam/.//metadata/identity/oauth2/token", "fabrikam"),
+    ] {
+        let r = send(&app, get(&format!("{path}?{q}")).header("Metadata", "true")).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.json);
+        assert!(r.str("access_token").starts_with(&format!("fake.{tenant}.example.")), "{path}");
+    }
+    let r =
+        send(&app, get(&format!("/p/fabrikam//msi//token?{q}")).header("X-IDENTITY-HEADER", IDENTITY_HEADER))
+            .await;
+    assert!(r.str("access_token").starts_with("fake.fabrikam.example."), "{}", r.json);
+    // The guards see the collapsed path too: the missing secret is refused in App Service's shape.
+    let r = send(&app, get(&format!("//msi/./token?{q}"))).await;
+    assert_eq!((r.status, r.json["statusCode"].as_u64()), (StatusCode::UNAUTHORIZED, Some(401)));
+}
+
+/// Escaped separators, backslashes and `..` are never decoded into another path: 400, with or
+/// without a profile prefix, and only after the connection guards (a remote peer gets 403).
+#[tokio::test]
+async fn escaped_separators_and_dot_dot_are_refused_with_400() {
+    let app = app(state());
+    let q = "api-version=2018-02-01&resource=https://vault.azure.net";
+    for path in [
+        "/metadata/identity/oauth2%2Ftoken",
+        "/metadata%2fidentity/oauth2/token",
+        "/metadata/identity/oauth2/token%5C",
+        "/msi/token/..",
+        "/p/fabrikam/../contoso/metadata/identity/oauth2/token",
+        "/p/contoso%2F..%2Ffabrikam/metadata/identity/oauth2/token",
+        "/p/fabrikam//metadata/identity/oauth2/%2E%2E/token",
+        "/metadata/identity/oauth2/token/../../../msi/token",
+    ] {
+        let r = send(&app, get(&format!("{path}?{q}")).header("Metadata", "true")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {}", r.json);
+        assert!(r.str("error_description").starts_with("The request path must not contain"), "{path}");
+        let remote =
+            send(&app_from("10.0.0.5:1"), get(&format!("{path}?{q}")).header("Metadata", "true")).await;
+        assert_eq!(remote.status, StatusCode::FORBIDDEN, "{path}: guards come first");
+    }
+}
