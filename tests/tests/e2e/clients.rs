@@ -217,6 +217,45 @@ pub fn support(client: &str, dialect: &str) -> Option<&'static str> {
     }
 }
 
+/// Rows no toolchain here can run (.NET): (id, label, one cell per dialect in [`DIALECTS`]
+/// order). Read from MSAL.NET's `src/client/Microsoft.Identity.Client/ManagedIdentity/` (which
+/// Azure.Identity's `ManagedIdentityCredential` uses) against the daemon's real answers; each
+/// footnote names the file.
+pub const SOURCE_ROWS: &[(&str, &str, [Outcome; 7])] = &[(
+    "dotnet",
+    ".NET: MSAL.NET `ManagedIdentityApplication` / Azure.Identity `ManagedIdentityCredential` (from source)",
+    [
+        Outcome::FromSource {
+            works: true,
+            why: "MSAL.NET AppServiceManagedIdentitySource.cs: GET IDENTITY_ENDPOINT, X-IDENTITY-HEADER, api-version 2019-08-01",
+        },
+        Outcome::FromSource {
+            works: true,
+            why: "MSAL.NET MachineLearningManagedIdentitySource.cs: GET MSI_ENDPOINT with the `secret` header, api-version 2017-09-01, clientid=DEFAULT_IDENTITY_CLIENT_ID",
+        },
+        Outcome::FromSource {
+            works: true,
+            why: "MSAL.NET CloudShellManagedIdentitySource.cs: POST MSI_ENDPOINT, form resource=, Metadata: true (system-assigned only)",
+        },
+        Outcome::FromSource {
+            works: false,
+            why: "MSAL.NET ImdsManagedIdentitySource.cs GetValidatedEndpoint sets UriBuilder.Path, dropping the /p/NAME that `env --dialect imds --profile NAME` prints, so a non-default profile is served the default profile's token (issue 15 item 2)",
+        },
+        Outcome::FromSource {
+            works: true,
+            why: "MSAL.NET ImdsManagedIdentitySource.cs: http://169.254.169.254/metadata/identity/oauth2/token, Metadata: true, client_id for a user-assigned id",
+        },
+        Outcome::FromSource {
+            works: true,
+            why: "MSAL.NET AzureArcManagedIdentitySource.cs: 401 WWW-Authenticate Basic realm=<key file>, then Authorization: Basic; system-assigned only (user-assigned refused client-side)",
+        },
+        Outcome::FromSource {
+            works: true,
+            why: "MSAL.NET ServiceFabricManagedIdentitySource.cs: pins IDENTITY_SERVER_THUMBPRINT in the certificate callback, api-version 2020-05-01; token_sha256_to_refresh only on this source (ManagedIdentitySourceExtensions.cs)",
+        },
+    ],
+)];
+
 /// Scrubbed so that only the exported variables steer a client.
 const SCRUB: &[&str] = &[
     "IDENTITY_ENDPOINT",
@@ -311,7 +350,13 @@ fn compatibility_matrix() {
     let front = azbroker_tests::tls_front::TlsFront::start(auth.addr(), daemon.dir.path()).unwrap();
     let arm = format!("https://127.0.0.1:{}/", front.addr.port());
     let clients = clients((&arm, &front.ca_file));
-    let mut matrix = Matrix::new(DIALECTS.to_vec(), clients.iter().map(|c| (c.id, c.label)).collect());
+    let rows = clients.iter().map(|c| (c.id, c.label)).chain(SOURCE_ROWS.iter().map(|r| (r.0, r.1)));
+    let mut matrix = Matrix::new(DIALECTS.to_vec(), rows.collect());
+    for (id, _, cells) in SOURCE_ROWS {
+        for ((dialect, _), outcome) in DIALECTS.iter().zip(cells) {
+            matrix.set(id, dialect, outcome.clone());
+        }
+    }
     for &(dialect, _) in DIALECTS.iter().filter(|(d, _)| *d != "imds-link-local") {
         let before = grants(&daemon);
         let vars = daemon.env(&["--profile", "fabrikam", "--dialect", dialect]).unwrap();
