@@ -19,8 +19,8 @@ pub mod token;
 
 pub use engine::refresh::Refreshed;
 pub use engine::{
-    CacheState, Engine, EngineConfig, EngineError, EntryStatus, Freshness, Grant, ProfileBinding,
-    StatsSnapshot,
+    CacheState, DEFAULT_CLIENT_WAIT, Engine, EngineConfig, EngineError, EntryStatus, FETCH_TIMEOUT,
+    Freshness, Grant, PENDING_RETRY_AFTER, ProfileBinding, StatsSnapshot,
 };
 pub use error::UpstreamError;
 pub use login::{

@@ -210,3 +210,37 @@ async fn escaped_separators_and_dot_dot_are_refused_with_400() {
         assert_eq!(remote.status, StatusCode::FORBIDDEN, "{path}: guards come first");
     }
 }
+
+/// `client_wait`: a caller waiting on a slow upstream call is released with 503 + Retry-After
+/// in its dialect's shape; the call goes on and serves the retry without a second call.
+#[tokio::test]
+async fn a_slow_upstream_releases_the_client_with_503_and_retry_after_in_its_dialects_shape() {
+    let config = azbroker_core::EngineConfig {
+        client_wait: std::time::Duration::from_millis(50),
+        ..azbroker_core::EngineConfig::default()
+    };
+    let st = state_with_engine(directory("contoso", false), config);
+    let app = app(st.clone());
+    let imds_uri = format!("/p/slow{IMDS_URI}");
+    let r = send(&app, get(&imds_uri).header("Metadata", "true")).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.json);
+    assert_eq!(r.headers[http::header::RETRY_AFTER], "5");
+    assert_eq!(r.keys(), ["error", "error_description"]);
+    let as_uri = format!("/p/slow{APP_SERVICE_URI}&x=1");
+    let r = send(&app, get(&as_uri).header("X-IDENTITY-HEADER", IDENTITY_HEADER)).await;
+    assert_eq!((r.status, r.json["statusCode"].as_u64()), (StatusCode::SERVICE_UNAVAILABLE, Some(503)));
+    assert_eq!(r.headers[http::header::RETRY_AFTER], "5");
+    // The slow profile answers within 300 ms; bounded wait for the call that went on.
+    let mut served = None;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let r = send(&app, get(&imds_uri).header("Metadata", "true")).await;
+        if r.status == StatusCode::OK {
+            served = Some(r);
+            break;
+        }
+    }
+    let r = served.expect("the retry is served once the call ends");
+    assert!(r.str("access_token").starts_with("fake.slow.example."));
+    assert_eq!(st.engine().stats().upstream_calls, 1, "one upstream call for every attempt");
+}
