@@ -238,8 +238,8 @@ pub const SOURCE_ROWS: &[(&str, &str, [Outcome; 7])] = &[(
             why: "MSAL.NET CloudShellManagedIdentitySource.cs: POST MSI_ENDPOINT, form resource=, Metadata: true (system-assigned only)",
         },
         Outcome::FromSource {
-            works: false,
-            why: "MSAL.NET ImdsManagedIdentitySource.cs GetValidatedEndpoint sets UriBuilder.Path, dropping the /p/NAME that `env --dialect imds --profile NAME` prints, so a non-default profile is served the default profile's token (issue 15 item 2)",
+            works: true,
+            why: "MSAL.NET ImdsManagedIdentitySource.cs GetValidatedEndpoint replaces the path of AZURE_POD_IDENTITY_AUTHORITY_HOST (UriBuilder.Path); `env --profile` prints the profile's own listener with no path, so nothing is lost (dialects::every_dialects_env_for_a_profile_survives_a_client_rebuilding_the_path)",
         },
         Outcome::FromSource {
             works: true,

@@ -11,6 +11,7 @@ pub(crate) mod activation;
 pub(crate) mod link_local;
 pub(crate) mod listeners;
 pub(crate) mod logins;
+pub(crate) mod profile_listeners;
 pub(crate) mod readiness;
 pub(crate) mod scrub;
 pub(crate) mod secrets;

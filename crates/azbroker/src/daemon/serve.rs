@@ -32,6 +32,7 @@ use crate::cli::args::ServeArgs;
 use crate::config::{Config, ConfigError, Login, LoginKind, Profile};
 use crate::daemon::activation::Activated;
 use crate::daemon::logins::LoginService;
+use crate::daemon::profile_listeners::ProfileListeners;
 use crate::daemon::status_info::{self, Origin};
 use crate::paths;
 
@@ -118,6 +119,8 @@ pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) 
         }
     };
     bound.extend(extras.bound.iter().map(|(addr, _)| *addr));
+    let profile_listeners =
+        ProfileListeners::start(&config, &app, &cancel, &tasks).inspect_err(|_| cancel.cancel())?;
     let (reload_tx, mut reload_rx) = mpsc::channel(4);
     if args.watch_config {
         match &config.origin {
@@ -131,6 +134,7 @@ pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) 
         app: app.clone(),
         logins: logins.clone(),
         config: Mutex::new(config.clone()),
+        profile_listeners,
     });
     {
         let info = DaemonInfo {
@@ -206,10 +210,14 @@ struct ServeHooks {
     /// The config in force (where the secrets live, the grace period, the login list of
     /// `status`).
     config: Mutex<Config>,
+    profile_listeners: ProfileListeners,
 }
 
 impl ServeHooks {
     fn applied(&self, config: &Config) {
+        if let Err(e) = self.profile_listeners.apply(config) {
+            tracing::error!(error = %format!("{e:#}"), "cannot open the reloaded profiles' listeners");
+        }
         *self.config.lock().unwrap_or_else(PoisonError::into_inner) = config.clone();
     }
 }

@@ -77,7 +77,7 @@ fn exports(config: &Config, listeners: &[(SocketAddr, Option<ProfileName>, Origi
             "IDENTITY_HEADER": "(secret; printed by `azbroker env`)",
         },
         "imds": { "AZURE_POD_IDENTITY_AUTHORITY_HOST": base },
-        "per_profile": "insert /p/PROFILE after the address, e.g. IDENTITY_ENDPOINT=".to_owned() + &base + "/p/PROFILE/msi/token",
+        "per_profile": "each profile has a listener of its own (its `listen`, or one the daemon opens and records in state_dir/profile-listeners); `azbroker env --profile NAME` prints it",
     })
 }
 
