@@ -131,7 +131,8 @@ install_go() {
   echo "install.sh: go client: go build in $dir" >&2
   local started=$SECONDS
   # -mod=readonly: go.mod and go.sum are the pins; the build never rewrites them.
-  (cd "$dir" && GOFLAGS=-mod=readonly go build -trimpath -o "$bin" .)
+  # -buildvcs=false: no git stamping (a fresh clone owned by another user makes git refuse).
+  (cd "$dir" && GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath -o "$bin" .)
   echo "install.sh: go client ready in $((SECONDS - started)) s" >&2
   echo "$want" >"$stamp_file"
 }
