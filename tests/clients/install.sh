@@ -5,6 +5,11 @@
 #   tests/clients/.venv-azcli         the Azure CLI from python/requirements-azcli.txt (pinned)
 #   tests/clients/node/node_modules   npm ci from node/package-lock.json (pinned)
 #   tests/clients/rust/target         the Rust azure_identity client (cargo, rust/Cargo.lock)
+#   tests/clients/go/bin              the Go judge (go build; go/go.mod + go.sum pin azidentity
+#                                     and MSAL Go), built once
+#   tests/clients/java/target         the Java judge: dependencies resolved once by Maven
+#                                     (azure-sdk-bom 1.3.8 in java/pom.xml) into target/lib,
+#                                     MiClient.java compiled by javac into target/classes
 #
 # Idempotent and quiet: each half is redone only when the hash of its pin file (and of the
 # interpreter's version) differs from the stamp written after its last successful install,
@@ -114,6 +119,48 @@ install_rust() {
   echo "$want" >"$stamp_file"
 }
 
+install_go() {
+  need go "the Go toolchain builds the azidentity / MSAL Go client"
+  local dir=$here/go bin=$here/go/bin/go-mi-client stamp_file=$here/go/bin/.azbroker-install-stamp
+  local want have=""
+  want=$(stamp_of "$(go version)" "$dir/go.mod" "$dir/go.sum" "$dir/main.go")
+  [[ -f $stamp_file ]] && have=$(<"$stamp_file")
+  if ((force == 0)) && [[ $have == "$want" ]] && [[ -x $bin ]]; then
+    return 0
+  fi
+  echo "install.sh: go client: go build in $dir" >&2
+  local started=$SECONDS
+  # -mod=readonly: go.mod and go.sum are the pins; the build never rewrites them.
+  # -buildvcs=false: no git stamping (a fresh clone owned by another user makes git refuse).
+  (cd "$dir" && GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath -o "$bin" .)
+  echo "install.sh: go client ready in $((SECONDS - started)) s" >&2
+  echo "$want" >"$stamp_file"
+}
+
+install_java() {
+  need java "Java >= 17 runs the azure-identity / MSAL4J client"
+  need javac "a JDK >= 17 compiles the Java client"
+  need mvn "Maven resolves the Java client's dependencies"
+  local dir=$here/java src=$here/java/src/main/java/azbroker/MiClient.java
+  local stamp_file=$here/java/target/.azbroker-install-stamp want have=""
+  want=$(stamp_of "$(javac -version 2>&1)" "$dir/pom.xml" "$src")
+  [[ -f $stamp_file ]] && have=$(<"$stamp_file")
+  if ((force == 0)) && [[ $have == "$want" ]] && [[ -f $dir/target/classes/azbroker/MiClient.class ]]; then
+    return 0
+  fi
+  echo "install.sh: java client: mvn dependency:copy-dependencies + javac in $dir" >&2
+  local started=$SECONDS
+  rm -rf "$dir/target/lib" "$dir/target/classes"
+  mkdir -p "$dir/target"
+  # Maven's output (colour resets even with --quiet) goes to a log, shown only on failure.
+  (cd "$dir" && mvn --batch-mode --quiet dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory=target/lib >target/mvn.log 2>&1) ||
+    { cat "$dir/target/mvn.log" >&2; die "mvn could not resolve the Java client's dependencies"; }
+  javac --release 17 -d "$dir/target/classes" -cp "$dir/target/lib/*" "$src"
+  echo "install.sh: java client ready in $((SECONDS - started)) s" >&2
+  echo "$want" >"$stamp_file"
+}
+
 # The link-local tests create network namespaces (`ip netns`), which needs iproute2.
 install_iproute2() {
   command -v ip >/dev/null 2>&1 && return 0
@@ -133,3 +180,5 @@ install_venv "$here/.venv-azcli" "$here/python/requirements-azcli.txt" \
   'import azure.cli.core, azure.mgmt.resource'
 install_node
 install_rust
+install_go
+install_java

@@ -25,6 +25,9 @@ pub enum Outcome {
     Unsupported(&'static str),
     /// The client implements it, but the tests cannot run the pair; the reason is shown.
     NotRun(&'static str),
+    /// No toolchain here runs this client (.NET): the cell is read from its source, named in the
+    /// footnote. `works` is what that source says against the daemon's real answers.
+    FromSource { works: bool, why: &'static str },
 }
 
 /// Rows and columns in display order, and every cell's outcome.
@@ -79,7 +82,7 @@ impl Matrix {
 
     /// The Markdown table with numbered reasons for the unsupported pairs.
     pub fn render(&self) -> String {
-        let mut reasons: Vec<(&'static str, bool)> = Vec::new();
+        let mut reasons: Vec<(&'static str, Kind)> = Vec::new();
         let mut out = String::from("| Client |");
         for (_, heading) in &self.dialects {
             let _ = write!(out, " {heading} |");
@@ -93,8 +96,16 @@ impl Matrix {
                 let cell = match self.get(c, d) {
                     Some(Outcome::Pass) => "✓".to_owned(),
                     Some(Outcome::Fail(_)) => "✗ (failed)".to_owned(),
-                    Some(Outcome::Unsupported(why)) => format!("— [{}]", note(&mut reasons, why, false)),
-                    Some(Outcome::NotRun(why)) => format!("not run [{}]", note(&mut reasons, why, true)),
+                    Some(Outcome::Unsupported(why)) => {
+                        format!("— [{}]", note(&mut reasons, why, Kind::Unsupported))
+                    }
+                    Some(Outcome::NotRun(why)) => {
+                        format!("not run [{}]", note(&mut reasons, why, Kind::NotRun))
+                    }
+                    Some(Outcome::FromSource { works, why }) => {
+                        let mark = if *works { "✓" } else { "✗" };
+                        format!("{mark} [{}]", note(&mut reasons, why, Kind::FromSource))
+                    }
                     None => "?".to_owned(),
                 };
                 let _ = write!(out, " {cell} |");
@@ -102,11 +113,11 @@ impl Matrix {
             out.push('\n');
         }
         out.push('\n');
-        for (i, (why, not_run)) in reasons.iter().enumerate() {
-            let what = if *not_run {
-                "supported by the client but not run by the tests"
-            } else {
-                "not supported by the client"
+        for (i, (why, kind)) in reasons.iter().enumerate() {
+            let what = match kind {
+                Kind::NotRun => "supported by the client but not run by the tests",
+                Kind::Unsupported => "not supported by the client",
+                Kind::FromSource => "derived from the client's source, not run (no toolchain here)",
             };
             let _ = writeln!(out, "[{}]: {what}: {why}.  ", i + 1);
         }
@@ -122,6 +133,9 @@ impl Matrix {
                 Outcome::Fail(why) => format!("fail: {why}"),
                 Outcome::Unsupported(why) => format!("unsupported: {why}"),
                 Outcome::NotRun(why) => format!("not run: {why}"),
+                Outcome::FromSource { works, why } => {
+                    format!("from source: {}: {why}", if *works { "works" } else { "breaks" })
+                }
             };
             let row = root.entry(c.clone()).or_insert_with(|| serde_json::Value::Object(Default::default()));
             if let Some(obj) = row.as_object_mut() {
@@ -132,12 +146,20 @@ impl Matrix {
     }
 }
 
+/// What a footnote explains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Unsupported,
+    NotRun,
+    FromSource,
+}
+
 /// The footnote number for `why`, adding it when new.
-fn note(reasons: &mut Vec<(&'static str, bool)>, why: &'static str, not_run: bool) -> usize {
-    match reasons.iter().position(|r| *r == (why, not_run)) {
+fn note(reasons: &mut Vec<(&'static str, Kind)>, why: &'static str, kind: Kind) -> usize {
+    match reasons.iter().position(|r| *r == (why, kind)) {
         Some(i) => i + 1,
         None => {
-            reasons.push((why, not_run));
+            reasons.push((why, kind));
             reasons.len()
         }
     }
@@ -189,6 +211,15 @@ mod tests {
         assert!(t.contains("| Y | — [1] | not run [2] |"), "{t}");
         assert!(t.contains("[1]: not supported by the client: no b."));
         assert!(t.contains("[2]: supported by the client but not run by the tests: cannot here."));
+        let mut m = matrix();
+        m.set("x", "b", Outcome::FromSource { works: false, why: "A.cs drops the path" });
+        m.set("y", "a", Outcome::FromSource { works: true, why: "B.cs" });
+        let t = m.render();
+        assert!(t.contains("| X | ✓ | ✗ [1] |") && t.contains("| Y | ✓ [2] |"), "{t}");
+        assert!(t.contains(
+            "[1]: derived from the client's source, not run (no toolchain here): A.cs drops the path."
+        ));
+        assert!(m.failures().is_empty(), "a cell read from source is not a test failure");
     }
 
     #[test]

@@ -49,11 +49,24 @@ pub struct EngineConfig {
     pub margin: Duration,
     /// Entries not requested for this long stop being refreshed and are evicted.
     pub idle_ttl: Duration,
+    /// Longest a caller waits for an upstream call (`[server] client_wait`): then it gets
+    /// [`EngineError::Pending`] while the call goes on, and its token serves the retry.
+    pub client_wait: Duration,
 }
+
+/// Default [`EngineConfig::client_wait`]: under every SDK's per-try limit (Go's is 60 s).
+pub const DEFAULT_CLIENT_WAIT: Duration = Duration::from_secs(20);
+
+/// `Retry-After` for [`EngineError::Pending`]: soon, since the call is already under way.
+pub const PENDING_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { margin: Duration::from_secs(15 * 60), idle_ttl: Duration::from_secs(24 * 60 * 60) }
+        Self {
+            margin: Duration::from_secs(15 * 60),
+            idle_ttl: Duration::from_secs(24 * 60 * 60),
+            client_wait: DEFAULT_CLIENT_WAIT,
+        }
     }
 }
 
@@ -202,6 +215,10 @@ pub enum EngineError {
     Upstream(#[from] UpstreamError),
     #[error("the engine is shutting down")]
     ShuttingDown,
+    /// The upstream call took longer than `client_wait`; it goes on, and a retry after
+    /// `retry_after` is likely to be served from its result at once.
+    #[error("the token is still being fetched from Entra ID; retry shortly")]
+    Pending { retry_after: Duration },
 }
 
 /// One cache entry, for `status`.
@@ -405,9 +422,23 @@ impl Engine {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         per_profile.fetch_add(1, Ordering::Relaxed);
-        let result = match rx.wait_for(Option::is_some).await {
-            Ok(r) => r.clone().unwrap_or(Err(UpstreamError::Timeout)),
-            Err(_) => return Err(EngineError::ShuttingDown),
+        // Bounded by `client_wait`: the fetch runs in its own task, so giving up here leaves it
+        // going for the retry (and for every other caller).
+        let waited = tokio::time::timeout(self.inner.config.client_wait, rx.wait_for(Option::is_some)).await;
+        let result = match waited {
+            Ok(Ok(r)) => r.clone().unwrap_or(Err(UpstreamError::Timeout)),
+            Ok(Err(_)) => return Err(EngineError::ShuttingDown),
+            Err(_) => {
+                let st = lock(&slot.state);
+                return match usable_token(&st, Instant::now(), freshness) {
+                    Some(old) => {
+                        self.inner.stats.stale.fetch_add(1, Ordering::Relaxed);
+                        counters.stale.fetch_add(1, Ordering::Relaxed);
+                        Ok(grant(binding, old, CacheState::Stale))
+                    }
+                    None => Err(EngineError::Pending { retry_after: PENDING_RETRY_AFTER }),
+                };
+            }
         };
         match result {
             Ok(token) => {

@@ -24,8 +24,8 @@ pub use admin_api::{
 };
 pub use engine::refresh::Refreshed;
 pub use engine::{
-    CacheKey, CacheState, Engine, EngineConfig, EngineError, EntryStatus, Freshness, Grant, ProfileBinding,
-    StatsSnapshot,
+    CacheKey, CacheState, DEFAULT_CLIENT_WAIT, Engine, EngineConfig, EngineError, EntryStatus, FETCH_TIMEOUT,
+    Freshness, Grant, PENDING_RETRY_AFTER, ProfileBinding, StatsSnapshot,
 };
 pub use error::UpstreamError;
 pub use login::{CallbackParams, Redirect, RedirectListener};

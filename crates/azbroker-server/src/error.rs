@@ -1,7 +1,8 @@
 //! Everything that can make a request fail, and the status-code policy shared by all dialects
 //! (DESIGN.md "Status codes", PROTOCOLS.md §1 items 5–8): conditions a client cannot fix by waiting
-//! are 400/401/403, only real rate limiting is 429 (the only status that carries `Retry-After`),
-//! and only transient upstream trouble is 5xx. Never 404/410, which clients retry for over a minute.
+//! are 400/401/403, real rate limiting is 429, and only transient upstream trouble is 5xx.
+//! `Retry-After` comes with 429 and with the 503 of a caller released after `client_wait` while
+//! its upstream call goes on (clients retry 5xx; the retry is served from that call). Never 404/410, which clients retry for over a minute.
 //!
 //! This module decides status, error code and description; it never builds a body — each dialect
 //! wraps these in its own shape. Descriptions never contain a token or secret.
@@ -44,6 +45,8 @@ pub(crate) enum RequestError {
     ConflictingSelectors(&'static str, &'static str),
     /// A request body that cannot be read or parsed (form or JSON).
     BadBody(&'static str),
+    /// A path that could mean another path after decoding (`%2F`, `%5C`, a backslash, `..`): what it holds.
+    BadPath(&'static str),
     /// A parameter with a malformed value: (name, what it must be).
     BadParam(&'static str, &'static str),
     /// Native API: scopes that do not name exactly one resource's `/.default`.
@@ -69,7 +72,9 @@ impl RequestError {
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::Engine(EngineError::Upstream(e)) => upstream_status(e),
-            Self::Engine(EngineError::ShuttingDown) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Engine(EngineError::ShuttingDown | EngineError::Pending { .. }) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Engine(EngineError::UnknownProfile(_)) => StatusCode::BAD_REQUEST,
             Self::BadHost
             | Self::MissingMetadata
@@ -81,6 +86,7 @@ impl RequestError {
             | Self::InvalidResource(_)
             | Self::ConflictingSelectors(..)
             | Self::BadBody(_)
+            | Self::BadPath(_)
             | Self::BadParam(..)
             | Self::BadScopes(_)
             | Self::UnknownTenant(_)
@@ -97,7 +103,7 @@ impl RequestError {
             Self::Engine(EngineError::Upstream(UpstreamError::InvalidResource { .. })) => "invalid_resource",
             Self::Engine(EngineError::Upstream(UpstreamError::Throttled { .. })) => "throttled",
             Self::Engine(EngineError::Upstream(e)) if !e.is_definitive() => "unknown",
-            Self::Engine(EngineError::ShuttingDown) => "unknown",
+            Self::Engine(EngineError::ShuttingDown | EngineError::Pending { .. }) => "unknown",
             _ => "invalid_request",
         }
     }
@@ -133,6 +139,7 @@ impl RequestError {
                 format!("Only one identity selector may be given, found '{a}' and '{b}'").into()
             }
             Self::BadBody(what) => (*what).into(),
+            Self::BadPath(what) => format!("The request path must not contain {what}").into(),
             Self::BadParam(name, must) => format!("Query parameter '{name}' must be {must}").into(),
             Self::BadScopes(what) => format!("Invalid scopes: {what}").into(),
             Self::UnknownTenant(t) => {
@@ -142,11 +149,14 @@ impl RequestError {
             Self::Select(e) => e.to_string().into(),
             Self::Engine(EngineError::Upstream(e)) => upstream_description(e).into(),
             Self::Engine(EngineError::ShuttingDown) => "The broker is shutting down; retry shortly".into(),
-            Self::Engine(e @ EngineError::UnknownProfile(_)) => e.to_string().into(),
+            Self::Engine(e @ (EngineError::UnknownProfile(_) | EngineError::Pending { .. })) => {
+                e.to_string().into()
+            }
         }
     }
 
-    /// Whole seconds for `Retry-After`: present exactly when the status is 429.
+    /// Whole seconds for `Retry-After`: present when the status is 429, and on the 503 of a
+    /// caller released after `client_wait`.
     pub(crate) fn retry_after_secs(&self) -> Option<u64> {
         match self {
             Self::RateLimited { retry_after_secs } => {
@@ -156,6 +166,10 @@ impl RequestError {
                 let wait = retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
                 let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                 Some(secs.clamp(1, MAX_RETRY_AFTER_SECS))
+            }
+            // The upstream call goes on past `client_wait`; its token serves the retry.
+            Self::Engine(EngineError::Pending { retry_after }) => {
+                Some(retry_after.as_secs().clamp(1, MAX_RETRY_AFTER_SECS))
             }
             _ => None,
         }
@@ -177,6 +191,7 @@ impl RequestError {
             Self::InvalidResource(_) => "invalid_resource",
             Self::ConflictingSelectors(..) => "conflicting_selectors",
             Self::BadBody(_) | Self::BadParam(..) | Self::BadScopes(_) => "bad_request",
+            Self::BadPath(_) => "bad_path",
             Self::UnknownTenant(_) => "unknown_tenant",
             Self::Unavailable(_) => "unavailable",
             Self::Select(SelectError::IdentityNotFound { .. }) => "identity_not_found",
@@ -186,6 +201,7 @@ impl RequestError {
             Self::Select(SelectError::NoDefault) => "no_default_profile",
             Self::Engine(EngineError::Upstream(e)) => e.kind(),
             Self::Engine(EngineError::ShuttingDown) => "shutting_down",
+            Self::Engine(EngineError::Pending { .. }) => "pending",
         }
     }
 }
@@ -277,6 +293,7 @@ mod tests {
     fn request_problems_are_400_401_or_403() {
         for e in [
             RequestError::BadBody("b"),
+            RequestError::BadPath("p"),
             RequestError::BadParam("p", "m"),
             RequestError::BadScopes("s"),
             RequestError::UnknownTenant("t".into()),

@@ -2,12 +2,17 @@
 //!
 //! Canonical paths (lower-case, no trailing slash, no prefix) — what clients normally send — are
 //! routed in one dispatch. Anything else falls through to a rewrite service that canonicalises
-//! the path (strips a `/p/{profile}` prefix into a [`PathProfile`] extension, lower-cases, drops
-//! one trailing slash) and dispatches again, so every dialect gets profile prefixes and lenient
-//! matching for free. Every route, fallback included, is registered through [`guarded`], so none
+//! the path once (collapses repeated slashes and drops `.` segments — MSAL4J sends
+//! `//metadata/identity/oauth2/token` —, strips a `/p/{profile}` prefix into a [`PathProfile`]
+//! extension, lower-cases, drops a trailing slash) and dispatches again, so every dialect gets
+//! profile prefixes and lenient matching for free. A path that could name another path once
+//! decoded (`%2F`, `%5C`, a backslash, `..`) is never rewritten: it is refused with 400 (a
+//! path-normalisation bypass was aad-pod-identity's GHSA-p82q-rxpm-hjpc). The guards and the
+//! access policy only ever see the canonical path. Every route, fallback included, is registered through [`guarded`], so none
 //! can skip the connection guards. Unknown paths and wrong methods get JSON bodies too. This
 //! module never looks at query strings or credentials.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
@@ -24,9 +29,11 @@ use http::uri::{PathAndQuery, Uri};
 use tower::Service;
 
 use crate::dialect::arc::ArcToken;
+use crate::dialect::azure_ml::MsiAuthGet;
 use crate::dialect::imds::ImdsV2;
 use crate::dialect::native::{self, Native};
 use crate::dialect::{self, AppService, ArcDialect, AzureMl, CloudShell, Dialect, Imds, ServiceFabric};
+use crate::error::RequestError;
 use crate::health::{Healthz, Readyz};
 use crate::metrics::Metrics;
 use crate::runtime::Runtime;
@@ -87,11 +94,11 @@ fn build(ctx: RouteCtx) -> Router {
         canonical = canonical
             .route(Imds::PATH, get(guarded::<dialect::Token<Imds>>))
             .route(AppService::PATH, get(guarded::<dialect::Token<AppService>>))
+            .route(AzureMl::PATH, get(guarded::<MsiAuthGet>).post(guarded::<dialect::Token<CloudShell>>))
             .route(
-                AzureMl::PATH,
-                get(guarded::<dialect::Token<AzureMl>>).post(guarded::<dialect::Token<CloudShell>>),
+                CloudShell::PATH,
+                get(guarded::<dialect::Token<CloudShell>>).post(guarded::<dialect::Token<CloudShell>>),
             )
-            .route(CloudShell::PATH, post(guarded::<dialect::Token<CloudShell>>))
             .route(ArcDialect::PATH, get(guarded::<ArcToken>))
             .route(native::PATH, post(guarded::<dialect::Token<Native>>));
         for path in ImdsV2::PATHS {
@@ -143,16 +150,28 @@ impl Service<Request> for Canonicalize {
     }
 
     fn call(&mut self, mut req: Request) -> Self::Future {
-        canonicalize(&mut req);
+        if let Err(refused) = canonicalize(&mut req) {
+            // The path is left as sent, which no route matches: the fallback answers, after the
+            // guards, with this refusal.
+            req.extensions_mut().insert(refused);
+        }
         // `Router` is always ready, so calling it without `poll_ready` is fine.
         self.routes.call(req)
     }
 }
 
+/// Marks a request whose path was refused by [`canonicalize`]: what the path holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BadPath(pub(crate) &'static str);
+
 struct NotFound;
 
 impl Endpoint for NotFound {
-    async fn call(_ctx: Arc<RouteCtx>, _rt: Arc<Runtime>, _req: Request) -> Response {
+    async fn call(ctx: Arc<RouteCtx>, _rt: Arc<Runtime>, req: Request) -> Response {
+        if let Some(BadPath(what)) = req.extensions().get::<BadPath>() {
+            ctx.app.metrics().denial("bad_path");
+            return dialect::refuse(ctx.kind, req.uri().path(), &RequestError::BadPath(what));
+        }
         body::error(StatusCode::NOT_FOUND, "not_found", "No such endpoint on this broker")
     }
 }
@@ -170,12 +189,17 @@ impl Endpoint for MethodNotAllowed {
 }
 
 /// Rewrites the request path to its canonical form; a no-op (no allocation) when it already is.
-pub(crate) fn canonicalize(req: &mut Request) {
-    let path = req.uri().path();
-    let (profile, rest) = split_profile(path);
+/// Refuses, leaving the request alone, a path holding `%2F`, `%5C`, a backslash or `..`.
+pub(crate) fn canonicalize(req: &mut Request) -> Result<(), BadPath> {
+    let collapsed = collapse(req.uri().path())?;
+    let (profile, rest) = split_profile(&collapsed);
     let trailing = rest.len() > 1 && rest.ends_with('/');
-    if profile.is_none() && !trailing && !rest.bytes().any(|b| b.is_ascii_uppercase()) {
-        return;
+    if matches!(collapsed, Cow::Borrowed(_))
+        && profile.is_none()
+        && !trailing
+        && !rest.bytes().any(|b| b.is_ascii_uppercase())
+    {
+        return Ok(());
     }
     let rest = if trailing { &rest[..rest.len() - 1] } else { rest };
     let mut canonical = String::with_capacity(rest.len() + 1 + req.uri().query().map_or(0, |q| q.len() + 1));
@@ -196,6 +220,38 @@ pub(crate) fn canonicalize(req: &mut Request) {
     if let Some(p) = profile {
         req.extensions_mut().insert(p);
     }
+    Ok(())
+}
+
+/// `path` with repeated slashes collapsed and `.` segments dropped (a trailing slash is kept for
+/// the caller to drop); borrowed when there is nothing to do. Refuses anything that a server
+/// decoding or resolving the path could read as another path.
+fn collapse(path: &str) -> Result<Cow<'_, str>, BadPath> {
+    if path.contains('\\') {
+        return Err(BadPath("a backslash"));
+    }
+    if path.contains("..") {
+        return Err(BadPath("'..'"));
+    }
+    // An escaped dot too: `%2E%2E` is `..` to whoever decodes it.
+    for (escape, what) in [("%2f", "'%2F'"), ("%5c", "'%5C'"), ("%2e", "'%2E'")] {
+        if path.as_bytes().windows(3).any(|w| w.eq_ignore_ascii_case(escape.as_bytes())) {
+            return Err(BadPath(what));
+        }
+    }
+    let needs_work = path.contains("//") || path.contains("/./") || path.ends_with("/.");
+    if !needs_work {
+        return Ok(Cow::Borrowed(path));
+    }
+    let mut out = String::with_capacity(path.len());
+    for segment in path.split('/').filter(|s| !s.is_empty() && *s != ".") {
+        out.push('/');
+        out.push_str(segment);
+    }
+    if out.is_empty() || path.ends_with('/') {
+        out.push('/');
+    }
+    Ok(Cow::Owned(out))
 }
 
 /// Splits `/p/{profile}/rest` into (`profile`, `/rest`); other paths are returned whole.
@@ -216,8 +272,16 @@ mod tests {
 
     fn canon(uri: &str) -> (String, Option<String>) {
         let mut req = Request::builder().uri(uri).body(axum::body::Body::empty()).unwrap();
-        canonicalize(&mut req);
+        assert_eq!(canonicalize(&mut req), Ok(()), "{uri}");
         (req.uri().to_string(), req.extensions().get::<PathProfile>().map(|p| p.0.clone()))
+    }
+
+    fn refused(uri: &str) -> &'static str {
+        let mut req = Request::builder().uri(uri).body(axum::body::Body::empty()).unwrap();
+        let BadPath(what) = canonicalize(&mut req).expect_err(uri);
+        assert_eq!(req.uri().to_string(), uri, "a refused path is left as sent");
+        assert!(req.extensions().get::<PathProfile>().is_none());
+        what
     }
 
     #[test]
@@ -240,7 +304,50 @@ mod tests {
         assert_eq!(canon("/p/Fab-1/msi/token?x=1"), ("/msi/token?x=1".into(), Some("Fab-1".into())));
         assert_eq!(canon("/p/fab"), ("/".into(), Some("fab".into())));
         assert_eq!(canon("/p/fab/"), ("/".into(), Some("fab".into())));
-        assert_eq!(canon("/p//msi/token"), ("/p//msi/token".into(), None));
+    }
+
+    #[test]
+    fn repeated_slashes_and_dot_segments_collapse_before_and_after_a_profile_prefix() {
+        let token = "/metadata/identity/oauth2/token";
+        for uri in [
+            "//metadata/identity/oauth2/token",
+            "/metadata//identity///oauth2/token",
+            "/./metadata/identity/./oauth2/token/.",
+            "///metadata/identity/oauth2/token//",
+        ] {
+            assert_eq!(canon(&format!("{uri}?a=1")), (format!("{token}?a=1"), None), "{uri}");
+        }
+        let fab = Some("Fab".to_owned());
+        for uri in ["/p/Fab//metadata/identity/oauth2/token", "//p/Fab/./metadata//identity/oauth2/token/"] {
+            assert_eq!(canon(uri), (token.into(), fab.clone()), "{uri}");
+        }
+        assert_eq!(canon("/p/Fab//MSI//token"), ("/msi/token".into(), fab));
+        // An empty profile name collapses away like any repeated slash.
+        assert_eq!(canon("/p//msi/token"), ("/token".into(), Some("msi".into())));
+        assert_eq!(canon("//"), ("/".into(), None));
+    }
+
+    #[test]
+    fn escaped_separators_backslashes_and_dot_dot_are_refused_not_decoded() {
+        for (uri, what) in [
+            ("/metadata/identity/oauth2%2Ftoken", "'%2F'"),
+            ("/metadata/identity/oauth2%2ftoken", "'%2F'"),
+            ("/p/fab%2F..%2Fcontoso/msi/token", "'..'"),
+            ("/p/fab%2fmsi/token", "'%2F'"),
+            ("/msi%5Ctoken", "'%5C'"),
+            ("/msi%5ctoken", "'%5C'"),
+            ("/msi/%2E%2E/token", "'%2E'"),
+            ("/msi/token/..", "'..'"),
+            ("/p/contoso/../fab/msi/token", "'..'"),
+            ("/p/fab/..", "'..'"),
+            ("/msi/token/x/../", "'..'"),
+            ("/p/fab//../msi/token", "'..'"),
+        ] {
+            assert_eq!(refused(uri), what, "{uri}");
+        }
+        // A backslash cannot be sent unescaped in an http::Uri; one that reaches us is refused.
+        assert_eq!(collapse("/msi\\token"), Err(BadPath("a backslash")));
+        assert_eq!(collapse("/p/fab\\..\\x"), Err(BadPath("a backslash")));
     }
 
     #[test]

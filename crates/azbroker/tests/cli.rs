@@ -8,7 +8,18 @@ fn azbroker(config: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_azbroker")).arg("--config").arg(config).args(args).output().unwrap()
 }
 
+/// Writes the ports file a running daemon keeps for its per-profile listeners.
+fn record_profile_listeners(state: &Path, lines: &str) {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(state).unwrap();
+    std::fs::write(state.join("profile-listeners"), lines).unwrap();
+}
+
 fn config_in(dir: &Path) -> std::path::PathBuf {
+    record_profile_listeners(
+        &dir.join("state"),
+        "one 127.0.0.1:51001 127.0.0.1:0\ntwo 127.0.0.1:51002 127.0.0.1:0\n",
+    );
     let path = dir.join("config.toml");
     std::fs::write(
         &path,
@@ -64,7 +75,10 @@ fn env_formats_and_dialects() {
     let cfg = config_in(dir.path());
     let out = azbroker(&cfg, &["env", "--profile", "two", "--dialect", "imds", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["AZURE_POD_IDENTITY_AUTHORITY_HOST"], "http://127.0.0.1:50999/p/two");
+    assert_eq!(
+        v["AZURE_POD_IDENTITY_AUTHORITY_HOST"], "http://127.0.0.1:51002",
+        "the profile's own listener, no path"
+    );
     let out = azbroker(&cfg, &["env", "--format", "fish"]);
     assert!(String::from_utf8(out.stdout).unwrap().starts_with("set -gx IDENTITY_ENDPOINT "));
     let out = azbroker(&cfg, &["env", "--format", "powershell"]);
@@ -88,7 +102,21 @@ fn run_passes_the_variables_to_the_command() {
     let out =
         azbroker(&cfg, &["run", "--profile", "one", "--", "sh", "-c", "echo $IDENTITY_ENDPOINT; exit 7"]);
     assert_eq!(out.status.code(), Some(7));
-    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "http://127.0.0.1:50999/p/one/msi/token");
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "http://127.0.0.1:51001/msi/token");
+}
+
+/// Without a listener of the profile's own (no daemon has opened one), `env --profile` fails
+/// with the fix rather than falling back to a path prefix some clients drop.
+#[test]
+fn env_for_a_profile_without_its_own_listener_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_in(dir.path());
+    std::fs::remove_file(dir.path().join("state/profile-listeners")).unwrap();
+    let out = azbroker(&cfg, &["env", "--profile", "two", "--dialect", "imds"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("has not opened a listener for profile 'two'"), "{err}");
+    assert!(azbroker(&cfg, &["env"]).status.success(), "the default profile needs none");
 }
 
 #[test]
@@ -134,7 +162,8 @@ fn env_knows_every_dialect() {
         ),
     )
     .unwrap();
-    let base = "http://127.0.0.1:50998/p/two";
+    record_profile_listeners(&dir.path().join("state"), "two 127.0.0.1:51012 127.0.0.1:51013\n");
+    let base = "http://127.0.0.1:51012";
     let ml = env_json(&cfg, "azure-ml");
     assert_eq!(keys(&ml), ["DEFAULT_IDENTITY_CLIENT_ID", "MSI_ENDPOINT", "MSI_SECRET"]);
     assert_eq!(ml["MSI_ENDPOINT"], format!("{base}/MSI/auth"));
@@ -143,9 +172,9 @@ fn env_knows_every_dialect() {
     assert_eq!(env_json(&cfg, "cloud-shell")["MSI_ENDPOINT"], format!("{base}/oauth2/token"));
     let arc = env_json(&cfg, "arc");
     assert_eq!(arc["IDENTITY_ENDPOINT"], format!("{base}/arc/metadata/identity/oauth2/token"));
-    assert_eq!(arc["IMDS_ENDPOINT"], "http://127.0.0.1:50998");
+    assert_eq!(arc["IMDS_ENDPOINT"], base);
     let sf = env_json(&cfg, "service-fabric");
-    assert_eq!(sf["IDENTITY_ENDPOINT"], "https://127.0.0.1:50997/p/two/msi/token");
+    assert_eq!(sf["IDENTITY_ENDPOINT"], "https://127.0.0.1:51013/msi/token");
     let thumb = sf["IDENTITY_SERVER_THUMBPRINT"].as_str().unwrap();
     assert_eq!(thumb.len(), 40, "{thumb}");
     assert_eq!(sf["NODE_EXTRA_CA_CERTS"], dir.path().join("run/service-fabric.crt").display().to_string());

@@ -31,7 +31,18 @@ pub fn clients(arm: (&str, &std::path::Path)) -> Vec<Client> {
     let azureml = root.join(".venv-azureml/bin/python");
     let azcli = root.join(".venv-azcli/bin/python");
     let rust = root.join("rust/target/debug/azbroker-rust-mi-client");
-    for need in [&python, &azureml, &azcli, &rust, &root.join("node/node_modules/@azure/identity")] {
+    let go = root.join("go/bin/go-mi-client");
+    let java_classes = root.join("java/target/classes");
+    let java_lib = root.join("java/target/lib");
+    for need in [
+        &python,
+        &azureml,
+        &azcli,
+        &rust,
+        &go,
+        &java_classes.join("azbroker/MiClient.class"),
+        &root.join("node/node_modules/@azure/identity"),
+    ] {
         assert!(
             need.exists(),
             "{} missing: run tests/clients/install.sh (tests/run does it)",
@@ -41,6 +52,17 @@ pub fn clients(arm: (&str, &std::path::Path)) -> Vec<Client> {
     let py = root.join("python/mi_client.py").display().to_string();
     let js = root.join("node/mi_client.mjs").display().to_string();
     let script = |s: &str, name: &str| vec![s.to_owned(), "--client".to_owned(), name.to_owned()];
+    let java_cp = format!("{}:{}/*", java_classes.display(), java_lib.display());
+    let java = |name: &str| {
+        vec![
+            "-cp".to_owned(),
+            java_cp.clone(),
+            "azbroker.MiClient".to_owned(),
+            "--client".to_owned(),
+            name.to_owned(),
+        ]
+    };
+    let go_args = |name: &str| vec!["--client".to_owned(), name.to_owned()];
     vec![
         Client {
             id: "azure-identity-mi",
@@ -108,6 +130,42 @@ pub fn clients(arm: (&str, &std::path::Path)) -> Vec<Client> {
                 arm.1.display().to_string(),
             ],
         },
+        Client {
+            id: "go-azidentity-mi",
+            label: "Go azidentity 1.15 `ManagedIdentityCredential`",
+            program: go.clone(),
+            args: go_args("go-azidentity-mi"),
+        },
+        Client {
+            id: "go-azidentity-dac",
+            label: "Go azidentity 1.15 `DefaultAzureCredential`",
+            program: go.clone(),
+            args: go_args("go-azidentity-dac"),
+        },
+        Client {
+            id: "go-msal-mi",
+            label: "MSAL Go 1.10 `managedidentity.Client`",
+            program: go,
+            args: go_args("go-msal-mi"),
+        },
+        Client {
+            id: "java-identity-mi",
+            label: "Java azure-identity 1.18 `ManagedIdentityCredential`",
+            program: "java".into(),
+            args: java("java-identity-mi"),
+        },
+        Client {
+            id: "java-identity-dac",
+            label: "Java azure-identity 1.18 `DefaultAzureCredential`",
+            program: "java".into(),
+            args: java("java-identity-dac"),
+        },
+        Client {
+            id: "java-msal-mi",
+            label: "MSAL4J 1.23 `ManagedIdentityApplication`",
+            program: "java".into(),
+            args: java("java-msal-mi"),
+        },
     ]
 }
 
@@ -125,6 +183,13 @@ pub const DIALECTS: &[(&str, &str)] = &[
 const RUST_ONLY: &str = "Rust azure_identity 1.0 implements only App Service and IMDS on 169.254.169.254";
 const MSRESTAZURE: &str = "msrestazure reads only MSI_ENDPOINT (POST, or IMDS on 169.254.169.254 when unset)";
 
+const GO_IMDS: &str = "MSAL Go (which azidentity delegates to) ignores AZURE_POD_IDENTITY_AUTHORITY_HOST: \
+     apps/managedidentity/managedidentity.go createIMDSAuthRequest always uses imdsDefaultEndpoint (169.254.169.254)";
+const JAVA_SERVICE_FABRIC: &str = "MSAL4J never pins IDENTITY_SERVER_THUMBPRINT \
+     (DefaultHttpClientManagedIdentity.openConnection returns an HttpsURLConnection as an HttpURLConnection \
+     before addTrustedCertificateThumbprint), so JSSE checks the broker's self-signed certificate against \
+     the JVM trust store only, and azbroker env does not yet export a trust store for it";
+
 /// Whether `client` implements `dialect` (PROTOCOLS.md §1 "which dialect reaches which client").
 pub fn support(client: &str, dialect: &str) -> Option<&'static str> {
     match (client, dialect) {
@@ -141,12 +206,55 @@ pub fn support(client: &str, dialect: &str) -> Option<&'static str> {
         ("rust-identity-mi", _) => Some(RUST_ONLY),
         ("azureml-core-msi", "azure-ml" | "cloud-shell" | "imds-link-local") => None,
         ("azureml-core-msi", _) => Some(MSRESTAZURE),
+        ("go-azidentity-mi" | "go-azidentity-dac" | "go-msal-mi", "imds") => Some(GO_IMDS),
+        ("java-identity-mi" | "java-identity-dac" | "java-msal-mi", "service-fabric") => {
+            Some(JAVA_SERVICE_FABRIC)
+        }
         ("az-login-identity", "cloud-shell") => Some(
             "az uses MSAL Python's ManagedIdentityClient, which has no Cloud Shell source (az's own Cloud Shell login needs ACC_CLOUD and a listener on localhost:50342)",
         ),
         _ => None,
     }
 }
+
+/// Rows no toolchain here can run (.NET): (id, label, one cell per dialect in [`DIALECTS`]
+/// order). Read from MSAL.NET's `src/client/Microsoft.Identity.Client/ManagedIdentity/` (which
+/// Azure.Identity's `ManagedIdentityCredential` uses) against the daemon's real answers; each
+/// footnote names the file.
+pub const SOURCE_ROWS: &[(&str, &str, [Outcome; 7])] = &[(
+    "dotnet",
+    ".NET: MSAL.NET `ManagedIdentityApplication` / Azure.Identity `ManagedIdentityCredential` (from source)",
+    [
+        Outcome::FromSource {
+            works: true,
+            why: "MSAL.NET AppServiceManagedIdentitySource.cs: GET IDENTITY_ENDPOINT, X-IDENTITY-HEADER, api-version 2019-08-01",
+        },
+        Outcome::FromSource {
+            works: true,
+            why: "MSAL.NET MachineLearningManagedIdentitySource.cs: GET MSI_ENDPOINT with the `secret` header, api-version 2017-09-01, clientid=DEFAULT_IDENTITY_CLIENT_ID",
+        },
+        Outcome::FromSource {
+            works: true,
+            why: "MSAL.NET CloudShellManagedIdentitySource.cs: POST MSI_ENDPOINT, form resource=, Metadata: true (system-assigned only)",
+        },
+        Outcome::FromSource {
+            works: true,
+            why: "MSAL.NET ImdsManagedIdentitySource.cs GetValidatedEndpoint replaces the path of AZURE_POD_IDENTITY_AUTHORITY_HOST (UriBuilder.Path); `env --profile` prints the profile's own listener with no path, so nothing is lost (dialects::every_dialects_env_for_a_profile_survives_a_client_rebuilding_the_path)",
+        },
+        Outcome::FromSource {
+            works: true,
+            why: "MSAL.NET ImdsManagedIdentitySource.cs: http://169.254.169.254/metadata/identity/oauth2/token, Metadata: true, client_id for a user-assigned id",
+        },
+        Outcome::FromSource {
+            works: true,
+            why: "MSAL.NET AzureArcManagedIdentitySource.cs: 401 WWW-Authenticate Basic realm=<key file>, then Authorization: Basic; system-assigned only (user-assigned refused client-side)",
+        },
+        Outcome::FromSource {
+            works: true,
+            why: "MSAL.NET ServiceFabricManagedIdentitySource.cs: pins IDENTITY_SERVER_THUMBPRINT in the certificate callback, api-version 2020-05-01; token_sha256_to_refresh only on this source (ManagedIdentitySourceExtensions.cs)",
+        },
+    ],
+)];
 
 /// Scrubbed so that only the exported variables steer a client.
 const SCRUB: &[&str] = &[
@@ -242,7 +350,13 @@ fn compatibility_matrix() {
     let front = azbroker_tests::tls_front::TlsFront::start(auth.addr(), daemon.dir.path()).unwrap();
     let arm = format!("https://127.0.0.1:{}/", front.addr.port());
     let clients = clients((&arm, &front.ca_file));
-    let mut matrix = Matrix::new(DIALECTS.to_vec(), clients.iter().map(|c| (c.id, c.label)).collect());
+    let rows = clients.iter().map(|c| (c.id, c.label)).chain(SOURCE_ROWS.iter().map(|r| (r.0, r.1)));
+    let mut matrix = Matrix::new(DIALECTS.to_vec(), rows.collect());
+    for (id, _, cells) in SOURCE_ROWS {
+        for ((dialect, _), outcome) in DIALECTS.iter().zip(cells) {
+            matrix.set(id, dialect, outcome.clone());
+        }
+    }
     for &(dialect, _) in DIALECTS.iter().filter(|(d, _)| *d != "imds-link-local") {
         let before = grants(&daemon);
         let vars = daemon.env(&["--profile", "fabrikam", "--dialect", dialect]).unwrap();

@@ -222,3 +222,123 @@ fn sha1_hex(bytes: &[u8]) -> String {
 fn sha256_hex(bytes: &[u8]) -> String {
     hex_digest(&aws_lc_rs::digest::SHA256, bytes)
 }
+
+/// `scheme://host:port` of `url`: all a client that rebuilds the path keeps.
+fn origin_of(url: &str) -> String {
+    let after = url.find("://").map_or(0, |i| i + 3);
+    let end = url[after..].find('/').map_or(url.len(), |i| after + i);
+    url[..end].to_owned()
+}
+
+/// One token request in `dialect`'s own shape to `url` (the dialect's path on some origin),
+/// with the secrets from `vars`; the token's tenant.
+async fn tenant_via(auth: &Authority, dialect: &str, url: &str, vars: &[(String, String)]) -> String {
+    let plain = http();
+    let r = match dialect {
+        "app-service" => {
+            let url = format!("{url}?api-version=2019-08-01&resource={ARM}");
+            plain.get(url).header("X-IDENTITY-HEADER", env_value(vars, "IDENTITY_HEADER")).send().await
+        }
+        "azure-ml" => {
+            let url = format!("{url}?api-version=2017-09-01&resource={ARM}");
+            plain.get(url).header("secret", env_value(vars, "MSI_SECRET")).send().await
+        }
+        "cloud-shell" => {
+            let form = format!("resource={ARM}");
+            plain.post(url).header("Metadata", "true").body(form).send().await
+        }
+        "imds" => {
+            let url = format!("{url}?api-version=2018-02-01&resource={ARM}");
+            plain.get(url).header("Metadata", "true").send().await
+        }
+        "arc" => {
+            let url = format!("{url}?api-version=2020-06-01&resource={ARM}");
+            let r = plain.get(&url).header("Metadata", "true").send().await.unwrap();
+            assert_eq!(r.status(), 401, "arc: the challenge comes first");
+            let realm = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+            let key = std::fs::read_to_string(realm.strip_prefix("Basic realm=").unwrap()).unwrap();
+            plain
+                .get(&url)
+                .header("Metadata", "true")
+                .header("Authorization", format!("Basic {key}"))
+                .send()
+                .await
+        }
+        "service-fabric" => {
+            let pem = std::fs::read(env_value(vars, "NODE_EXTRA_CA_CERTS")).unwrap();
+            let cert = reqwest::Certificate::from_pem(&pem).unwrap();
+            let tls = reqwest::Client::builder().no_proxy().tls_certs_only([cert]).build().unwrap();
+            let url = format!("{url}?api-version=2019-07-01-preview&resource={ARM}");
+            tls.get(url).header("Secret", env_value(vars, "IDENTITY_HEADER")).send().await
+        }
+        other => panic!("no request shape for {other}"),
+    };
+    let r = r.unwrap();
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{dialect} via {url}: {body}");
+    tid(auth, body["access_token"].as_str().unwrap())
+}
+
+/// Issue 15 item 2: what `env --profile fabrikam --dialect D` prints must reach fabrikam even
+/// when a client keeps only the origin of each URL and rebuilds the path itself (MSAL.NET and
+/// Azure.Identity do on `AZURE_POD_IDENTITY_AUTHORITY_HOST`, MSAL4J appends to it): no dialect
+/// may carry the profile in the path, where such a client would drop it and be served the
+/// default profile's token without any error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dialects_env_for_a_profile_survives_a_client_rebuilding_the_path() {
+    let (auth, daemon) = two_tenants("");
+    let canonical = [
+        ("app-service", "IDENTITY_ENDPOINT", "/msi/token"),
+        ("azure-ml", "MSI_ENDPOINT", "/MSI/auth"),
+        ("cloud-shell", "MSI_ENDPOINT", "/oauth2/token"),
+        ("imds", "AZURE_POD_IDENTITY_AUTHORITY_HOST", "/metadata/identity/oauth2/token"),
+        ("arc", "IDENTITY_ENDPOINT", "/arc/metadata/identity/oauth2/token"),
+        ("service-fabric", "IDENTITY_ENDPOINT", "/msi/token"),
+    ];
+    for (dialect, var, path) in canonical {
+        let vars = daemon.env(&["--profile", "fabrikam", "--dialect", dialect]).unwrap();
+        let exported = env_value(&vars, var);
+        for (origin, how) in [(exported.clone(), "as exported"), (origin_of(&exported), "path rebuilt")] {
+            let url =
+                if how == "as exported" && dialect != "imds" { origin } else { format!("{origin}{path}") };
+            let tenant = tenant_via(&auth, dialect, &url, &vars).await;
+            assert_eq!(tenant, tenant_guid(FABRIKAM), "{dialect} ({how}, {url}) reached another profile");
+        }
+    }
+    let vars = daemon.env(&["--profile", "fabrikam", "--dialect", "imds"]).unwrap();
+    let host = env_value(&vars, "AZURE_POD_IDENTITY_AUTHORITY_HOST");
+    assert_eq!(origin_of(&host), host, "IMDS for a profile is a host with no path");
+    // The default profile is still what the main listener serves.
+    let tenant = tenant_via(&auth, "imds", &daemon.url("/metadata/identity/oauth2/token"), &vars).await;
+    assert_eq!(tenant, tenant_guid(CONTOSO));
+}
+
+/// A profile added by a reload gets its own listener at once (what `env --profile` then prints
+/// serves it), on the same port after a restart; a removed profile's listener closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_opens_and_closes_profile_listeners() {
+    let (auth, mut daemon) = two_tenants("");
+    let original = std::fs::read_to_string(&daemon.config_path).unwrap();
+    let added = format!("{original}\n[profiles.extra]\nlogin = \"app\"\ntenant = \"extra.example\"\n");
+    std::fs::write(&daemon.config_path, added).unwrap();
+    let out = daemon.cli(&["reload"]).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let vars = daemon.env(&["--profile", "extra", "--dialect", "imds"]).unwrap();
+    let host = env_value(&vars, "AZURE_POD_IDENTITY_AUTHORITY_HOST");
+    assert_eq!(origin_of(&host), host);
+    let url = format!("{host}/metadata/identity/oauth2/token");
+    assert_eq!(tenant_via(&auth, "imds", &url, &vars).await, tenant_guid("extra.example"));
+    daemon.restart(&[]).unwrap();
+    let again = daemon.env(&["--profile", "extra", "--dialect", "imds"]).unwrap();
+    assert_eq!(env_value(&again, "AZURE_POD_IDENTITY_AUTHORITY_HOST"), host, "the port is kept");
+    std::fs::write(&daemon.config_path, original).unwrap();
+    let out = daemon.cli(&["reload"]).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while http().get(&url).header("Metadata", "true").send().await.is_ok() {
+        assert!(std::time::Instant::now() < deadline, "the removed profile's listener still answers");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(daemon.env(&["--profile", "extra"]).is_err(), "a removed profile has no env");
+}

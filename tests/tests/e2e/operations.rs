@@ -266,3 +266,35 @@ async fn json_logs_carry_one_debug_line_per_request() {
         assert!(r["latency_us"].is_u64(), "{r}");
     }
 }
+
+/// `[server] client_wait`: with Entra ID hanging, the client is answered 503 + Retry-After (IMDS
+/// shape) once the wait is up, not when the upstream call ends; the call goes on, and its token
+/// answers the retry without a second upstream call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_upstream_releases_the_client_after_client_wait() {
+    let auth = Authority::start();
+    auth.register_app(CLIENT_ID, CLIENT_SECRET);
+    auth.inject(Fault::Latency(Duration::from_secs(4)), Some(1));
+    let body =
+        sp_config(&auth.url(), CONTOSO, CLIENT_ID, CLIENT_SECRET, "[profiles.contoso]\nlogin = \"app\"\n");
+    let daemon = Daemon::start_with_server(&body, "client_wait = \"1s\"", &[]).unwrap();
+    let url = daemon.url(&format!("/metadata/identity/oauth2/token?api-version=2018-02-01&resource={VAULT}"));
+    let started = Instant::now();
+    let r = http().get(&url).header("Metadata", "true").send().await.unwrap();
+    let waited = started.elapsed();
+    assert_eq!(r.status(), 503);
+    assert!(waited >= Duration::from_secs(1) && waited < Duration::from_secs(3), "{waited:?}");
+    assert_eq!(r.headers()["retry-after"], "5");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "unknown", "{body}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = http().get(&url).header("Metadata", "true").send().await.unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert_eq!(r.status(), 503);
+        assert!(Instant::now() < deadline, "never served:\n{}", daemon.log());
+    }
+    assert_eq!(auth.token_requests(), 1, "one upstream call served both attempts");
+}

@@ -81,11 +81,14 @@ async fn selection_by_alias_prefix_and_errors() {
     let (status, _) = app_service(&daemon, "/p/nope", &format!("resource={ARM}")).await;
     assert_eq!(status, 400);
 
-    // The env for a profile carries its prefix.
+    // The env for a profile names the profile's own listener, never a path prefix.
     let vars = daemon.env(&["--profile", "fabrikam"]).unwrap();
-    assert!(env_value(&vars, "IDENTITY_ENDPOINT").ends_with("/p/fabrikam/msi/token"));
+    let endpoint = env_value(&vars, "IDENTITY_ENDPOINT");
+    assert!(endpoint.ends_with("/msi/token") && !endpoint.contains("/p/"), "{endpoint}");
+    assert!(!endpoint.starts_with(&daemon.url("")), "{endpoint} is the main listener");
     let vars = daemon.env(&["--dialect", "imds", "--profile", "fabrikam"]).unwrap();
-    assert!(env_value(&vars, "AZURE_POD_IDENTITY_AUTHORITY_HOST").ends_with("/p/fabrikam"));
+    let host = env_value(&vars, "AZURE_POD_IDENTITY_AUTHORITY_HOST");
+    assert_eq!(host.matches('/').count(), 2, "a host with no path: {host}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

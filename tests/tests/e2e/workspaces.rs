@@ -60,7 +60,8 @@ async fn workspace_add_discovers_the_tenant_and_survives_restart() {
     let claims = auth.verify(body["access_token"].as_str().unwrap()).unwrap();
     assert_eq!(claims["tid"], guid);
     let vars = daemon.env(&["--profile", "ml"]).unwrap();
-    assert!(env_value(&vars, "IDENTITY_ENDPOINT").ends_with("/p/ml/msi/token"));
+    let endpoint = env_value(&vars, "IDENTITY_ENDPOINT");
+    assert!(endpoint.ends_with("/msi/token") && !endpoint.contains("/p/"), "{endpoint}");
 
     let cfg: Value = serde_json::from_str(&ok(&daemon.cli(&["workspace", "config", "ml"]).unwrap())).unwrap();
     assert_eq!(

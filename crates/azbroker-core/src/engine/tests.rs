@@ -425,3 +425,35 @@ async fn abandoned_requests_do_not_cancel_the_fetch() {
 }
 
 mod observability;
+
+/// A hung upstream holds a caller at most `client_wait`; the single call goes on and its token
+/// serves the retry at once, with no second upstream call.
+#[tokio::test(start_paused = true)]
+async fn a_slow_upstream_call_releases_the_caller_after_client_wait_and_serves_the_retry() {
+    let src = FakeSource::new(HOUR, Duration::from_secs(60));
+    let config = EngineConfig { client_wait: Duration::from_secs(20), ..EngineConfig::default() };
+    let (engine, _c) = start(config, vec![binding("p", src.clone())]);
+    let r = res("https://management.azure.com/");
+    let t0 = Instant::now();
+    let err = engine.get_token("p", &r).await.unwrap_err();
+    assert_eq!(err, EngineError::Pending { retry_after: PENDING_RETRY_AFTER });
+    assert_eq!(t0.elapsed(), Duration::from_secs(20));
+    // A second caller joins the same call and is released at its own deadline.
+    let err = engine.get_token("p", &r).await.unwrap_err();
+    assert!(matches!(err, EngineError::Pending { .. }));
+    assert_eq!(t0.elapsed(), Duration::from_secs(40));
+    tokio::time::sleep(Duration::from_secs(21)).await;
+    let g = engine.get_token("p", &r).await.unwrap();
+    assert_eq!(g.cache, CacheState::Hit, "the call went on and its token serves the retry");
+    assert_eq!(src.calls(), 1);
+}
+
+/// A call that ends within `client_wait` is answered as before.
+#[tokio::test(start_paused = true)]
+async fn a_call_within_client_wait_is_answered() {
+    let src = FakeSource::new(HOUR, Duration::from_secs(19));
+    let config = EngineConfig { client_wait: Duration::from_secs(20), ..EngineConfig::default() };
+    let (engine, _c) = start(config, vec![binding("p", src.clone())]);
+    let g = engine.get_token("p", &res("api://x")).await.unwrap();
+    assert_eq!(g.cache, CacheState::Miss);
+}

@@ -2,7 +2,9 @@
 //! `GET $IDENTITY_ENDPOINT?api-version=..&resource=..[&client_id=..]` with
 //! `X-IDENTITY-HEADER: $IDENTITY_HEADER`.
 //!
-//! Owns the identity-header check (constant-time, before anything else), the success body with a
+//! Owns the identity-header check (constant-time, before anything else), token revocation
+//! (`token_sha256_to_refresh` and `xms_cc`, exactly as on Service Fabric: MSAL.NET sends them on
+//! both platforms after a claims challenge), the success body with a
 //! digit-string `expires_on`, and the `{"statusCode","message","correlationId"}` error shape. It
 //! never echoes the identity header, right or wrong, and never emits the legacy date-string
 //! `expires_on` of 2017-09-01.
@@ -34,7 +36,10 @@ impl Dialect for AppService {
         parts: &'r Parts,
         _body: &'r [u8],
     ) -> Result<TokenRequest<'r>, RequestError> {
-        super::parse_with_secret(state, parts, IDENTITY_HEADER, SecretId::IdentityHeader, SELECTORS)
+        let mut request =
+            super::parse_with_secret(state, parts, IDENTITY_HEADER, SecretId::IdentityHeader, SELECTORS)?;
+        request.freshness = super::service_fabric::revocation_freshness(parts)?;
+        Ok(request)
     }
 
     fn success(request: &TokenRequest<'_>, grant: &Grant) -> Response {

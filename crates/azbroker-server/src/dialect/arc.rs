@@ -4,8 +4,11 @@
 //! file and repeats the request with `Authorization: Basic <contents>`, which gets the IMDS body,
 //! echoing any user-assigned selector (newer clients fail closed without the echo).
 //!
-//! Owns the two-step flow and its check order: `Metadata`, proxy headers, the query and the
-//! profile are validated *before* a key file is written, so a bad request costs no file. Key
+//! Owns the two-step flow and its check order: `Metadata`, proxy headers and the query's shape
+//! are validated *before* a key file is written, so a malformed request costs no file; the
+//! identity (selector, profile) is resolved only on the second leg, as the real agent does —
+//! a first request without `Authorization` always gets the challenge, whatever it selects (MSAL
+//! Go reports only "expected a 401" for anything else, losing the reason). Key
 //! files themselves are [`crate::arc_keys`]' business. Errors use the IMDS shape.
 
 use std::sync::Arc as Shared;
@@ -60,7 +63,7 @@ impl Endpoint for ArcToken {
             ));
         };
         let Some(auth) = req.headers().get(AUTHORIZATION) else {
-            return challenge(&ctx, &rt, keys, req).await;
+            return challenge(&ctx, keys, req).await;
         };
         let presented = basic_credentials(auth.as_bytes());
         match presented.and_then(|p| keys.redeem(p)) {
@@ -74,11 +77,11 @@ impl Endpoint for ArcToken {
     }
 }
 
-/// Validates the request, writes a key file and answers 401 naming it.
-async fn challenge(ctx: &RouteCtx, rt: &Runtime, keys: Shared<crate::ArcKeys>, req: Request) -> Response {
+/// Checks the request's shape, writes a key file and answers 401 naming it. The identity it
+/// selects is not looked at here: that is the second leg's business.
+async fn challenge(ctx: &RouteCtx, keys: Shared<crate::ArcKeys>, req: Request) -> Response {
     let (parts, _body) = req.into_parts();
-    let checked = Arc::parse(&ctx.app, &parts, &[]).and_then(|r| super::select_profile(ctx, rt, &parts, &r));
-    if let Err(error) = checked {
+    if let Err(error) = Arc::parse(&ctx.app, &parts, &[]) {
         return Arc::error(&error);
     }
     let issued = tokio::task::spawn_blocking(move || keys.issue()).await;

@@ -1,13 +1,17 @@
 //! The Azure ML compute-instance dialect, api-version 2017-09-01 (PROTOCOLS.md §5):
 //! `GET $MSI_ENDPOINT?api-version=..&resource=..[&clientid=..]` with `secret: $MSI_SECRET`.
-//! (The secret-less `POST` with a form body that azureml-core/msrestazure send to the same URL is
-//! served by the Cloud Shell dialect, whose format those clients parse.)
+//! (The secret-less `POST` with a form body that azureml-core/msrestazure send to the same URL, and
+//! MSAL4J's secret-less `GET` with `Metadata: true`, are served by the Cloud Shell dialect, whose
+//! format those clients parse: see [`MsiAuthGet`].)
 //!
 //! Owns the `secret` check (constant-time, first), the `clientid` rule — equal to the exported
 //! `DEFAULT_IDENTITY_CLIENT_ID` or absent means the profile's default identity, as MSAL Node, Go
 //! and .NET send it for a system-assigned request — and the body with *numeric* `expires_in` /
 //! `expires_on`, as the real service returns. Errors use the App Service shape.
 
+use std::sync::Arc;
+
+use axum::extract::Request;
 use axum::response::Response;
 use azbroker_core::Grant;
 use http::request::Parts;
@@ -15,6 +19,8 @@ use http::request::Parts;
 use super::{Dialect, TokenRequest};
 use crate::body::TokenBody;
 use crate::error::RequestError;
+use crate::routes::{Endpoint, RouteCtx};
+use crate::runtime::Runtime;
 use crate::secrets::SecretId;
 use crate::state::AppState;
 
@@ -29,6 +35,23 @@ const SELECTORS: &[&str] = &["clientid", "client_id", "object_id", "msi_res_id",
 const SECRET_HEADER: &str = "secret";
 
 pub(crate) struct AzureMl;
+
+/// `GET /MSI/auth`: Azure ML, unless the request carries no `secret` header but `Metadata: true`
+/// — MSAL4J, which reads `MSI_ENDPOINT` as Cloud Shell (no Azure ML source) and so never sends
+/// the secret. That request is no more privileged than the secret-less POST already served here
+/// (both need `Metadata: true`, which a browser cannot send without a preflight), and the Cloud
+/// Shell dialect never serves a caller from another host.
+pub(crate) struct MsiAuthGet;
+
+impl Endpoint for MsiAuthGet {
+    async fn call(ctx: Arc<RouteCtx>, rt: Arc<Runtime>, req: Request) -> Response {
+        let headers = req.headers();
+        if !headers.contains_key(SECRET_HEADER) && headers.contains_key("metadata") {
+            return super::serve_token::<super::CloudShell>(&ctx, &rt, req).await;
+        }
+        super::serve_token::<AzureMl>(&ctx, &rt, req).await
+    }
+}
 
 impl Dialect for AzureMl {
     const NAME: &'static str = "azure_ml";

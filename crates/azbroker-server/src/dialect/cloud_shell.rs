@@ -1,7 +1,10 @@
 //! The Cloud Shell dialect (PROTOCOLS.md §6): `POST $MSI_ENDPOINT` (`/oauth2/token`) with
-//! `Metadata: true` and a form body `resource=...`. The same parser serves the secret-less
-//! `POST /MSI/auth` that azureml-core's `MsiAuthentication` (msrestazure) sends to a compute
-//! instance's `MSI_ENDPOINT`.
+//! `Metadata: true` and a form body `resource=...`, or the same parameters as a `GET` query, as
+//! MSAL4J sends them (`CloudShellManagedIdentitySource.createManagedIdentityRequest`; the real
+//! endpoint answers GET too). The same parser serves the secret-less requests to a compute
+//! instance's `MSI_ENDPOINT` (`/MSI/auth`): azureml-core's `MsiAuthentication` (msrestazure) POSTs
+//! its form there, and MSAL4J, which has no Azure ML source and treats any `MSI_ENDPOINT` as Cloud
+//! Shell, GETs it with `Metadata: true` and no secret.
 //!
 //! Owns the `Metadata` check (first), form parsing, the all-strings Cloud Shell body and the
 //! `{"error":{"code","message"}}` error shape. User-assigned selectors in the form
@@ -9,6 +12,7 @@
 
 use axum::response::Response;
 use azbroker_core::Grant;
+use http::Method;
 use http::request::Parts;
 use serde::Serialize;
 
@@ -33,6 +37,10 @@ impl Dialect for CloudShell {
     ) -> Result<TokenRequest<'r>, RequestError> {
         super::require_metadata(&parts.headers)?;
         super::reject_forwarded(&parts.headers)?;
+        if parts.method == Method::GET {
+            // No api-version: MSAL4J sends only `resource` (and a selector) in the query.
+            return super::parse_form(parts.uri.query().unwrap_or("").as_bytes(), SELECTORS);
+        }
         super::parse_form(body, SELECTORS)
     }
 

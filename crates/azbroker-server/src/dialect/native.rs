@@ -99,6 +99,7 @@ pub(crate) fn error_body(error: &RequestError) -> Response {
         | RequestError::MalformedQuery
         | RequestError::MissingParam(_)
         | RequestError::BadBody(_)
+        | RequestError::BadPath(_)
         | RequestError::BadParam(..) => StatusCode::BAD_REQUEST,
         // Everything else is an answer azd must be able to read.
         _ => StatusCode::OK,

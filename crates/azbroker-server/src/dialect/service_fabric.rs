@@ -4,7 +4,7 @@
 //! thumbprint exported as `IDENTITY_SERVER_THUMBPRINT`.
 //!
 //! Owns the secret check (first), `token_sha256_to_refresh` (a client found that token rejected:
-//! answer with any other, fetching a fresh one upstream), the body with a numeric `expires_on`
+//! answer with any other, fetching a fresh one upstream; shared with App Service), the body with a numeric `expires_on`
 //! and the `{"error":{"correlationId","code","message"}}` error shape with Service Fabric's codes.
 
 use axum::response::Response;
@@ -39,14 +39,7 @@ impl Dialect for ServiceFabric {
     ) -> Result<TokenRequest<'r>, RequestError> {
         let mut request =
             super::parse_with_secret(state, parts, SECRET_HEADER, SecretId::IdentityHeader, SELECTORS)?;
-        // Parsed twice (cheap, bounded) so the shared v1 parser stays free of dialect extras.
-        let query = QueryParams::parse(parts.uri.query())?;
-        if let Some(hash) = query.get("token_sha256_to_refresh").filter(|h| !h.is_empty()) {
-            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(RequestError::BadParam("token_sha256_to_refresh", "64 hex digits (SHA-256)"));
-            }
-            request.freshness = Freshness::NotHash(hash.to_ascii_lowercase());
-        }
+        request.freshness = revocation_freshness(parts)?;
         Ok(request)
     }
 
@@ -79,6 +72,23 @@ impl Dialect for ServiceFabric {
         let body = Outer { error: Inner { correlation_id, code: code(error), message: &description } };
         super::with_retry_after(body::json(error.status(), &body, 160 + description.len()), error)
     }
+}
+
+/// Token revocation (CAE), as MSAL sends it on the platforms that support it — Service Fabric
+/// and App Service: after a resource rejected a token with a claims challenge, the client asks
+/// again with `token_sha256_to_refresh=<SHA-256 hex of that token>` (and `xms_cc=cp1,...`, its
+/// client capabilities, which change nothing here: every token is fetched the same way). The
+/// answer must then be any token but that one. The query is parsed a second time (cheap,
+/// bounded) so the shared v1 parser stays free of dialect extras.
+pub(super) fn revocation_freshness(parts: &Parts) -> Result<Freshness, RequestError> {
+    let query = QueryParams::parse(parts.uri.query())?;
+    let Some(hash) = query.get("token_sha256_to_refresh").filter(|h| !h.is_empty()) else {
+        return Ok(Freshness::Cached);
+    };
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(RequestError::BadParam("token_sha256_to_refresh", "64 hex digits (SHA-256)"));
+    }
+    Ok(Freshness::NotHash(hash.to_ascii_lowercase()))
 }
 
 /// Service Fabric's error codes, which MSAL Python maps to OAuth errors.

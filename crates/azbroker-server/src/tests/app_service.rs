@@ -115,3 +115,12 @@ async fn paths_are_lenient_and_take_a_profile_prefix() {
         assert!(r.str("access_token").starts_with(&format!("fake.{tenant}.example.")), "{path}");
     }
 }
+
+/// App Service supports token revocation like Service Fabric: MSAL.NET asks again with
+/// `token_sha256_to_refresh` (and `xms_cc`) after a claims challenge, and must not be handed the
+/// revoked token from the cache.
+#[tokio::test]
+async fn token_sha256_to_refresh_gets_a_different_token() {
+    let st = state();
+    super::service_fabric::revocation_gets_a_different_token(&st, &app(st.clone()), app_service).await;
+}

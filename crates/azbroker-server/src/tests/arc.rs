@@ -79,8 +79,6 @@ async fn bad_requests_are_refused_before_any_key_file_is_written() {
     let (app, keys) = arc_app(tmp.path());
     let r = send(&app, get(URI)).await;
     assert_eq!(r.json["error_description"], "Required metadata header not specified");
-    let r = send(&app, get(&format!("{URI}&client_id=nobody")).header("Metadata", "true")).await;
-    assert_eq!((r.status, r.str("error_description")), (StatusCode::BAD_REQUEST, "Identity not found"));
     let r =
         send(&app, get("/arc/metadata/identity/oauth2/token?resource=x").header("Metadata", "true")).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
@@ -90,6 +88,24 @@ async fn bad_requests_are_refused_before_any_key_file_is_written() {
         let r = send(&app, get(URI).header("Metadata", "true").header("Authorization", auth)).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{auth}");
     }
+}
+
+/// The real agent challenges first: an unknown identity or profile still gets the 401 and a key
+/// file, and is refused (in the IMDS shape, key spent) only when the key is presented.
+#[tokio::test]
+async fn unknown_identities_are_challenged_first_and_refused_on_the_second_leg() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (app, keys) = arc_app(tmp.path());
+    for (uri, why) in
+        [(format!("{URI}&client_id=nobody"), "Identity not found"), (format!("/p/nosuch{URI}"), "nosuch")]
+    {
+        let path = realm(&send(&app, get(&uri).header("Metadata", "true")).await);
+        let auth = format!("Basic {}", std::fs::read_to_string(&path).unwrap());
+        let r = send(&app, get(&uri).header("Metadata", "true").header("Authorization", auth)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{uri}: {}", r.json);
+        assert!(r.str("error_description").contains(why), "{uri}: {}", r.json);
+    }
+    assert_eq!(keys.outstanding(), 0, "both keys were spent");
 }
 
 #[tokio::test]

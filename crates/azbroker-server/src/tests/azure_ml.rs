@@ -81,3 +81,27 @@ async fn azureml_core_post_is_answered_in_the_cloud_shell_format() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.json["error"]["message"], "Required metadata header not specified");
 }
+
+/// MSAL4J has no Azure ML source: with `MSI_ENDPOINT` it sends Cloud Shell's GET (`resource` only,
+/// `Metadata: true`, no secret). That is answered in the Cloud Shell format; a request carrying
+/// `secret` is always judged by it, and one with neither header is refused for the missing secret.
+#[tokio::test]
+async fn msal4j_secretless_get_with_metadata_gets_the_cloud_shell_answer() {
+    let app = app(state());
+    let r =
+        send(&app, get("/MSI/auth?resource=https://management.azure.com/").header("Metadata", "true")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert!(r.json["expires_on"].is_string(), "Cloud Shell format: {}", r.json);
+    assert!(r.str("access_token").starts_with("fake.contoso.example."));
+    let wrong = get(&format!("/msi/auth?{Q}")).header("Metadata", "true").header("secret", "wrong");
+    let r = send(&app, wrong).await;
+    assert_eq!(
+        (r.status, r.json["statusCode"].as_u64()),
+        (StatusCode::UNAUTHORIZED, Some(401)),
+        "{}",
+        r.json
+    );
+    let r = send(&app, get(&format!("/msi/auth?{Q}"))).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.json);
+    assert!(r.json["message"].as_str().unwrap().contains("'secret'"), "{}", r.json);
+}

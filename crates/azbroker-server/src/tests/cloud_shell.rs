@@ -53,8 +53,8 @@ async fn errors_keep_the_cloud_shell_shape() {
     assert!(r.json["error"]["message"].as_str().unwrap().contains("AADSTS700082"));
     let r = send_body(&app, post(), "resource=x&client_id=throttled").await;
     assert_error_shape(&r, StatusCode::TOO_MANY_REQUESTS);
-    let get = get("/oauth2/token").header("Metadata", "true");
-    assert_eq!(send(&app, get).await.status, StatusCode::METHOD_NOT_ALLOWED);
+    let put = Request::put("/oauth2/token").header("Host", "localhost").header("Metadata", "true");
+    assert_eq!(send(&app, put).await.status, StatusCode::METHOD_NOT_ALLOWED);
 }
 
 #[tokio::test]
@@ -66,4 +66,29 @@ async fn prefix_and_selectors_choose_the_profile() {
     assert!(r.str("access_token").starts_with("fake.fabrikam.example."), "{}", r.json);
     let r = send_body(&app, post(), &format!("resource=x&msi_res_id={CONTOSO_MI_RES_ID}")).await;
     assert!(r.str("access_token").starts_with("fake.contoso.example."));
+}
+
+/// MSAL4J's Cloud Shell request: `GET $MSI_ENDPOINT?resource=R` with `Metadata: true`, no
+/// api-version, no body.
+#[tokio::test]
+async fn msal4j_get_with_the_resource_in_the_query_is_served() {
+    let app = app(state());
+    let r =
+        send(&app, get("/oauth2/token?resource=https://storage.azure.com/").header("Metadata", "true")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.str("resource"), "https://storage.azure.com/");
+    assert!(r.str("access_token").starts_with("fake.contoso.example."));
+    assert!(r.json["expires_on"].is_string());
+    let r = send(
+        &app,
+        get("/oauth2/token?resource=x&client_id=22222222-2222-2222-2222-222222222222")
+            .header("Metadata", "true"),
+    )
+    .await;
+    assert!(r.str("access_token").starts_with("fake.fabrikam.example."), "{}", r.json);
+    assert_error_shape(&send(&app, get("/oauth2/token?resource=x")).await, StatusCode::BAD_REQUEST);
+    assert_error_shape(
+        &send(&app, get("/oauth2/token").header("Metadata", "true")).await,
+        StatusCode::BAD_REQUEST,
+    );
 }

@@ -2,7 +2,8 @@
 //! `tower::ServiceExt::oneshot`, the peer address supplied by `MockConnectInfo`.
 //!
 //! Every response goes through [`send`], which also asserts the invariants that hold for all of
-//! them: a JSON body with `Content-Type: application/json`, and `Retry-After` only on 429.
+//! them: a JSON body with `Content-Type: application/json`, and `Retry-After` on every 429 and
+//! otherwise only on a 503 (a caller released after `client_wait`).
 
 mod app_service;
 mod arc;
@@ -151,7 +152,11 @@ pub(crate) fn directory(default: &str, accept_any_client_id: bool) -> Directory 
 }
 
 pub(crate) fn state_with(directory: Directory) -> AppState {
-    let engine = Engine::new(EngineConfig::default(), vec![]);
+    state_with_engine(directory, EngineConfig::default())
+}
+
+pub(crate) fn state_with_engine(directory: Directory, config: EngineConfig) -> AppState {
+    let engine = Engine::new(config, vec![]);
     let bindings = bindings().into_iter().map(Arc::new).collect();
     let spec = RuntimeSpec::new(directory, AccessPolicy::unrestricted(), bindings);
     let secrets = RuntimeSecrets::new([
@@ -249,9 +254,10 @@ pub(crate) async fn send_body(app: &Router, req: http::request::Builder, body: &
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(headers[header::CONTENT_TYPE], "application/json", "status {status}");
     let json: Value = serde_json::from_slice(&bytes).expect("every body is JSON");
-    assert_eq!(
-        headers.contains_key(header::RETRY_AFTER),
-        status == StatusCode::TOO_MANY_REQUESTS,
+    let retry_after = headers.contains_key(header::RETRY_AFTER);
+    assert!(retry_after || status != StatusCode::TOO_MANY_REQUESTS, "429 without Retry-After");
+    assert!(
+        !retry_after || matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE),
         "Retry-After on {status}"
     );
     if status == StatusCode::OK {

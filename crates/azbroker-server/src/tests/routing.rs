@@ -160,3 +160,87 @@ async fn link_local_peer_is_local_only_on_the_link_local_listener() {
     let plain = app_from("169.254.169.254:40000");
     assert_eq!(send(&plain, get(IMDS_URI).header("Metadata", "true")).await.status, StatusCode::FORBIDDEN);
 }
+
+/// MSAL4J sends `host + "/" + "/metadata/..."`; repeated slashes and `.` segments are served as
+/// if collapsed, after a `/p/NAME` prefix too, in every dialect.
+#[tokio::test]
+async fn repeated_slashes_and_dot_segments_are_served_as_collapsed() {
+    let app = app(state());
+    let q = "api-version=2018-02-01&resource=https://vault.azure.net";
+    for (path, tenant) in [
+        ("//metadata/identity/oauth2/token", "contoso"),
+        ("/metadata//identity/./oauth2//token/", "contoso"),
+        ("/p/fabrikam//metadata/identity/oauth2/token", "fabrikam"),
+        ("//p/fabrikam/.//metadata/identity/oauth2/token", "fabrikam"),
+    ] {
+        let r = send(&app, get(&format!("{path}?{q}")).header("Metadata", "true")).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.json);
+        assert!(r.str("access_token").starts_with(&format!("fake.{tenant}.example.")), "{path}");
+    }
+    let r =
+        send(&app, get(&format!("/p/fabrikam//msi//token?{q}")).header("X-IDENTITY-HEADER", IDENTITY_HEADER))
+            .await;
+    assert!(r.str("access_token").starts_with("fake.fabrikam.example."), "{}", r.json);
+    // The guards see the collapsed path too: the missing secret is refused in App Service's shape.
+    let r = send(&app, get(&format!("//msi/./token?{q}"))).await;
+    assert_eq!((r.status, r.json["statusCode"].as_u64()), (StatusCode::UNAUTHORIZED, Some(401)));
+}
+
+/// Escaped separators, backslashes and `..` are never decoded into another path: 400, with or
+/// without a profile prefix, and only after the connection guards (a remote peer gets 403).
+#[tokio::test]
+async fn escaped_separators_and_dot_dot_are_refused_with_400() {
+    let app = app(state());
+    let q = "api-version=2018-02-01&resource=https://vault.azure.net";
+    for path in [
+        "/metadata/identity/oauth2%2Ftoken",
+        "/metadata%2fidentity/oauth2/token",
+        "/metadata/identity/oauth2/token%5C",
+        "/msi/token/..",
+        "/p/fabrikam/../contoso/metadata/identity/oauth2/token",
+        "/p/contoso%2F..%2Ffabrikam/metadata/identity/oauth2/token",
+        "/p/fabrikam//metadata/identity/oauth2/%2E%2E/token",
+        "/metadata/identity/oauth2/token/../../../msi/token",
+    ] {
+        let r = send(&app, get(&format!("{path}?{q}")).header("Metadata", "true")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {}", r.json);
+        assert!(r.str("error_description").starts_with("The request path must not contain"), "{path}");
+        let remote =
+            send(&app_from("10.0.0.5:1"), get(&format!("{path}?{q}")).header("Metadata", "true")).await;
+        assert_eq!(remote.status, StatusCode::FORBIDDEN, "{path}: guards come first");
+    }
+}
+
+/// `client_wait`: a caller waiting on a slow upstream call is released with 503 + Retry-After
+/// in its dialect's shape; the call goes on and serves the retry without a second call.
+#[tokio::test]
+async fn a_slow_upstream_releases_the_client_with_503_and_retry_after_in_its_dialects_shape() {
+    let config = azbroker_core::EngineConfig {
+        client_wait: std::time::Duration::from_millis(50),
+        ..azbroker_core::EngineConfig::default()
+    };
+    let st = state_with_engine(directory("contoso", false), config);
+    let app = app(st.clone());
+    let imds_uri = format!("/p/slow{IMDS_URI}");
+    let r = send(&app, get(&imds_uri).header("Metadata", "true")).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.json);
+    assert_eq!(r.headers[http::header::RETRY_AFTER], "5");
+    assert_eq!(r.keys(), ["error", "error_description"]);
+    let as_uri = format!("/p/slow{APP_SERVICE_URI}&x=1");
+    let r = send(&app, get(&as_uri).header("X-IDENTITY-HEADER", IDENTITY_HEADER)).await;
+    assert_eq!((r.status, r.json["statusCode"].as_u64()), (StatusCode::SERVICE_UNAVAILABLE, Some(503)));
+    assert_eq!(r.headers[http::header::RETRY_AFTER], "5");
+    // The slow profile answers within 300 ms; bounded wait for the call that went on.
+    let mut served = None;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let r = send(&app, get(&imds_uri).header("Metadata", "true")).await;
+        if r.status == StatusCode::OK {
+            served = Some(r);
+            break;
+        }
+    }
+    let r = served.expect("the retry is served once the call ends");
+    assert!(r.str("access_token").starts_with("fake.slow.example."));
+    assert_eq!(st.engine().stats().upstream_calls, 1, "one upstream call for every attempt");
+}

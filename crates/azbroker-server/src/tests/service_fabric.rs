@@ -46,21 +46,36 @@ async fn success_body_and_error_shape() {
 #[tokio::test]
 async fn token_sha256_to_refresh_gets_a_different_token() {
     let st = state();
-    let app = sf_app(st.clone());
-    let first = send(&app, sf(Q)).await;
-    let cached = send(&app, sf(Q)).await;
-    assert_eq!(first.str("access_token"), cached.str("access_token"));
+    revocation_gets_a_different_token(&st, &sf_app(st.clone()), sf).await;
+}
+
+/// Token revocation as MSAL sends it (Service Fabric and App Service): the token named by
+/// `token_sha256_to_refresh` is replaced by a fresh one from upstream (with or without `xms_cc`);
+/// an unrelated hash gets the cached token; a malformed one is 400. `request(query)` builds the
+/// dialect's request for `query`.
+pub(super) async fn revocation_gets_a_different_token(
+    st: &AppState,
+    app: &Router,
+    request: impl Fn(&str) -> http::request::Builder,
+) {
+    const Q: &str = "api-version=2019-08-01&resource=https://vault.azure.net";
+    let first = send(app, request(Q)).await;
+    let cached = send(app, request(&format!("{Q}&xms_cc=cp1"))).await;
+    assert_eq!(first.str("access_token"), cached.str("access_token"), "xms_cc alone changes nothing");
     let hash = azbroker_core::secret::sha256_hex(first.str("access_token").as_bytes());
     let calls = st.engine().stats().upstream_calls;
-    let fresh = send(&app, sf(&format!("{Q}&token_sha256_to_refresh={hash}"))).await;
-    assert_eq!(fresh.status, StatusCode::OK);
+    let fresh = send(app, request(&format!("{Q}&token_sha256_to_refresh={hash}&xms_cc=cp1,cp2"))).await;
+    assert_eq!(fresh.status, StatusCode::OK, "{}", fresh.json);
     assert_ne!(fresh.str("access_token"), first.str("access_token"));
     assert_eq!(st.engine().stats().upstream_calls, calls + 1);
     // The new token is cached; naming an unrelated hash does not refresh again.
     let other = "0".repeat(64);
-    let r = send(&app, sf(&format!("{Q}&token_sha256_to_refresh={other}"))).await;
+    let r = send(app, request(&format!("{Q}&token_sha256_to_refresh={other}"))).await;
     assert_eq!(r.str("access_token"), fresh.str("access_token"));
-    let r = send(&app, sf(&format!("{Q}&token_sha256_to_refresh=nothex"))).await;
+    let upper = azbroker_core::secret::sha256_hex(fresh.str("access_token").as_bytes()).to_ascii_uppercase();
+    let r = send(app, request(&format!("{Q}&token_sha256_to_refresh={upper}"))).await;
+    assert_ne!(r.str("access_token"), fresh.str("access_token"), "the hash is compared case-insensitively");
+    let r = send(app, request(&format!("{Q}&token_sha256_to_refresh=nothex"))).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
 

@@ -10,7 +10,7 @@ use azbroker_server::{DEFAULT_IDENTITY_CLIENT_ID, SecretId};
 use crate::cli::admin_client::AdminClient;
 use crate::cli::args::{Dialect, EnvFormat};
 use crate::config::Config;
-use crate::daemon::{secrets, tls_identity};
+use crate::daemon::{profile_listeners, secrets, tls_identity};
 
 /// A runtime secret a client needs: read (or generated) the way the daemon does, or — when this
 /// user may not read the daemon's files (a system daemon, `admin_group`) — asked of the daemon.
@@ -42,30 +42,52 @@ fn from_daemon(config: &Config, id: SecretId) -> Result<Secret> {
     admin::secret_value(&values, id).cloned().with_context(|| format!("the daemon has no {}", id.name()))
 }
 
-/// `http://ADDR[/p/PROFILE]` for the daemon's first listener.
+/// The daemon's first listener, or — for a profile — that profile's own listener (its configured
+/// `listen`, else the one the daemon opened for it). Never a `/p/PROFILE` path prefix: clients
+/// that rebuild the URL's path (.NET and Java on `AZURE_POD_IDENTITY_AUTHORITY_HOST`) would drop
+/// it and silently get the default profile's token.
 pub fn base_url(config: &Config, profile: Option<&str>) -> Result<String> {
-    let Some(addr) = config.server.listen.first() else { bail!("no listener is configured") };
-    with_profile(config, &format!("http://{addr}"), profile)
+    let Some(p) = profile else {
+        let Some(addr) = config.server.listen.first() else { bail!("no listener is configured") };
+        return Ok(format!("http://{addr}"));
+    };
+    let profile = configured(config, p)?;
+    if let Some(addr) = profile.listen.first() {
+        return Ok(format!("http://{addr}"));
+    }
+    Ok(format!("http://{}", own(config, p)?.http))
 }
 
-/// `https://ADDR[/p/PROFILE]` for the daemon's first HTTPS listener.
+/// `https://ADDR` of the daemon's first HTTPS listener, or of the profile's own one. A profile
+/// with a configured (HTTP-only) `listen` has none and keeps `/p/PROFILE` there: every Service
+/// Fabric client uses `IDENTITY_ENDPOINT` verbatim.
 pub fn tls_base_url(config: &Config, profile: Option<&str>) -> Result<String> {
     let Some(addr) = config.server.dialects.tls_listen.first() else {
         bail!("no HTTPS listener is configured ([server] tls_listen), which Service Fabric needs")
     };
-    with_profile(config, &format!("https://{addr}"), profile)
+    let Some(p) = profile else { return Ok(format!("https://{addr}")) };
+    if !configured(config, p)?.listen.is_empty() {
+        return Ok(format!("https://{addr}/p/{p}"));
+    }
+    match own(config, p)?.https {
+        Some(own) => Ok(format!("https://{own}")),
+        None => bail!("the daemon has no HTTPS listener for profile '{p}' yet; reload it (azbroker reload)"),
+    }
 }
 
-fn with_profile(config: &Config, base: &str, profile: Option<&str>) -> Result<String> {
-    if let Some(p) = profile
-        && !config.profiles.keys().any(|k| k.as_str() == p)
-    {
+fn configured<'c>(config: &'c Config, p: &str) -> Result<&'c crate::config::Profile> {
+    config.profiles.values().find(|k| k.name.as_str() == p).with_context(|| {
         let known: Vec<_> = config.profiles.keys().map(|k| k.as_str()).collect();
-        bail!("profile '{p}' is not configured (configured: {})", known.join(", "));
-    }
-    Ok(match profile {
-        Some(p) => format!("{base}/p/{p}"),
-        None => base.to_owned(),
+        format!("profile '{p}' is not configured (configured: {})", known.join(", "))
+    })
+}
+
+/// The addresses the daemon opened for profile `p` (recorded in its state directory).
+fn own(config: &Config, p: &str) -> Result<profile_listeners::Addresses> {
+    profile_listeners::recorded(config, p)?.with_context(|| {
+        format!(
+            "the daemon has not opened a listener for profile '{p}': start it, or reload it if the profile is new (azbroker reload)"
+        )
     })
 }
 
@@ -85,13 +107,10 @@ pub fn variables(config: &Config, profile: Option<&str>, dialect: Dialect) -> Re
         ],
         Dialect::CloudShell => vec![var("MSI_ENDPOINT", format!("{base}/oauth2/token"))],
         Dialect::Imds => vec![var("AZURE_POD_IDENTITY_AUTHORITY_HOST", base)],
-        Dialect::Arc => {
-            let root = base_url(config, None)?;
-            vec![
-                var("IDENTITY_ENDPOINT", format!("{base}/arc/metadata/identity/oauth2/token")),
-                var("IMDS_ENDPOINT", root),
-            ]
-        }
+        Dialect::Arc => vec![
+            var("IDENTITY_ENDPOINT", format!("{base}/arc/metadata/identity/oauth2/token")),
+            var("IMDS_ENDPOINT", base.clone()),
+        ],
         Dialect::ServiceFabric => {
             let tls = tls_base_url(config, profile)?;
             let identity = tls_identity::load_or_create(config)?;

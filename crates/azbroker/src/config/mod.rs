@@ -50,6 +50,9 @@ pub struct ServerConfig {
     pub default_profile: Option<ProfileName>,
     /// A file holding the App Service identity header; generated in state_dir when absent.
     pub identity_header_file: Option<PathBuf>,
+    /// Longest a client waits on an upstream call before a 503 with `Retry-After` (the call
+    /// goes on); copied into the engine's config.
+    pub client_wait: Duration,
     /// HTTPS listener, secrets, Arc and link-local settings.
     pub dialects: DialectConfig,
     pub hardening: Hardening,
@@ -188,7 +191,8 @@ impl Config {
         root.only(&["server", "cloud", "refresh", "logins", "profiles", "users", "workspaces"], &mut p);
         let mut server = server_section(root.table("server", &mut p), &mut p);
         let cloud = cloud_section(root.table("cloud", &mut p), &mut p);
-        let refresh = refresh_section(root.table("refresh", &mut p), &mut p);
+        let mut refresh = refresh_section(root.table("refresh", &mut p), &mut p);
+        refresh.client_wait = server.client_wait;
         let logins = logins_section(root.table("logins", &mut p), &mut p);
         let allow = server.hardening.allow_non_loopback;
         let mut profiles = profiles_section(root.table("profiles", &mut p), &logins, allow, &mut p);
@@ -218,6 +222,7 @@ fn default_server() -> ServerConfig {
         state_dir: paths::default_state_dir(),
         default_profile: None,
         identity_header_file: None,
+        client_wait: azbroker_core::DEFAULT_CLIENT_WAIT,
         dialects: DialectConfig::default(),
         hardening: Hardening::default(),
     }
@@ -252,7 +257,8 @@ fn listen_addr(raw: &str, allow_non_loopback: bool) -> Result<SocketAddr, String
 fn server_section(s: Option<Section<'_>>, p: &mut Problems) -> ServerConfig {
     let mut cfg = default_server();
     let Some(s) = s else { return cfg };
-    let keys = ["listen", "runtime_dir", "state_dir", "default_profile", "identity_header_file"];
+    let keys =
+        ["listen", "runtime_dir", "state_dir", "default_profile", "identity_header_file", "client_wait"];
     s.only(&[&keys[..], dialects::KEYS, access::SERVER_KEYS].concat(), p);
     cfg.hardening = access::hardening(&s, p);
     cfg.dialects = dialects::parse(&s, p, cfg.hardening.allow_non_loopback);
@@ -271,7 +277,20 @@ fn server_section(s: Option<Section<'_>>, p: &mut Problems) -> ServerConfig {
     }
     cfg.default_profile = s.parsed("default_profile", p, ProfileName::parse);
     cfg.identity_header_file = s.str("identity_header_file", p).map(PathBuf::from);
+    if let Some(d) = s.parsed("client_wait", p, client_wait) {
+        cfg.client_wait = d;
+    }
     cfg
+}
+
+/// `client_wait`: at least 1 s, and under the engine's own upstream limit (a longer wait would
+/// never be reached).
+fn client_wait(raw: &str) -> Result<Duration, String> {
+    let d = duration(raw)?;
+    if d < Duration::from_secs(1) || d > azbroker_core::FETCH_TIMEOUT {
+        return Err(format!("must be between 1s and {}s", azbroker_core::FETCH_TIMEOUT.as_secs()));
+    }
+    Ok(d)
 }
 
 fn cloud_section(s: Option<Section<'_>>, p: &mut Problems) -> CloudConfig {

@@ -6,6 +6,7 @@ listen = ["127.0.0.1:50342", "[::1]:50342"]
 runtime_dir = "/tmp/rt"
 state_dir = "/tmp/st"
 default_profile = "contoso"
+client_wait = "15s"
 
 [cloud]
 name = "AzureCloud"
@@ -41,6 +42,7 @@ fn full_example_parses() {
     assert_eq!(c.cloud.authority_host.as_str(), "http://127.0.0.1:9999/");
     assert_eq!(c.refresh.margin, Duration::from_secs(600));
     assert_eq!(c.refresh.idle_ttl, Duration::from_secs(12 * 3600));
+    assert_eq!(c.refresh.client_wait, Duration::from_secs(15), "[server] client_wait reaches the engine");
     let contoso = &c.profiles[&ProfileName::parse("contoso").unwrap()];
     assert_eq!(contoso.tenant.as_str(), "contoso.onmicrosoft.com");
     let fab = &c.profiles[&ProfileName::parse("fabrikam").unwrap()];
@@ -377,5 +379,15 @@ login = "ghost"
         "workspaces.q.login: 'ghost' is not a configured login",
     ] {
         assert!(all.contains(want), "missing {want:?} in:\n{all}");
+    }
+}
+
+#[test]
+fn client_wait_defaults_to_20s_and_is_bounded() {
+    let c = Config::parse(&FULL.replace("client_wait = \"15s\"\n", ""), None).unwrap();
+    assert_eq!(c.refresh.client_wait, Duration::from_secs(20));
+    for bad in ["0s", "500ms", "91s", "soon"] {
+        let e = Config::parse(&FULL.replace("\"15s\"", &format!("\"{bad}\"")), None).unwrap_err();
+        assert!(e.problems.iter().any(|p| p.contains("server.client_wait")), "{bad}: {:?}", e.problems);
     }
 }

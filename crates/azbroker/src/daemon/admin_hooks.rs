@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{runtime, secrets};
 use crate::daemon::logins::LoginService;
+use crate::daemon::profile_listeners::ProfileListeners;
 use crate::daemon::serve::ReloadRequest;
 use crate::daemon::status_info;
 
@@ -29,6 +30,8 @@ pub(crate) struct ServeHooks {
     pub(crate) fixed: status_info::Fixed,
     pub(crate) app: AppState,
     pub(crate) logins: Arc<LoginService>,
+    /// The listeners of profiles without `listen` of their own (opened again by each reload).
+    pub(crate) profile_listeners: ProfileListeners,
 }
 
 impl AdminHooks for ServeHooks {

@@ -26,6 +26,7 @@ use crate::config::{Config, ConfigError};
 use crate::daemon::activation::Activated;
 use crate::daemon::admin_hooks::ServeHooks;
 use crate::daemon::logins::LoginService;
+use crate::daemon::profile_listeners::ProfileListeners;
 use crate::daemon::status_info::{self, Origin};
 use crate::paths;
 
@@ -109,6 +110,8 @@ pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) 
         }
     };
     bound.extend(extras.bound.iter().map(|(addr, _)| *addr));
+    let profile_listeners =
+        ProfileListeners::start(&config, &app, &cancel, &tasks).inspect_err(|_| cancel.cancel())?;
     let (reload_tx, mut reload_rx) = mpsc::channel(4);
     if args.watch_config {
         match &config.origin {
@@ -121,6 +124,7 @@ pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) 
         fixed: status_info::fixed_fields(&config, &sockets, &extras.bound, (&admin_shown, admin_origin)),
         app: app.clone(),
         logins: logins.clone(),
+        profile_listeners,
     });
     {
         let info = DaemonInfo {
@@ -217,10 +221,10 @@ async fn wait_for_signals(
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                let _ = reload(app, client, &hooks.logins);
+                let _ = reload(app, client, hooks);
             }
             Some(done) = reload_rx.recv() => {
-                let _ = done.send(reload(app, client, &hooks.logins));
+                let _ = done.send(reload(app, client, hooks));
             }
         }
     }
@@ -231,10 +235,10 @@ async fn wait_for_signals(
 fn reload(
     app: &AppState,
     client: &azbroker_entra::EntraClient,
-    logins: &LoginService,
+    hooks: &ServeHooks,
 ) -> Result<ReloadOutcome, Vec<String>> {
     readiness::reloading();
-    let outcome = apply_reload(app, client, logins);
+    let outcome = apply_reload(app, client, hooks);
     readiness::ready(match &outcome {
         Ok(_) => "serving; config reloaded",
         Err(_) => "serving; the last config reload was rejected (see the log)",
@@ -248,8 +252,9 @@ fn reload(
 fn apply_reload(
     app: &AppState,
     client: &azbroker_entra::EntraClient,
-    logins: &LoginService,
+    hooks: &ServeHooks,
 ) -> Result<ReloadOutcome, Vec<String>> {
+    let logins = &hooks.logins;
     let rejected = |problems: Vec<String>| {
         tracing::error!("config reload rejected, keeping the running config: {}", problems.join("; "));
         problems
@@ -270,6 +275,9 @@ fn apply_reload(
     }
     logins.apply(&next);
     let published = app.publish(generation.spec).map_err(|e| rejected(vec![e.to_string()]))?;
+    if let Err(e) = hooks.profile_listeners.apply(&next) {
+        tracing::error!(error = %format!("{e:#}"), "cannot open the reloaded profiles' listeners");
+    }
     for warning in generation.warnings {
         tracing::warn!("{warning}");
     }

@@ -144,10 +144,11 @@ fn points_here(raw: &str, general: &[SocketAddr], config: &Config) -> bool {
         None => false,
     };
     host_is_loopback
-        && general
+        && (general
             .iter()
             .chain(config.profiles.values().flat_map(|p| p.listen.iter()))
             .any(|a| a.port() == port)
+            || crate::daemon::profile_listeners::recorded_ports(config).contains(&port))
 }
 
 #[cfg(test)]
