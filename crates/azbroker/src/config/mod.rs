@@ -7,6 +7,7 @@ pub mod access;
 mod dialects;
 mod kinds;
 mod reader;
+pub mod redact;
 mod workspaces;
 
 pub use dialects::DialectConfig;
@@ -181,7 +182,7 @@ impl Config {
         let origin_name = origin.as_ref().map_or("built-in defaults".to_owned(), |p| p.display().to_string());
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError {
             origin: origin_name.clone(),
-            problems: vec![format!("not valid TOML: {}", e.to_string().trim())],
+            problems: vec![redact::syntax_error(text, e.message(), e.span())],
         })?;
         let mut p = Problems::default();
         let root = Section::new("", &table);
