@@ -52,3 +52,68 @@ fn a_broken_secret_line_is_never_echoed() {
     let everything = outputs.join("\n");
     assert!(!everything.contains(CLIENT_SECRET), "{everything}");
 }
+
+fn chmod(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A config (or a program it runs) that another user may change is refused at start and at
+/// reload, the old config kept; an inline secret in a world-readable file is warned about.
+#[test]
+fn a_config_other_users_may_change_is_refused_at_start_and_at_reload() {
+    let (_auth, mut daemon) = two_tenants("");
+    let config = daemon.config_path.clone();
+    let intact = daemon.dir.path().join("intact.toml");
+    std::fs::copy(&config, &intact).unwrap();
+
+    // An inline client_secret in a file others can read: a warning, not a refusal.
+    chmod(&config, 0o644);
+    let out = daemon.cli(&["check-config"]).unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("logins.app.client_secret is inline") && text.contains("chmod 600"), "{text}");
+    chmod(&config, 0o600);
+    let out = daemon.cli(&["check-config"]).unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("is inline"));
+
+    // Writable by others: the reload is refused and the daemon keeps serving its config.
+    chmod(&config, 0o666);
+    let reload = Command::new(azbroker_tests::binary()).arg("--config").arg(&intact).arg("reload").output();
+    let reload = reload.unwrap();
+    let answer = stderr(&reload);
+    assert_eq!(reload.status.code(), Some(64), "{answer}");
+    let shown = config.display().to_string();
+    assert!(answer.contains(&shown) && answer.contains("writable by other users (mode 0666)"), "{answer}");
+    assert!(
+        Command::new(azbroker_tests::binary())
+            .arg("--config")
+            .arg(&intact)
+            .arg("status")
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+
+    // ... and at start.
+    daemon.stop().unwrap();
+    let err = daemon.restart(&[]).unwrap_err().to_string();
+    assert!(err.contains(&shown) && err.contains("writable by other users"), "{err}");
+
+    // An azure-cli login whose program another user owns.
+    chmod(&config, 0o600);
+    let program = daemon.dir.path().join("az");
+    std::fs::write(&program, "#!/bin/sh\nexit 1\n").unwrap();
+    chmod(&program, 0o755);
+    std::os::unix::fs::chown(&program, Some(65534), Some(65534)).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let cli_login = format!("[logins.cli]\nkind = \"azure-cli\"\ncommand = \"{}\"\n\n", program.display());
+    std::fs::write(&config, text.replacen("[logins.app]", &format!("{cli_login}[logins.app]"), 1)).unwrap();
+    let out = daemon.cli(&["check-config"]).unwrap();
+    assert_eq!(out.status.code(), Some(64), "{}", String::from_utf8_lossy(&out.stdout));
+    let err = stderr(&out);
+    assert!(err.contains("logins.cli.command") && err.contains("owned by uid 65534"), "{err}");
+    std::os::unix::fs::chown(&program, Some(0), Some(0)).unwrap();
+    daemon.restart(&[]).expect("a root-owned program in a private directory is fine");
+}
