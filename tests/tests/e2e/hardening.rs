@@ -2,6 +2,7 @@
 //! do with the runtime directory, the config file and the state directory (SECURITY.md, "Local
 //! files").
 
+use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
 use super::security::{nobody_cli, open_up, stderr};
@@ -116,4 +117,78 @@ fn a_config_other_users_may_change_is_refused_at_start_and_at_reload() {
     assert!(err.contains("logins.cli.command") && err.contains("owned by uid 65534"), "{err}");
     std::os::unix::fs::chown(&program, Some(0), Some(0)).unwrap();
     daemon.restart(&[]).expect("a root-owned program in a private directory is fine");
+}
+
+/// The runtime directory another user made (0777, theirs) with planted links: the daemon refuses
+/// it, naming it, and writes nothing through the links; in its own directory a link planted where
+/// the Service Fabric certificate goes is replaced, never followed.
+#[test]
+fn a_runtime_dir_another_user_made_is_refused_and_planted_links_are_never_followed() {
+    let (_auth, mut daemon) = two_tenants("");
+    daemon.stop().unwrap();
+    let run = daemon.dir.path().join("run");
+    std::fs::remove_dir_all(&run).unwrap();
+    let victim = daemon.dir.path().join("victim");
+    std::fs::write(&victim, "the victim's own file").unwrap();
+    chmod(&victim, 0o600);
+    let plant = |dir: &std::path::Path| {
+        std::os::unix::fs::symlink(&victim, dir.join("service-fabric.crt")).unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join(".service-fabric.crt.tmp")).unwrap();
+    };
+    std::fs::create_dir(&run).unwrap();
+    plant(&run);
+    chmod(&run, 0o777);
+    std::os::unix::fs::chown(&run, Some(65534), Some(65534)).unwrap();
+    let err = daemon.restart(&[]).unwrap_err().to_string();
+    assert!(err.contains(&format!("refusing the directory {}", run.display())), "{err}");
+    assert!(err.contains("owned by uid 65534"), "{err}");
+    let untouched = |what: &str| {
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "the victim's own file", "{what}");
+        assert_eq!(std::fs::metadata(&victim).unwrap().mode() & 0o777, 0o600, "{what}");
+    };
+    untouched("a foreign runtime dir");
+
+    // A symbolic link as the runtime directory itself.
+    std::fs::remove_dir_all(&run).unwrap();
+    let elsewhere = daemon.dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &run).unwrap();
+    let err = daemon.restart(&[]).unwrap_err().to_string();
+    assert!(err.contains("symbolic link") && err.contains(&run.display().to_string()), "{err}");
+
+    // Its own directory, with links planted where files go: replaced, not followed.
+    std::fs::remove_file(&run).unwrap();
+    std::fs::create_dir(&run).unwrap();
+    chmod(&run, 0o700);
+    plant(&run);
+    daemon.restart(&[]).expect("the daemon's own runtime directory is used");
+    untouched("links in its own runtime dir");
+    let cert = std::fs::symlink_metadata(run.join("service-fabric.crt")).unwrap();
+    assert!(cert.file_type().is_file() && cert.mode() & 0o777 == 0o644, "{cert:?}");
+}
+
+/// An admin socket another user put in place: the CLI refuses it before sending anything.
+#[test]
+fn the_cli_refuses_an_admin_socket_another_user_owns() {
+    let (_auth, mut daemon) = two_tenants("");
+    daemon.stop().unwrap();
+    let socket = daemon.dir.path().join("run/admin.sock");
+    let _ = std::fs::remove_file(&socket);
+    let impostor = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    impostor.set_nonblocking(true).unwrap();
+    std::os::unix::fs::chown(&socket, Some(65534), Some(65534)).unwrap();
+    for args in [&["status"][..], &["reload"][..], &["rotate-secrets"][..]] {
+        let out = daemon.cli(args).unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("refusing to use the admin socket") && err.contains("belongs to uid 65534"),
+            "{err}"
+        );
+    }
+    let accepted = impostor.accept();
+    assert!(
+        matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the impostor got a connection: {accepted:?}"
+    );
 }

@@ -11,6 +11,7 @@ pub(crate) mod activation;
 pub(crate) mod link_local;
 pub(crate) mod listeners;
 pub(crate) mod logins;
+pub(crate) mod owned_dir;
 pub(crate) mod readiness;
 pub(crate) mod runtime;
 pub(crate) mod scrub;
