@@ -192,3 +192,63 @@ fn the_cli_refuses_an_admin_socket_another_user_owns() {
         "the impostor got a connection: {accepted:?}"
     );
 }
+
+/// A local user this test creates (once per machine) to run a per-user daemon as; `None`, with the
+/// reason printed, when not root.
+fn victim_user() -> Option<(u32, u32)> {
+    const NAME: &str = "azb-sec-victim";
+    if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
+        eprintln!("skipping: creating the local user {NAME} needs root");
+        return None;
+    }
+    let id = |flag: &str| Command::new("id").args([flag, NAME]).output().unwrap();
+    if !id("-u").status.success() {
+        let made = Command::new("useradd")
+            .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", NAME])
+            .output()
+            .unwrap();
+        assert!(made.status.success() || id("-u").status.success(), "useradd: {}", stderr(&made));
+    }
+    let num = |flag: &str| String::from_utf8(id(flag).stdout).unwrap().trim().parse().unwrap();
+    Some((num("-u"), num("-g")))
+}
+
+/// The real fallback: a per-user daemon started without `XDG_RUNTIME_DIR` (su, cron) whose
+/// `/tmp/azbroker-run-<uid>` another user made first refuses it, naming it.
+#[test]
+fn the_tmp_runtime_fallback_made_by_another_user_is_refused() {
+    let Some((uid, gid)) = victim_user() else { return };
+    let home = tempfile::Builder::new().prefix("azb-victim").tempdir_in("/tmp").unwrap();
+    let config = home.path().join("config.toml");
+    let port = azbroker_tests::free_port();
+    let state = home.path().join("state");
+    std::fs::write(
+        &config,
+        format!("[server]\nlisten = [\"127.0.0.1:{port}\"]\nstate_dir = \"{}\"\n", state.display()),
+    )
+    .unwrap();
+    for p in [home.path(), &config] {
+        std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
+    }
+    chmod(&config, 0o600);
+    let fallback = std::path::PathBuf::from(format!("/tmp/azbroker-run-{uid}"));
+    let _ = std::fs::remove_dir_all(&fallback);
+    std::fs::create_dir(&fallback).unwrap();
+    std::os::unix::fs::chown(&fallback, Some(65534), Some(65534)).unwrap();
+    chmod(&fallback, 0o777);
+    let out = Command::new("timeout")
+        .args(["20", "setpriv", &format!("--reuid={uid}"), &format!("--regid={gid}"), "--clear-groups", "--"])
+        .args(["env", "-u", "XDG_RUNTIME_DIR", "-u", "RUNTIME_DIRECTORY", "-u", "STATE_DIRECTORY"])
+        .arg(format!("HOME={}", home.path().display()))
+        .arg(azbroker_tests::binary())
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&fallback);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("refusing the directory {}", fallback.display())), "{err}");
+    assert!(err.contains("owned by uid 65534"), "{err}");
+}

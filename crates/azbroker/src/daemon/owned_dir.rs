@@ -73,13 +73,15 @@ impl OwnedDir {
         let meta = dir.metadata().with_context(|| format!("cannot inspect {}", path.display()))?;
         let me = paths::current_uid();
         if meta.uid() != me {
-            bail!(
+            // PermissionDenied: a client command then asks the daemon instead (`cli::client_env`).
+            let why = format!(
                 "refusing the directory {}: it is owned by uid {}, not by this daemon's user (uid {me}); another \
                  local user may have made it. Remove it, or set XDG_RUNTIME_DIR or runtime_dir/state_dir to a \
                  directory of your own",
                 path.display(),
                 meta.uid()
             );
+            return Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, why).into());
         }
         if meta.mode() & GROUP_OR_OTHER_WRITE != 0 {
             bail!(
