@@ -403,11 +403,22 @@ fn decode(bytes: &[u8], key: &StoreKey) -> Result<BTreeMap<String, StoredLogin>,
 }
 
 /// Writes `bytes` to `path` with mode 0600: temp file, fsync, rename, fsync of the directory.
+/// The temporary file is created exclusively and never through a symbolic link (a stale one, or a
+/// link planted in its place, is removed first — the link itself, not its target).
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().ok_or_else(|| std::io::Error::other("path has no parent directory"))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp"));
-    let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     drop(f);
@@ -508,6 +519,19 @@ mod tests {
         let err = LoginStore::open(dir.path(), key(dir.path())).unwrap_err().to_string();
         assert!(err.contains("symbolic link") && err.contains("left untouched"), "{err}");
         assert!(fs::symlink_metadata(&path).unwrap().file_type().is_symlink());
+    }
+
+    #[test]
+    fn a_link_planted_as_the_temporary_file_is_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "mine").unwrap();
+        let path = dir.path().join(STORE_FILE);
+        std::os::unix::fs::symlink(&victim, dir.path().join(format!(".{STORE_FILE}.tmp"))).unwrap();
+        write_private(&path, b"sealed").unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "mine");
+        assert_eq!(fs::read(&path).unwrap(), b"sealed");
+        assert!(fs::symlink_metadata(&path).unwrap().file_type().is_file());
     }
 
     #[test]
