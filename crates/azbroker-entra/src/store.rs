@@ -9,8 +9,10 @@
 //!   ciphertext of a JSON document.
 //! * **Safety**: written atomically (temp file, fsync, rename, directory fsync), 0600 in a 0700
 //!   directory. A file that is not ours, from a newer version, under another key or damaged is
-//!   refused with an error saying which — and never overwritten. A lock file held for the
-//!   store's lifetime keeps a second daemon from writing it at the same time.
+//!   refused with an error saying which — and never overwritten; so is a symbolic link in its
+//!   place, dangling or not. An exclusive `flock` on the state directory itself, held for the
+//!   store's lifetime, keeps a second daemon from writing it at the same time: unlike a lock
+//!   file, a directory holding the store cannot be deleted from under the daemon.
 //!
 //! Refresh tokens live in memory as [`Secret`]s and in plaintext only in zeroized buffers on
 //! their way to the cipher.
@@ -31,8 +33,6 @@ use zeroize::Zeroizing;
 
 /// File name of the store in the state directory.
 pub const STORE_FILE: &str = "logins.store";
-/// File name of the lock file beside it.
-pub const LOCK_FILE: &str = "logins.lock";
 /// File name of a generated key in the state directory.
 pub const GENERATED_KEY_FILE: &str = "login-store.key";
 /// File name of the key in `$CREDENTIALS_DIRECTORY`.
@@ -52,8 +52,8 @@ pub enum StoreError {
     #[error("cannot use the login store key {path}: {reason}")]
     Key { path: PathBuf, reason: String },
     #[error(
-        "the login store {path} is locked by another process (another azbroker daemon using the same state_dir?); \
-         stop it first"
+        "the state directory {path} is in use by another process (another azbroker daemon using the same \
+         state_dir?); stop it first"
     )]
     Locked { path: PathBuf },
     #[error(
@@ -223,26 +223,25 @@ impl std::fmt::Debug for LoginStore {
 }
 
 impl LoginStore {
-    /// Takes the lock and reads `state_dir/logins.store` if it exists (an absent file is an
-    /// empty store). Blocking file I/O: call at start-up or from `spawn_blocking`.
+    /// Locks the state directory and reads `state_dir/logins.store` if it exists (an absent
+    /// file is an empty store; a symbolic link is refused). Blocking file I/O: call at start-up
+    /// or from `spawn_blocking`.
     pub fn open(state_dir: &Path, key: StoreKey) -> Result<Self, StoreError> {
-        let lock_path = state_dir.join(LOCK_FILE);
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&lock_path)
-            .map_err(|e| StoreError::Write { path: lock_path.clone(), reason: e.to_string() })?;
+        let lock = File::open(state_dir)
+            .map_err(|e| StoreError::Write { path: state_dir.to_owned(), reason: e.to_string() })?;
         if lock.try_lock().is_err() {
-            return Err(StoreError::Locked { path: lock_path });
+            return Err(StoreError::Locked { path: state_dir.to_owned() });
         }
         let path = state_dir.join(STORE_FILE);
-        let logins = match fs::read(&path) {
+        let logins = match read_no_follow(&path) {
             Ok(bytes) => {
                 decode(&bytes, &key).map_err(|reason| StoreError::Refused { path: path.clone(), reason })?
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+                let reason = "it is a symbolic link, not the store itself".to_owned();
+                return Err(StoreError::Refused { path, reason });
+            }
             Err(e) => return Err(StoreError::Refused { path, reason: e.to_string() }),
         };
         tracing::info!(path = %path.display(), logins = logins.len(), key_id = %key.id(), "login store open");
@@ -404,11 +403,22 @@ fn decode(bytes: &[u8], key: &StoreKey) -> Result<BTreeMap<String, StoredLogin>,
 }
 
 /// Writes `bytes` to `path` with mode 0600: temp file, fsync, rename, fsync of the directory.
+/// The temporary file is created exclusively and never through a symbolic link (a stale one, or a
+/// link planted in its place, is removed first — the link itself, not its target).
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().ok_or_else(|| std::io::Error::other("path has no parent directory"))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp"));
-    let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     drop(f);
@@ -417,6 +427,14 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// The contents of `path`, which must not be a symbolic link (`ELOOP` if it is, even dangling).
+fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut f = OpenOptions::new().read(true).custom_flags(nix::libc::O_NOFOLLOW).open(path)?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut f, &mut bytes)?;
+    Ok(bytes)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -494,6 +512,38 @@ mod tests {
         fs::write(&path, b"{\"logins\": {}}").unwrap();
         let err = LoginStore::open(dir.path(), key(dir.path())).unwrap_err().to_string();
         assert!(err.contains("not an azbroker login store"), "{err}");
+
+        // A symbolic link in the store's place, dangling or not, is refused, not replaced.
+        fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), &path).unwrap();
+        let err = LoginStore::open(dir.path(), key(dir.path())).unwrap_err().to_string();
+        assert!(err.contains("symbolic link") && err.contains("left untouched"), "{err}");
+        assert!(fs::symlink_metadata(&path).unwrap().file_type().is_symlink());
+    }
+
+    #[test]
+    fn a_link_planted_as_the_temporary_file_is_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "mine").unwrap();
+        let path = dir.path().join(STORE_FILE);
+        std::os::unix::fs::symlink(&victim, dir.path().join(format!(".{STORE_FILE}.tmp"))).unwrap();
+        write_private(&path, b"sealed").unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "mine");
+        assert_eq!(fs::read(&path).unwrap(), b"sealed");
+        assert!(fs::symlink_metadata(&path).unwrap().file_type().is_file());
+    }
+
+    #[test]
+    fn the_lock_is_on_the_directory_and_survives_deleting_any_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = LoginStore::open(dir.path(), key(dir.path())).unwrap();
+        for entry in fs::read_dir(dir.path()).unwrap() {
+            fs::remove_file(entry.unwrap().path()).unwrap();
+        }
+        let err = LoginStore::open(dir.path(), key(dir.path())).unwrap_err();
+        assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+        assert!(err.to_string().contains(&dir.path().display().to_string()), "{err}");
     }
 
     #[test]

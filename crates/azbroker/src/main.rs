@@ -36,7 +36,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs a short client command on a single-threaded runtime.
+/// Runs a short client command on a single-threaded runtime: the only runtime a client command
+/// gets, so nothing below it may build another (it would panic); code that needs async awaits.
 fn block_on(fut: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> anyhow::Result<ExitCode> {
     tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(fut)
 }
@@ -59,8 +60,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.block_on(serve::run(config, args, activated))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Env(args) => commands::env(&config, &args),
-        Command::Run(args) => commands::run(&config, &args),
+        Command::Env(args) => block_on(commands::env(&config, &args)),
+        Command::Run(args) => block_on(commands::run(&config, &args)),
         Command::Token(args) => block_on(commands::token(&config, &args)),
         Command::CheckConfig => commands::check_config(&config),
         Command::Status(args) => block_on(admin_commands::status(&config, &args)),

@@ -63,7 +63,8 @@ pub fn default_state_dir() -> PathBuf {
 }
 
 /// Default runtime directory: `$RUNTIME_DIRECTORY` under systemd, `/run/azbroker` as root, else
-/// `$XDG_RUNTIME_DIR/azbroker`.
+/// `$XDG_RUNTIME_DIR/azbroker`, else `/tmp/azbroker-run-<uid>` — which another user may have made
+/// first, so the daemon uses no runtime or state directory before `daemon::owned_dir` verified it.
 pub fn default_runtime_dir() -> PathBuf {
     if let Some(d) = systemd_dir("RUNTIME_DIRECTORY") {
         return d;

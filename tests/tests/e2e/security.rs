@@ -19,7 +19,7 @@ const NOBODY: &str = "65534";
 const SHARED: &str = "shared.onmicrosoft.com";
 
 /// Makes the daemon's directory reachable for another user (the state directory stays 0700).
-fn open_up(daemon: &Daemon) {
+pub(super) fn open_up(daemon: &Daemon) {
     for dir in [daemon.dir.path().to_path_buf(), daemon.dir.path().join("run")] {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
@@ -42,7 +42,7 @@ fn imds_as_nobody(daemon: &Daemon, path_and_query: &str) -> (u16, Value) {
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
-fn as_nobody(cmd: &[&str]) -> Output {
+pub(super) fn as_nobody(cmd: &[&str]) -> Output {
     Command::new("setpriv")
         .args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups", "--"])
         .args(cmd)
@@ -50,7 +50,7 @@ fn as_nobody(cmd: &[&str]) -> Output {
         .expect("setpriv (util-linux) runs")
 }
 
-fn nobody_cli(daemon: &Daemon, args: &[&str]) -> Output {
+pub(super) fn nobody_cli(daemon: &Daemon, args: &[&str]) -> Output {
     let bin = azbroker_tests::binary();
     let config = daemon.config_path.to_str().unwrap().to_owned();
     let mut cmd = vec![bin.to_str().unwrap(), "--config", &config];
@@ -185,11 +185,11 @@ fn two_tenants_with_limits(server_extra: &str) -> (Authority, Daemon) {
     (auth, daemon)
 }
 
-fn stdout(o: &Output) -> String {
+pub(super) fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn stderr(o: &Output) -> String {
+pub(super) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 

@@ -3,9 +3,14 @@
 //! the same ones the daemon serialises; a refusal comes back as [`Refused`] with the daemon's
 //! [`ErrorBody`]. Errors say what to do (start the daemon, use the right config, run as the
 //! daemon's user).
+//!
+//! Before sending anything it checks that the socket and its directory belong to the expected
+//! daemon — this user's own or root's (a system daemon) — so a socket another local user planted
+//! (say in a `/tmp` fallback runtime directory) never sees a request or shows a device code.
 
 use std::io::ErrorKind;
-use std::path::PathBuf;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
@@ -19,6 +24,7 @@ use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
 
 use crate::config::Config;
+use crate::paths;
 
 /// File name of the admin socket inside the runtime directory.
 pub const ADMIN_SOCKET: &str = "admin.sock";
@@ -105,6 +111,7 @@ impl AdminClient {
     }
 
     async fn call_inner(&self, method: Method, path: &str, body: Bytes) -> Result<(StatusCode, Bytes)> {
+        check_owner(&self.path, paths::current_uid())?;
         let stream = UnixStream::connect(&self.path).await.map_err(|e| self.connect_error(&e))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
@@ -153,4 +160,69 @@ fn decode<T: DeserializeOwned>(status: StatusCode, bytes: &[u8]) -> Result<Answe
     let body: ErrorBody = serde_json::from_slice(bytes)
         .with_context(|| format!("the daemon sent a non-JSON answer ({status})"))?;
     Ok(Err(Refused { status, body }))
+}
+
+/// Refuses a socket, or socket directory, that is a symbolic link or belongs to neither `me` nor
+/// root, and a directory others may write (a root-owned sticky one aside). What cannot be looked
+/// at (absent, no permission) is left to `connect`, whose error says what to do.
+fn check_owner(socket: &Path, me: u32) -> Result<()> {
+    let dir = socket.parent().unwrap_or(Path::new("/"));
+    for (path, what) in [(dir, "its directory"), (socket, "the socket")] {
+        let Ok(meta) = std::fs::symlink_metadata(path) else { return Ok(()) };
+        let refuse = |why: String| {
+            anyhow!(
+                "refusing to use the admin socket {}: {what} {} {why}; another local user may have put it \
+                 there to pose as the daemon. Remove it and restart `azbroker serve`, or set XDG_RUNTIME_DIR or \
+                 runtime_dir to a directory of your own",
+                socket.display(),
+                path.display()
+            )
+        };
+        if meta.file_type().is_symlink() {
+            return Err(refuse("is a symbolic link".into()));
+        }
+        if meta.uid() != me && meta.uid() != 0 {
+            return Err(refuse(format!("belongs to uid {}, not to you (uid {me}) or root", meta.uid())));
+        }
+        let sticky_root = meta.uid() == 0 && meta.mode() & 0o1000 != 0;
+        if meta.is_dir() && meta.mode() & 0o022 != 0 && !sticky_root {
+            return Err(refuse(format!("may be written by other users (mode {:04o})", meta.mode() & 0o7777)));
+        }
+        if path == socket && !meta.file_type().is_socket() {
+            return Err(refuse("is not a socket".into()));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn a_socket_or_directory_of_another_user_is_refused() {
+        let base = tempfile::tempdir().unwrap();
+        let run = base.path().join("run");
+        std::fs::create_dir(&run).unwrap();
+        let socket = run.join(ADMIN_SOCKET);
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let me = paths::current_uid();
+        check_owner(&socket, me).unwrap();
+        // Judged as another user, a socket that is neither theirs nor root's is refused.
+        if me != 0 {
+            let err = check_owner(&socket, me + 1).unwrap_err().to_string();
+            assert!(err.contains(&format!("belongs to uid {me}")), "{err}");
+        }
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = check_owner(&socket, me).unwrap_err().to_string();
+        assert!(err.contains("mode 0777") && err.contains(&run.display().to_string()), "{err}");
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&run, &link).unwrap();
+        let err = check_owner(&link.join(ADMIN_SOCKET), me).unwrap_err().to_string();
+        assert!(err.contains("symbolic link"), "{err}");
+        assert!(check_owner(&base.path().join("absent/admin.sock"), me).is_ok(), "connect reports it");
+    }
 }

@@ -14,17 +14,19 @@ use crate::daemon::{profile_listeners, secrets, tls_identity};
 
 /// A runtime secret a client needs: read (or generated) the way the daemon does, or — when this
 /// user may not read the daemon's files (a system daemon, `admin_group`) — asked of the daemon.
-pub fn secret(config: &Config, id: SecretId) -> Result<Secret> {
+/// Async because asking the daemon is: a caller already on a runtime must not start another.
+pub async fn secret(config: &Config, id: SecretId) -> Result<Secret> {
     match secrets::load(config, id) {
         Ok(s) => Ok(s),
         Err(e) if is_permission_denied(&e) => from_daemon(config, id)
+            .await
             .with_context(|| format!("cannot read the daemon's {} ({e:#}), nor ask the daemon", id.name())),
         Err(e) => Err(e),
     }
 }
 
-pub fn identity_header(config: &Config) -> Result<Secret> {
-    secret(config, SecretId::IdentityHeader)
+pub async fn identity_header(config: &Config) -> Result<Secret> {
+    secret(config, SecretId::IdentityHeader).await
 }
 
 fn is_permission_denied(e: &anyhow::Error) -> bool {
@@ -33,9 +35,8 @@ fn is_permission_denied(e: &anyhow::Error) -> bool {
     })
 }
 
-fn from_daemon(config: &Config, id: SecretId) -> Result<Secret> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let values: SecretValues = match rt.block_on(AdminClient::new(config).get("/v1/secrets"))? {
+async fn from_daemon(config: &Config, id: SecretId) -> Result<Secret> {
+    let values: SecretValues = match AdminClient::new(config).get("/v1/secrets").await? {
         Ok(values) => values,
         Err(refused) => bail!("the daemon did not hand out its secrets: {refused}"),
     };
@@ -92,17 +93,21 @@ fn own(config: &Config, p: &str) -> Result<profile_listeners::Addresses> {
 }
 
 /// The variables for one dialect, in a stable order.
-pub fn variables(config: &Config, profile: Option<&str>, dialect: Dialect) -> Result<Vec<(String, String)>> {
+pub async fn variables(
+    config: &Config,
+    profile: Option<&str>,
+    dialect: Dialect,
+) -> Result<Vec<(String, String)>> {
     let base = base_url(config, profile)?;
     let var = |k: &str, v: String| (k.to_owned(), v);
     Ok(match dialect {
         Dialect::AppService => vec![
             var("IDENTITY_ENDPOINT", format!("{base}/msi/token")),
-            var("IDENTITY_HEADER", identity_header(config)?.expose().to_owned()),
+            var("IDENTITY_HEADER", identity_header(config).await?.expose().to_owned()),
         ],
         Dialect::AzureMl => vec![
             var("MSI_ENDPOINT", format!("{base}/MSI/auth")),
-            var("MSI_SECRET", secret(config, SecretId::MsiSecret)?.expose().to_owned()),
+            var("MSI_SECRET", secret(config, SecretId::MsiSecret).await?.expose().to_owned()),
             var("DEFAULT_IDENTITY_CLIENT_ID", DEFAULT_IDENTITY_CLIENT_ID.to_owned()),
         ],
         Dialect::CloudShell => vec![var("MSI_ENDPOINT", format!("{base}/oauth2/token"))],
@@ -116,18 +121,18 @@ pub fn variables(config: &Config, profile: Option<&str>, dialect: Dialect) -> Re
             let identity = tls_identity::load_or_create(config)?;
             vec![
                 var("IDENTITY_ENDPOINT", format!("{tls}/msi/token")),
-                var("IDENTITY_HEADER", identity_header(config)?.expose().to_owned()),
+                var("IDENTITY_HEADER", identity_header(config).await?.expose().to_owned()),
                 var("IDENTITY_SERVER_THUMBPRINT", identity.thumbprint.clone()),
                 var("NODE_EXTRA_CA_CERTS", tls_identity::public_cert_path(config).display().to_string()),
             ]
         }
         Dialect::Azd => vec![
             var("AZD_AUTH_ENDPOINT", base),
-            var("AZD_AUTH_KEY", secret(config, SecretId::NativeKey)?.expose().to_owned()),
+            var("AZD_AUTH_KEY", secret(config, SecretId::NativeKey).await?.expose().to_owned()),
         ],
         Dialect::All => {
-            let mut all = variables(config, profile, Dialect::AppService)?;
-            all.extend(variables(config, profile, Dialect::AzureMl)?);
+            let mut all = Box::pin(variables(config, profile, Dialect::AppService)).await?;
+            all.extend(Box::pin(variables(config, profile, Dialect::AzureMl)).await?);
             all
         }
     })

@@ -10,14 +10,14 @@ use crate::cli::args::{EnvArgs, RunArgs, TokenArgs};
 use crate::cli::client_env;
 use crate::config::Config;
 
-pub fn env(config: &Config, args: &EnvArgs) -> Result<ExitCode> {
-    let vars = client_env::variables(config, args.profile.as_deref(), args.dialect)?;
+pub async fn env(config: &Config, args: &EnvArgs) -> Result<ExitCode> {
+    let vars = client_env::variables(config, args.profile.as_deref(), args.dialect).await?;
     print!("{}", client_env::render(&vars, args.format));
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run(config: &Config, args: &RunArgs) -> Result<ExitCode> {
-    let vars = client_env::variables(config, args.profile.as_deref(), args.dialect)?;
+pub async fn run(config: &Config, args: &RunArgs) -> Result<ExitCode> {
+    let vars = client_env::variables(config, args.profile.as_deref(), args.dialect).await?;
     let (program, rest) = args.command.split_first().context("no command given")?;
     // exec replaces this process, so signals and the exit status are the command's own.
     let err = std::process::Command::new(program).args(rest).envs(vars).exec();
@@ -26,7 +26,7 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<ExitCode> {
 
 pub async fn token(config: &Config, args: &TokenArgs) -> Result<ExitCode> {
     let base = client_env::base_url(config, args.profile.as_deref())?;
-    let header = client_env::identity_header(config)?;
+    let header = client_env::identity_header(config).await?;
     let http = reqwest::Client::builder()
         .no_proxy()
         .timeout(std::time::Duration::from_secs(120))

@@ -95,8 +95,13 @@ async fn add(config: &Config, args: &WorkspaceAddArgs) -> Result<ExitCode> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && config.origin.is_none() => NEW_FILE.to_owned(),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
-    let mut doc: DocumentMut =
-        text.parse().with_context(|| format!("{} is not valid TOML", path.display()))?;
+    let mut doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
+        anyhow::anyhow!(
+            "{}: {}",
+            path.display(),
+            crate::config::redact::syntax_error(&text, e.message(), e.span())
+        )
+    })?;
     let workspaces = doc.entry("workspaces").or_insert_with(|| {
         let mut t = Table::new();
         t.set_implicit(true);

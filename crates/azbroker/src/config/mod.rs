@@ -7,6 +7,8 @@ pub mod access;
 mod dialects;
 mod kinds;
 mod reader;
+pub mod redact;
+pub mod trust;
 mod workspaces;
 
 pub use dialects::DialectConfig;
@@ -161,13 +163,31 @@ impl Config {
             None => (paths::default_config_file(), false),
         };
         match std::fs::read_to_string(&path) {
-            Ok(text) => Self::parse(&text, Some(path)),
+            Ok(text) => Self::parse_trusted(&text, path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(Self::builtin()),
             Err(e) => Err(ConfigError {
                 origin: path.display().to_string(),
                 problems: vec![format!("cannot read the file: {e}")],
             }),
         }
+    }
+
+    /// Parses the file at `path` and refuses it, listing every problem at once, if it or a file
+    /// it names that holds a secret or a command may be changed by another user ([`trust`]).
+    fn parse_trusted(text: &str, path: PathBuf) -> Result<Self, ConfigError> {
+        let uid = paths::current_uid();
+        let mut problems = trust::config_file(&path, uid);
+        let origin = path.display().to_string();
+        match Self::parse(text, Some(path)) {
+            Ok(config) => {
+                problems.extend(trust::referenced_files(&config, uid));
+                if problems.is_empty() {
+                    return Ok(config);
+                }
+            }
+            Err(e) => problems.extend(e.problems),
+        }
+        Err(ConfigError { origin, problems })
     }
 
     /// Built-in defaults: the default listener and one `user` login and profile, `me`, against
@@ -184,7 +204,7 @@ impl Config {
         let origin_name = origin.as_ref().map_or("built-in defaults".to_owned(), |p| p.display().to_string());
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError {
             origin: origin_name.clone(),
-            problems: vec![format!("not valid TOML: {}", e.to_string().trim())],
+            problems: vec![redact::syntax_error(text, e.message(), e.span())],
         })?;
         let mut p = Problems::default();
         let root = Section::new("", &table);

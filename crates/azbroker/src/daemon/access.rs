@@ -106,6 +106,7 @@ pub fn resolve(config: &Config) -> Result<Resolved, Vec<String>> {
     if !problems.is_empty() {
         return Err(problems);
     }
+    warnings.extend(crate::config::trust::warnings(config));
     Ok(Resolved { policy: AccessPolicy::new(profiles), user_defaults, admin_gid, warnings })
 }
 

@@ -14,6 +14,7 @@ pub(crate) mod link_local;
 pub(crate) mod listeners;
 pub(crate) mod local_authority;
 pub(crate) mod logins;
+pub(crate) mod owned_dir;
 pub(crate) mod profile_listeners;
 pub(crate) mod readiness;
 pub(crate) mod runtime;

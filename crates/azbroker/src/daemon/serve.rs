@@ -26,6 +26,7 @@ use crate::config::{Config, ConfigError};
 use crate::daemon::activation::Activated;
 use crate::daemon::admin_hooks::ServeHooks;
 use crate::daemon::logins::LoginService;
+use crate::daemon::owned_dir::OwnedDir;
 use crate::daemon::profile_listeners::ProfileListeners;
 use crate::daemon::status_info::{self, Origin};
 use crate::paths;
@@ -34,9 +35,7 @@ pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) 
     // Before anything can announce readiness: a SIGTERM right after READY=1 must drain, not kill.
     let signals = Signals::install().context("cannot install signal handlers")?;
     state::ensure_private_dir(&config.server.state_dir)?;
-    std::fs::create_dir_all(&config.server.runtime_dir).with_context(|| {
-        format!("cannot create runtime directory {}", config.server.runtime_dir.display())
-    })?;
+    OwnedDir::prepare(&config.server.runtime_dir, OwnedDir::runtime_dir_mode(&config))?;
     let runtime_secrets = secrets::load_all(&config)?;
 
     let local = super::local_authority::start_if(args.local_authority, &mut config).await?;

@@ -10,18 +10,12 @@ use anyhow::{Context, Result, bail};
 use azbroker_core::Secret;
 use base64::Engine as _;
 
-/// Creates `dir` (and parents) if needed and makes sure it is private to its owner (0700).
+use crate::daemon::owned_dir::OwnedDir;
+
+/// Creates `dir` (and parents) if needed, or verifies that it is this user's own (not a symbolic
+/// link, writable by no one else), and makes it private to its owner (0700).
 pub fn ensure_private_dir(dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
-    let meta = fs::metadata(dir).with_context(|| format!("cannot inspect {}", dir.display()))?;
-    if !meta.is_dir() {
-        bail!("{} exists and is not a directory", dir.display());
-    }
-    if meta.permissions().mode() & 0o077 != 0 {
-        fs::set_permissions(dir, Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot make {} private (chmod 0700)", dir.display()))?;
-    }
-    Ok(())
+    OwnedDir::prepare(dir, 0o700).map(drop)
 }
 
 /// Reads a secret from `path`, or generates a random one and stores it there (0600, atomically).
@@ -68,10 +62,13 @@ pub fn read_secret_file(path: &Path) -> Result<Secret> {
     Ok(Secret::new(s))
 }
 
-/// Writes `bytes` to `path` with mode 0600: temp file, fsync, rename.
+/// Writes `bytes` to `path` with mode 0600: temp file, fsync, rename — relative to its verified
+/// directory, never through a symbolic link ([`OwnedDir::write`]).
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    azbroker_entra::store::write_private(path, bytes)
-        .with_context(|| format!("cannot write {}", path.display()))
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        bail!("{} is not a file in a directory", path.display())
+    };
+    OwnedDir::existing(dir)?.write(name, bytes, 0o600).map(drop)
 }
 
 /// 32 random bytes, base64url without padding (43 characters, header- and URL-safe).

@@ -4,9 +4,8 @@
 //! leaf's DER) survives restarts. `serve` publishes a world-readable copy of the public
 //! certificate in the runtime directory for `NODE_EXTRA_CA_CERTS` (Node does not pin; it verifies).
 
-use std::fs::{self, Permissions};
+use std::fs;
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -14,6 +13,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::Config;
+use crate::daemon::owned_dir::OwnedDir;
 use crate::daemon::state;
 
 /// In the state directory: the generated certificate and its private key.
@@ -54,11 +54,7 @@ pub fn public_cert_path(config: &Config) -> PathBuf {
 
 /// Writes the public certificate (only) to the runtime directory, world-readable.
 pub fn publish(config: &Config, identity: &TlsIdentity) -> Result<PathBuf> {
-    let path = public_cert_path(config);
-    state::write_private(&path, &identity.cert_pem)?;
-    fs::set_permissions(&path, Permissions::from_mode(0o644))
-        .with_context(|| format!("cannot make {} world-readable", path.display()))?;
-    Ok(path)
+    OwnedDir::existing(&config.server.runtime_dir)?.write(CERT_FILE, &identity.cert_pem, 0o644)
 }
 
 fn read(cert: &Path, key: &Path) -> Result<TlsIdentity> {

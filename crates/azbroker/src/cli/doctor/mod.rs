@@ -70,6 +70,9 @@ pub async fn run(config_path: Option<&Path>, args: &DoctorArgs) -> Result<ExitCo
             } else {
                 Finding::ok("config", msg)
             });
+            for w in crate::config::trust::warnings(&c) {
+                findings.push(Finding::warn("config", w, "make the file readable by its owner only"));
+            }
             Some(c)
         }
         Err(e) => {
