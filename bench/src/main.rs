@@ -37,9 +37,17 @@ enum Cmd {
     },
     /// A bounded cache-hit load for instruction-count profiling (see bench/src/profile.rs).
     Profile {
-        /// The daemon binary, or a wrapper script that runs it under a profiler.
+        /// The daemon binary (or a wrapper script that runs it under a profiler).
         #[arg(long)]
         daemon: PathBuf,
+        /// A command that runs the measured server (daemon or baseline) given as its arguments,
+        /// e.g. a script that execs `valgrind --tool=callgrind "$@"`.
+        #[arg(long)]
+        wrapper: Option<PathBuf>,
+        /// Send the load to a bare baseline serving the daemon's IMDS body instead:
+        /// `responder` or `nginx` (one worker).
+        #[arg(long, value_parser = ["responder", "nginx"])]
+        baseline: Option<String>,
         /// Cache hits to send after the one request that fills the cache.
         #[arg(long, default_value_t = 2000)]
         requests: u64,
@@ -81,9 +89,14 @@ fn main() -> ExitCode {
         Cmd::Responder { listen, body } => {
             std::fs::read(&body).context("read the body file").and_then(|b| responder::run(listen, b))
         }
-        Cmd::Profile { daemon, requests, connections, app_service } => {
+        Cmd::Profile { daemon, wrapper, baseline, requests, connections, app_service } => {
             let dialect = if app_service { Dialect::AppService } else { Dialect::Imds };
-            profile::run(&daemon, dialect, requests, connections)
+            let target = match baseline.as_deref() {
+                Some("responder") => profile::Target::Responder,
+                Some(_) => profile::Target::Nginx,
+                None => profile::Target::Daemon,
+            };
+            profile::run(&daemon, wrapper.as_deref(), target, dialect, requests, connections)
         }
         Cmd::Run(args) => run(args),
     };

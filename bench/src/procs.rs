@@ -40,6 +40,11 @@ impl Daemon {
     /// `authority`) and starts `bin` with default logging (info, human format; stderr to a file),
     /// as a user would run it.
     pub fn start(bin: &Path, authority: &str) -> Result<Self> {
+        Self::start_via(None, bin, authority)
+    }
+
+    /// [`Daemon::start`], run through `wrapper` (e.g. a profiler) when given.
+    pub fn start_via(wrapper: Option<&Path>, bin: &Path, authority: &str) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let state = dir.path().join("state");
@@ -61,7 +66,7 @@ impl Daemon {
         std::fs::write(&config_path, config)?;
         let log = std::fs::File::create(dir.path().join("daemon.log"))?;
         let started = Instant::now();
-        let child = Command::new(bin)
+        let child = wrapped(wrapper, bin.to_path_buf())
             .arg("--config")
             .arg(&config_path)
             .arg("serve")
@@ -134,10 +139,15 @@ pub struct Baseline {
 impl Baseline {
     /// Starts `azbroker-bench responder` (this executable) serving `body`.
     pub fn responder(body: &[u8]) -> Result<Self> {
+        Self::responder_via(None, body)
+    }
+
+    /// [`Baseline::responder`], run through `wrapper` (e.g. a profiler) when given.
+    pub fn responder_via(wrapper: Option<&Path>, body: &[u8]) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let body_path = dir.path().join("body.json");
         std::fs::write(&body_path, body)?;
-        let mut child = Command::new(std::env::current_exe()?)
+        let mut child = wrapped(wrapper, std::env::current_exe()?)
             .args(["responder", "--listen", "127.0.0.1:0", "--body"])
             .arg(&body_path)
             .stdin(Stdio::null())
@@ -159,6 +169,11 @@ impl Baseline {
     /// Starts nginx (from PATH or /usr/sbin) with `workers` worker processes, serving `body` as a
     /// static file for every path, without an access log.
     pub fn nginx(body: &[u8], workers: usize) -> Result<Self> {
+        Self::nginx_via(None, body, workers)
+    }
+
+    /// [`Baseline::nginx`], run through `wrapper` (e.g. a profiler) when given.
+    pub fn nginx_via(wrapper: Option<&Path>, body: &[u8], workers: usize) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         // nginx workers run as an unprivileged user when started as root: let them read.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
@@ -188,7 +203,7 @@ impl Baseline {
             .map(PathBuf::from)
             .find(|p| p.is_file())
             .unwrap_or_else(|| PathBuf::from("nginx"));
-        let child = Command::new(bin)
+        let child = wrapped(wrapper, bin)
             .arg("-p")
             .arg(dir.path())
             .arg("-c")
@@ -204,7 +219,7 @@ impl Baseline {
             if let Some(status) = me.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 bail!("nginx exited early ({status})");
             }
-            if started.elapsed() > Duration::from_secs(10) {
+            if started.elapsed() > Duration::from_secs(30) {
                 bail!("nginx not answering on {addr}");
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -218,6 +233,18 @@ impl Drop for Baseline {
         if let Some(child) = self.child.take() {
             let _ = terminate(child);
         }
+    }
+}
+
+/// `program`, or `wrapper program` when a wrapper is given.
+fn wrapped(wrapper: Option<&Path>, program: PathBuf) -> Command {
+    match wrapper {
+        Some(w) => {
+            let mut c = Command::new(w);
+            c.arg(program);
+            c
+        }
+        None => Command::new(program),
     }
 }
 

@@ -5,7 +5,11 @@
 //! exactly `--requests` cache hits over `--connections` keep-alive connections and stops the
 //! daemon (SIGTERM, so a profiler writes its output). Running it twice with different request
 //! counts and subtracting the two totals gives the instructions per cache hit, free of start-up
-//! and shutdown. All traffic stays on loopback.
+//! and shutdown.
+//!
+//! With `--baseline responder|nginx` the same load goes to a bare responder instead, serving the
+//! daemon's own IMDS body (taken from one plain run of the daemon first) and started through
+//! `--wrapper`, so the baselines are counted the same way. All traffic stays on loopback.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -15,17 +19,59 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 
 use crate::authority::Authority;
-use crate::procs::Daemon;
+use crate::procs::{Baseline, Daemon};
 use crate::requests::{Dialect, HIT_RESOURCE};
 
-/// Runs the profile load against `bin`; prints what it sent.
-pub fn run(bin: &Path, dialect: Dialect, requests: u64, connections: u64) -> Result<()> {
+/// What the load is sent to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Daemon,
+    Responder,
+    Nginx,
+}
+
+/// Runs the profile load against `bin` (wrapped in `wrapper` when given), or against a baseline
+/// serving `bin`'s body; prints what it sent.
+pub fn run(
+    bin: &Path,
+    wrapper: Option<&Path>,
+    target: Target,
+    dialect: Dialect,
+    requests: u64,
+    connections: u64,
+) -> Result<()> {
     ensure!(connections > 0, "--connections must be at least 1");
     let authority = Authority::start()?;
-    let mut daemon = Daemon::start(bin, &authority.entra.url())?;
-    let addr = daemon.addr;
-    // The one cache miss: fills the cache outside the counted requests.
-    hits(addr, dialect, 1)?;
+    if target == Target::Daemon {
+        let mut daemon = Daemon::start_via(wrapper, bin, &authority.entra.url())?;
+        // The one cache miss: fills the cache outside the counted requests.
+        hits(daemon.addr, dialect, 1)?;
+        load(daemon.addr, dialect, requests, connections)?;
+        daemon.stop()?;
+    } else {
+        let body = {
+            let mut daemon = Daemon::start(bin, &authority.entra.url())?;
+            let body = hits(daemon.addr, Dialect::Imds, 1)?;
+            daemon.stop()?;
+            body
+        };
+        let baseline = match target {
+            Target::Responder => Baseline::responder_via(wrapper, &body)?,
+            _ => Baseline::nginx_via(wrapper, &body, 1)?,
+        };
+        // Same warm-up as the daemon's fill request.
+        hits(baseline.addr, dialect, 1)?;
+        load(baseline.addr, dialect, requests, connections)?;
+        drop(baseline);
+    }
+    println!(
+        "sent {requests} {dialect:?} requests to the {target:?} over {connections} connections (+1 warm-up)"
+    );
+    Ok(())
+}
+
+/// `requests` requests over `connections` keep-alive connections, in parallel.
+fn load(addr: SocketAddr, dialect: Dialect, requests: u64, connections: u64) -> Result<()> {
     let per = requests / connections;
     let extra = requests % connections;
     let workers: Vec<_> = (0..connections)
@@ -37,13 +83,11 @@ pub fn run(bin: &Path, dialect: Dialect, requests: u64, connections: u64) -> Res
     for w in workers {
         w.join().map_err(|_| anyhow::anyhow!("load thread panicked"))??;
     }
-    daemon.stop()?;
-    println!("sent {requests} {dialect:?} cache hits over {connections} connections (+1 fill)");
     Ok(())
 }
 
-/// `n` token requests over one keep-alive connection, each answered 200.
-fn hits(addr: SocketAddr, dialect: Dialect, n: u64) -> Result<()> {
+/// `n` token requests over one keep-alive connection, each answered 200; the last body.
+fn hits(addr: SocketAddr, dialect: Dialect, n: u64) -> Result<Vec<u8>> {
     let stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(120)))?;
     stream.set_nodelay(true)?;
@@ -55,6 +99,7 @@ fn hits(addr: SocketAddr, dialect: Dialect, n: u64) -> Result<()> {
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
+    let mut body = Vec::new();
     for _ in 0..n {
         writer.write_all(request.as_bytes())?;
         line.clear();
@@ -75,8 +120,8 @@ fn hits(addr: SocketAddr, dialect: Dialect, n: u64) -> Result<()> {
                 length = v.trim().parse().context("content-length")?;
             }
         }
-        let mut body = vec![0; length];
+        body = vec![0; length];
         std::io::Read::read_exact(&mut reader, &mut body)?;
     }
-    Ok(())
+    Ok(body)
 }

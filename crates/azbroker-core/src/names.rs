@@ -29,6 +29,18 @@ pub struct Resource(String);
 
 impl Resource {
     pub fn parse(raw: &str) -> Result<Self, NameError> {
+        Self::check(raw)?;
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// [`Resource::parse`] of a string the caller already owns (a decoded query value), without
+    /// copying it again.
+    pub fn parse_owned(raw: String) -> Result<Self, NameError> {
+        Self::check(&raw)?;
+        Ok(Self(raw))
+    }
+
+    fn check(raw: &str) -> Result<(), NameError> {
         const WHAT: &str = "resource";
         if raw.is_empty() {
             return Err(NameError::Empty { what: WHAT });
@@ -46,7 +58,7 @@ impl Resource {
         if bad {
             return Err(NameError::BadCharacter { what: WHAT });
         }
-        Ok(Self(raw.to_owned()))
+        Ok(())
     }
 
     pub fn as_str(&self) -> &str {
@@ -206,6 +218,8 @@ mod tests {
         assert!(Resource::parse("a\nb").is_err());
         assert!(Resource::parse(&"x".repeat(MAX_RESOURCE_LEN + 1)).is_err());
         assert!(Resource::parse(&"x".repeat(MAX_RESOURCE_LEN)).is_ok());
+        assert_eq!(Resource::parse_owned("api://x".to_owned()).unwrap(), Resource::parse("api://x").unwrap());
+        assert!(Resource::parse_owned("a b".to_owned()).is_err());
     }
 
     #[test]

@@ -21,6 +21,10 @@ pub struct AccessToken {
     /// Lowercase hex SHA-256 of `value`, computed once: every grant's audit line names the token
     /// by its hash, and hashing a ~1.5 KB JWT per cache hit is a measurable share of a hit.
     sha256: Arc<str>,
+    /// The value can be put in a JSON string as it is (no quote, backslash or control character;
+    /// a JWT never has one). Found once for the same reason as the hash: every success body
+    /// embeds the value, and scanning ~1.5 KB per cache hit is a measurable share of a hit.
+    json_plain: bool,
     /// Wall-clock expiry in Unix seconds, as upstream stated it (matches the JWT's `exp`).
     pub expires_on: u64,
     /// Wall-clock start of validity in Unix seconds.
@@ -37,9 +41,11 @@ impl AccessToken {
         let now_unix = unix_now();
         let now = Instant::now();
         let sha256 = sha256_hex(value.expose().as_bytes()).into();
+        let json_plain = !value.expose().bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\');
         Self {
             value,
             sha256,
+            json_plain,
             expires_on: now_unix + expires_in.as_secs(),
             not_before: now_unix,
             received_at: now,
@@ -49,6 +55,11 @@ impl AccessToken {
 
     pub fn secret(&self) -> &Secret {
         &self.value
+    }
+
+    /// True when the value needs no escaping inside a JSON string.
+    pub fn is_json_plain(&self) -> bool {
+        self.json_plain
     }
 
     /// The lifetime granted when it was issued.
@@ -104,5 +115,15 @@ mod tests {
         assert_eq!(t.clone().hash(), t.hash());
         assert_eq!(t.short_hash(), t.hash());
         assert!(!format!("{t:?}").contains("c2ln"));
+    }
+
+    #[test]
+    fn json_plainness_is_that_of_the_value() {
+        assert!(
+            AccessToken::new(Secret::new("eyJ0eXAi.e30.c2ln-_"), Duration::from_secs(60)).is_json_plain()
+        );
+        for odd in ["a\"b", "a\\b", "a\nb", "\u{1}"] {
+            assert!(!AccessToken::new(Secret::new(odd), Duration::from_secs(60)).is_json_plain(), "{odd:?}");
+        }
     }
 }

@@ -6,6 +6,7 @@
 
 use axum::body::Body;
 use axum::response::Response;
+use azbroker_core::AccessToken;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, StatusCode};
 use serde::Serialize;
@@ -56,6 +57,20 @@ impl TokenBody {
     pub(crate) fn str(mut self, key: &'static str, value: &str) -> Self {
         self.key(key);
         write_json_str(&mut self.buf, value);
+        self
+    }
+
+    /// `"key":"token"`: the access token, whose escape check was made once, when it arrived.
+    pub(crate) fn token(mut self, key: &'static str, token: &AccessToken) -> Self {
+        let value = token.secret().expose();
+        self.key(key);
+        if token.is_json_plain() {
+            self.buf.push(b'"');
+            self.buf.extend_from_slice(value.as_bytes());
+            self.buf.push(b'"');
+        } else {
+            write_json_str(&mut self.buf, value);
+        }
         self
     }
 
@@ -161,6 +176,17 @@ mod tests {
         assert!(!needs_escape("é€ /".as_bytes()));
         for bad in [&b"\""[..], b"\\", b"\n", b"\x00", b"\x1f"] {
             assert!(needs_escape(bad), "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_are_written_escaped_when_they_need_it() {
+        use azbroker_core::Secret;
+        use std::time::Duration;
+        for value in ["eyJ0eXAi.e30.c2ln", "a\"b\\c\nd"] {
+            let token = AccessToken::new(Secret::new(value), Duration::from_secs(60));
+            let json = parse(TokenBody::with_capacity(8).token("t", &token).into_response()).await;
+            assert_eq!(json, serde_json::json!({ "t": value }));
         }
     }
 

@@ -39,6 +39,9 @@ use tower::ServiceExt;
 use crate::body;
 use registry::{Admission, Connections};
 
+/// The header count hyper refuses (431) above when it is given no bound of its own.
+const HYPER_MAX_HEADERS: usize = 100;
+
 /// The bounds every connection is served under. The defaults admit every legitimate client (a
 /// token request head is well under 1 KiB) while keeping a flood cheap.
 #[derive(Debug, Clone)]
@@ -184,8 +187,12 @@ impl Server {
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
             .max_header_size(limits.max_head_bytes)
-            .max_headers(limits.max_headers)
             .max_buf_size((limits.max_head_bytes * 2).max(8192));
+        // Under hyper's own bound the header count is checked in `handle`: handing hyper a bound
+        // makes it fill two index arrays of that size on every request.
+        if limits.max_headers > HYPER_MAX_HEADERS {
+            builder.max_headers(limits.max_headers);
+        }
         let conn = builder.serve_connection(TokioIo::new(io), service);
         tokio::pin!(conn);
         let result = tokio::select! {
@@ -231,6 +238,13 @@ async fn handle(
 ) -> axum::response::Response {
     let _busy = admission.busy();
     let limits = &inner.limits;
+    if req.headers().len() > limits.max_headers {
+        return body::error(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "invalid_request",
+            "The request has too many header fields",
+        );
+    }
     let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
         return body::error(

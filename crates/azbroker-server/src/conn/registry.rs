@@ -2,12 +2,16 @@
 //! when the bound is reached, the connection idle the longest (connected but not in a request —
 //! including one still dribbling its request head) is closed to make room; only when every
 //! connection is busy does a new one wait.
+//!
+//! Marking a request in flight and idle again happens on every request, so it touches only the
+//! connection's own atomics: no lock, no clock read (idleness is ordered by a logical tick), and
+//! no wake-up unless an admission is waiting.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Notify;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Open connections and their activity.
@@ -15,6 +19,18 @@ pub(crate) struct Connections {
     max: usize,
     state: Mutex<State>,
     changed: Notify,
+    /// Logical clock: a connection that became idle at a smaller tick has been idle longer.
+    tick: AtomicU64,
+    /// Admissions waiting for a connection to become idle (or close).
+    waiting: AtomicUsize,
+}
+
+/// What a connection's requests update.
+#[derive(Default)]
+struct Activity {
+    in_flight: AtomicUsize,
+    /// The tick at which it last became idle (or was admitted).
+    idle_since: AtomicU64,
 }
 
 #[derive(Default)]
@@ -27,8 +43,7 @@ struct State {
 
 struct Entry {
     close: CancellationToken,
-    in_flight: usize,
-    idle_since: Instant,
+    activity: Arc<Activity>,
     evicted: bool,
 }
 
@@ -36,18 +51,29 @@ struct Entry {
 pub(crate) struct Admission {
     id: u64,
     conns: Arc<Connections>,
+    activity: Arc<Activity>,
     /// Cancelled when this connection should finish its current request and close.
     pub(crate) close: CancellationToken,
 }
 
 impl Connections {
     pub(crate) fn new(max: usize) -> Arc<Self> {
-        Arc::new(Self { max: max.max(1), state: Mutex::default(), changed: Notify::new() })
+        Arc::new(Self {
+            max: max.max(1),
+            state: Mutex::default(),
+            changed: Notify::new(),
+            tick: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
+        })
     }
 
     /// A place for a new connection, evicting the longest-idle one if the bound is reached.
     /// `shutdown`'s children are the per-connection close tokens.
     pub(crate) async fn admit(self: &Arc<Self>, shutdown: &CancellationToken) -> Admission {
+        // Counted before the first look at the connections, so a request that ends after that
+        // look sees it and wakes this admission (and also when this future is dropped).
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiting);
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
@@ -65,8 +91,8 @@ impl Connections {
             let victim = st
                 .open
                 .values_mut()
-                .filter(|e| e.in_flight == 0 && !e.evicted)
-                .min_by_key(|e| e.idle_since)?;
+                .filter(|e| e.activity.in_flight.load(Ordering::SeqCst) == 0 && !e.evicted)
+                .min_by_key(|e| e.activity.idle_since.load(Ordering::SeqCst))?;
             victim.evicted = true;
             victim.close.cancel();
             st.evicting += 1;
@@ -78,11 +104,10 @@ impl Connections {
         let id = st.next_id;
         st.next_id += 1;
         let close = shutdown.child_token();
-        st.open.insert(
-            id,
-            Entry { close: close.clone(), in_flight: 0, idle_since: Instant::now(), evicted: false },
-        );
-        Some(Admission { id, conns: self.clone(), close })
+        let activity = Arc::new(Activity::default());
+        activity.idle_since.store(self.tick.fetch_add(1, Ordering::SeqCst), Ordering::SeqCst);
+        st.open.insert(id, Entry { close: close.clone(), activity: activity.clone(), evicted: false });
+        Some(Admission { id, conns: self.clone(), activity, close })
     }
 
     /// Connections open now.
@@ -98,15 +123,13 @@ impl Connections {
 impl Admission {
     /// True when no request is in flight on this connection.
     pub(crate) fn is_idle(&self) -> bool {
-        self.conns.lock().open.get(&self.id).is_none_or(|e| e.in_flight == 0)
+        self.activity.in_flight.load(Ordering::SeqCst) == 0
     }
 
     /// Marks a request in flight until the guard drops.
-    pub(crate) fn busy(&self) -> Busy {
-        if let Some(e) = self.conns.lock().open.get_mut(&self.id) {
-            e.in_flight += 1;
-        }
-        Busy { id: self.id, conns: self.conns.clone() }
+    pub(crate) fn busy(&self) -> Busy<'_> {
+        self.activity.in_flight.fetch_add(1, Ordering::SeqCst);
+        Busy { admission: self }
     }
 }
 
@@ -124,22 +147,28 @@ impl Drop for Admission {
 }
 
 /// A request in flight on one connection.
-pub(crate) struct Busy {
-    id: u64,
-    conns: Arc<Connections>,
+pub(crate) struct Busy<'a> {
+    admission: &'a Admission,
 }
 
-impl Drop for Busy {
+impl Drop for Busy<'_> {
     fn drop(&mut self) {
-        let mut st = self.conns.lock();
-        if let Some(e) = st.open.get_mut(&self.id) {
-            e.in_flight -= 1;
-            if e.in_flight == 0 {
-                e.idle_since = Instant::now();
+        let Admission { activity, conns, .. } = self.admission;
+        if activity.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            activity.idle_since.store(conns.tick.fetch_add(1, Ordering::SeqCst), Ordering::SeqCst);
+            if conns.waiting.load(Ordering::SeqCst) > 0 {
+                conns.changed.notify_waiters();
             }
         }
-        drop(st);
-        self.conns.changed.notify_waiters();
+    }
+}
+
+/// Un-counts a waiting admission when it ends (admitted or dropped).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -46,7 +46,7 @@ impl Dialect for AppService {
         let resource = &request.resource;
         let access_token = grant.token.secret().expose();
         TokenBody::with_capacity(192 + access_token.len() + resource.as_str().len())
-            .str("access_token", access_token)
+            .token("access_token", &grant.token)
             .digits("expires_on", grant.token.expires_on)
             .str("resource", resource.as_str())
             .str("token_type", "Bearer")

@@ -76,7 +76,7 @@ impl Dialect for AzureMl {
         let resource = request.resource.as_str();
         let access_token = grant.token.secret().expose();
         TokenBody::with_capacity(160 + access_token.len() + resource.len())
-            .str("access_token", access_token)
+            .token("access_token", &grant.token)
             .num("expires_in", grant.token.expires_in_secs())
             .num("expires_on", grant.token.expires_on)
             .str("resource", resource)

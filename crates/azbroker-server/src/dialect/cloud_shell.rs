@@ -49,7 +49,7 @@ impl Dialect for CloudShell {
         let resource = request.resource.as_str();
         let access_token = token.secret().expose();
         TokenBody::with_capacity(224 + access_token.len() + resource.len())
-            .str("access_token", access_token)
+            .token("access_token", token)
             .str("refresh_token", "")
             .digits("expires_in", token.expires_in_secs())
             .digits("expires_on", token.expires_on)

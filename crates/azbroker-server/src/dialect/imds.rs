@@ -70,7 +70,7 @@ pub(crate) fn token_body(resource: &Resource, grant: &Grant, echo: Option<&Selec
     let expires_in = token.expires_in_secs();
     let echoed = |name: &str| echo.filter(|s| s.param == name).map(|s| s.value.as_ref());
     let body = TokenBody::with_capacity(256 + access_token.len() + resource.as_str().len())
-        .str("access_token", access_token)
+        .token("access_token", token)
         .str("refresh_token", "")
         .digits("expires_in", expires_in)
         .digits("expires_on", token.expires_on)

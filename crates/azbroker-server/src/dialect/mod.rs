@@ -20,7 +20,7 @@ use azbroker_core::{
 };
 use http::header::{FORWARDED, RETRY_AFTER};
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::authorize::{authorize, requester};
 use crate::error::RequestError;
@@ -212,9 +212,17 @@ pub(crate) fn parse_v1_query<'r>(
 ) -> Result<TokenRequest<'r>, RequestError> {
     let mut query = QueryParams::parse(query)?;
     query.require("api-version")?;
-    let resource = Resource::parse(query.require("resource")?).map_err(RequestError::InvalidResource)?;
+    let resource = take_resource(&mut query)?;
     let selector = select::take_selector(&mut query, selectors)?;
     Ok(TokenRequest::new(resource, selector))
+}
+
+/// The required `resource` parameter, moved out of the query (no second copy when it was
+/// decoded, which a URL always is).
+fn take_resource(query: &mut QueryParams<'_>) -> Result<Resource, RequestError> {
+    query.require("resource")?;
+    let raw = query.take("resource").unwrap_or_default();
+    Resource::parse_owned(raw.into_owned()).map_err(RequestError::InvalidResource)
 }
 
 /// Parses a `resource=...` form body (Cloud Shell and the Azure ML POST): `resource` required,
@@ -225,14 +233,18 @@ pub(crate) fn parse_form<'r>(
 ) -> Result<TokenRequest<'r>, RequestError> {
     let text = std::str::from_utf8(body).map_err(|_| RequestError::BadBody("the form body is not UTF-8"))?;
     let mut form = QueryParams::parse(Some(text))?;
-    let resource = Resource::parse(form.require("resource")?).map_err(RequestError::InvalidResource)?;
+    let resource = take_resource(&mut form)?;
     let selector = select::take_selector(&mut form, selectors)?;
     Ok(TokenRequest::new(resource, selector))
 }
 
+// Header names as values, so a lookup does not parse a name from a string on every request.
+static METADATA: HeaderName = HeaderName::from_static("metadata");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
 /// `Metadata: true`, compared case-insensitively (some samples send `True`).
 pub(crate) fn require_metadata(headers: &HeaderMap) -> Result<(), RequestError> {
-    match headers.get("metadata") {
+    match headers.get(&METADATA) {
         Some(v) if v.as_bytes().eq_ignore_ascii_case(b"true") => Ok(()),
         _ => Err(RequestError::MissingMetadata),
     }
@@ -272,7 +284,7 @@ pub(crate) fn require_secret(
 /// Refuses requests that came through a proxy: a local proxy must not turn into a way for remote
 /// callers to reach the broker (SSRF).
 pub(crate) fn reject_forwarded(headers: &HeaderMap) -> Result<(), RequestError> {
-    if headers.contains_key("x-forwarded-for") {
+    if headers.contains_key(&X_FORWARDED_FOR) {
         return Err(RequestError::Forwarded { header: "X-Forwarded-For" });
     }
     if headers.contains_key(FORWARDED) {

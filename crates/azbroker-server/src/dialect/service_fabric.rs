@@ -48,7 +48,7 @@ impl Dialect for ServiceFabric {
         let access_token = grant.token.secret().expose();
         TokenBody::with_capacity(128 + access_token.len() + resource.len())
             .str("token_type", "Bearer")
-            .str("access_token", access_token)
+            .token("access_token", &grant.token)
             .num("expires_on", grant.token.expires_on)
             .str("resource", resource)
             .into_response()

@@ -80,6 +80,28 @@ async fn a_request_head_over_16_kib_gets_431_and_one_under_is_served() {
 }
 
 #[tokio::test]
+async fn more_header_fields_than_the_bound_get_431() {
+    let (addr, cancel, _) = start(echo(), Limits::default()).await;
+    // Host and Connection plus `extra` more: 64 fields is the default bound.
+    let head = |extra: usize| {
+        let fields: String = (0..extra).map(|i| format!("X-F{i}: v\r\n")).collect();
+        format!("GET /who HTTP/1.1\r\nHost: 127.0.0.1\r\n{fields}Connection: close\r\n\r\n")
+    };
+    let reply = exchange(addr, head(62).as_bytes()).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    for extra in [63, 98, 200] {
+        let reply = exchange(addr, head(extra).as_bytes()).await;
+        assert!(reply.starts_with("HTTP/1.1 431"), "{extra}: {reply}");
+    }
+    let limits = Limits { max_headers: 150, ..Limits::default() };
+    let (addr, cancel2, _) = start(echo(), limits).await;
+    assert!(exchange(addr, head(140).as_bytes()).await.starts_with("HTTP/1.1 200"));
+    assert!(exchange(addr, head(160).as_bytes()).await.starts_with("HTTP/1.1 431"));
+    cancel.cancel();
+    cancel2.cancel();
+}
+
+#[tokio::test]
 async fn oversized_bodies_get_413_whether_declared_or_streamed() {
     let limits = Limits { max_body_bytes: 1024, ..Limits::default() };
     let (addr, cancel, _) = start(echo(), limits).await;

@@ -14,7 +14,7 @@
 
 use std::fmt::{self, Write as _};
 use std::io::{BufWriter, IsTerminal};
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -59,8 +59,45 @@ struct Rfc3339Micros;
 
 impl FormatTime for Rfc3339Micros {
     fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
-        write!(w, "{}", humantime::format_rfc3339_micros(SystemTime::now()))
+        write_rfc3339_micros(w, SystemTime::now())
     }
+}
+
+/// `now` as humantime's RFC 3339 microsecond form, the date and time of day cached per thread.
+fn write_rfc3339_micros(w: &mut Writer<'_>, now: SystemTime) -> fmt::Result {
+    let Ok(since) = now.duration_since(UNIX_EPOCH) else {
+        return write!(w, "{}", humantime::format_rfc3339_micros(now));
+    };
+    // The date and time of day change once a second; every line of that second on this thread
+    // reuses them and writes only its microseconds.
+    let mut cached = SECOND.take();
+    if cached.0 != since.as_secs() || cached.1.is_empty() {
+        let text = humantime::format_rfc3339_seconds(now).to_string();
+        cached = (since.as_secs(), text.trim_end_matches('Z').to_owned());
+    }
+    let result = write_micros(w, &cached.1, since.subsec_micros());
+    SECOND.set(cached);
+    result
+}
+
+thread_local! {
+    /// Unix second and its `2026-12-01T09:46:21` text, per thread.
+    static SECOND: std::cell::Cell<(u64, String)> = const { std::cell::Cell::new((0, String::new())) };
+    /// The audit line being built, reused from line to line on a thread.
+    static LINE: std::cell::Cell<String> = const { std::cell::Cell::new(String::new()) };
+}
+
+/// `{second}.{micros:06}Z`.
+fn write_micros(w: &mut Writer<'_>, second: &str, micros: u32) -> fmt::Result {
+    let mut frac = *b".000000Z";
+    let mut n = micros;
+    for i in (1..7).rev() {
+        frac[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    w.write_str(second)?;
+    // Built from ASCII digits above.
+    w.write_str(std::str::from_utf8(&frac).unwrap_or(".000000Z"))
 }
 
 /// The human format: the audit line on a fast path, everything else through `inner`.
@@ -93,7 +130,8 @@ where
         if !plain {
             return self.inner.format_event(ctx, writer, event);
         }
-        let mut line = String::with_capacity(256);
+        let mut line = LINE.take();
+        line.clear();
         Rfc3339Micros.format_time(&mut Writer::new(&mut line))?;
         line.push(' ');
         line.push_str(level_str(*meta.level()));
@@ -102,11 +140,14 @@ where
         line.push_str(": ");
         let mut fields = PlainFields { line, first: true, unusual: false };
         event.record(&mut fields);
-        if fields.unusual {
-            return self.inner.format_event(ctx, writer, event);
-        }
-        fields.line.push('\n');
-        writer.write_str(&fields.line)
+        let result = if fields.unusual {
+            self.inner.format_event(ctx, writer, event)
+        } else {
+            fields.line.push('\n');
+            writer.write_str(&fields.line)
+        };
+        LINE.set(fields.line);
+        result
     }
 }
 
@@ -190,12 +231,12 @@ impl Visit for PlainFields {
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if field.name() == "message" {
-            let mut text = String::new();
-            let _ = write!(text, "{value:?}");
-            if text.chars().any(char::is_control) {
-                self.unusual = true;
-            } else if self.name(field) {
-                self.line.push_str(&text);
+            if self.name(field) {
+                // Written in place; a message with a control character is left to the generic
+                // formatter (the caller then discards this line).
+                let start = self.line.len();
+                let _ = write!(self.line, "{value:?}");
+                self.unusual |= self.line[start..].chars().any(char::is_control);
             }
             return;
         }
@@ -280,6 +321,17 @@ mod tests {
             ),
             "{fast}"
         );
+    }
+
+    #[test]
+    fn the_cached_timestamp_is_humantimes() {
+        let base = UNIX_EPOCH + std::time::Duration::from_secs(1_764_583_581);
+        for offset_us in [0, 1, 999_999, 1_000_000, 1_000_001, 61_000_042, 61_000_043, 3_600_000_000] {
+            let t = base + std::time::Duration::from_micros(offset_us);
+            let mut s = String::new();
+            write_rfc3339_micros(&mut Writer::new(&mut s), t).unwrap();
+            assert_eq!(s, humantime::format_rfc3339_micros(t).to_string());
+        }
     }
 
     #[test]
