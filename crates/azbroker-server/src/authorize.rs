@@ -56,11 +56,13 @@ pub(crate) async fn authorize(
         Requester::Local(caller) => caller,
         Requester::Remote { .. } => None,
     };
-    let groups = match caller {
-        Some(c) if policy.needs_groups(profile.as_str(), c.uid) => app.groups().of(c.uid).await,
-        _ => Arc::from([]),
+    // Only a policy with group rules for this profile costs a lookup; otherwise no allocation.
+    let looked_up = match caller {
+        Some(c) if policy.needs_groups(profile.as_str(), c.uid) => Some(app.groups().of(c.uid).await),
+        _ => None,
     };
-    policy.check_requester(profile, requester, &groups).map_err(RequestError::Denied)?;
+    let groups: &[u32] = looked_up.as_deref().unwrap_or(&[]);
+    policy.check_requester(profile, requester, groups).map_err(RequestError::Denied)?;
     policy.check_resource(profile, resource).map_err(RequestError::Denied)?;
     if let Some(limiter) = rt.rate_limiter() {
         limiter
