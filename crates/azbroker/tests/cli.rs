@@ -8,24 +8,65 @@ fn azbroker(config: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_azbroker")).arg("--config").arg(config).args(args).output().unwrap()
 }
 
-/// Writes the ports file a running daemon keeps for its per-profile listeners.
-fn record_profile_listeners(state: &Path, lines: &str) {
+/// A stand-in for a running daemon on `run/admin.sock`: its `GET /v1/status` lists `auto`, the
+/// listeners it opened for profiles, as `(profile, kind, address)`. Serves until the test ends.
+fn fake_daemon(run: &Path, auto: &[(&str, &str, &str)]) {
+    use std::io::{Read, Write};
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(state).unwrap();
-    std::fs::write(state.join("profile-listeners"), lines).unwrap();
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(run).unwrap();
+    let sockets: Vec<_> = auto
+        .iter()
+        .map(|(profile, kind, address)| {
+            serde_json::json!({"kind": kind, "address": address, "profile": profile, "origin": "auto"})
+        })
+        .collect();
+    let status = serde_json::json!({
+        "version": "0.1.0", "pid": 7, "ready": true, "uptime_secs": 1, "listeners": ["127.0.0.1:50999"],
+        "profiles": ["one", "two"], "default_profile": null, "entries": [], "sockets": sockets,
+        "stats": {"hits": 0, "misses": 0, "coalesced": 0, "upstream_calls": 0, "upstream_errors": 0, "refreshes": 0}
+    })
+    .to_string();
+    let listener = std::os::unix::net::UnixListener::bind(run.join("admin.sock")).unwrap();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().map_while(Result::ok) {
+            let mut request = Vec::new();
+            let mut buf = [0; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let (code, body) = if request.starts_with(b"GET /v1/status ") {
+                ("200 OK", status.as_str())
+            } else {
+                ("404 Not Found", "")
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {code}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
 }
 
-fn config_in(dir: &Path) -> std::path::PathBuf {
-    record_profile_listeners(
-        &dir.join("state"),
-        "one 127.0.0.1:51001 127.0.0.1:0\ntwo 127.0.0.1:51002 127.0.0.1:0\n",
-    );
+/// A config with profiles `one` and `two`; `daemon`: a (stand-in) daemon runs, which opened
+/// 127.0.0.1:51001 for `one` and 127.0.0.1:51002 for `two`.
+fn config_in(dir: &Path, daemon: bool) -> std::path::PathBuf {
+    if daemon {
+        fake_daemon(
+            &dir.join("run"),
+            &[("one", "http", "127.0.0.1:51001"), ("two", "http", "127.0.0.1:51002")],
+        );
+    }
     let path = dir.join("config.toml");
     std::fs::write(
         &path,
         format!(
-            "[server]\nlisten = [\"127.0.0.1:50999\"]\nstate_dir = \"{}\"\n\n[logins.a]\nkind = \"service-principal\"\ntenant = \"t.example\"\nclient_id = \"c\"\nclient_secret = \"s\"\n[profiles.one]\nlogin = \"a\"\n[profiles.two]\nlogin = \"a\"\ntenant = \"u.example\"\n",
-            dir.join("state").display()
+            "[server]\nlisten = [\"127.0.0.1:50999\"]\nstate_dir = \"{}\"\nruntime_dir = \"{}\"\n\n[logins.a]\nkind = \"service-principal\"\ntenant = \"t.example\"\nclient_id = \"c\"\nclient_secret = \"s\"\n[profiles.one]\nlogin = \"a\"\n[profiles.two]\nlogin = \"a\"\ntenant = \"u.example\"\n",
+            dir.join("state").display(),
+            dir.join("run").display()
         ),
     )
     .unwrap();
@@ -56,7 +97,7 @@ fn help_lists_the_subcommands() {
 #[test]
 fn env_prints_app_service_exports_by_default() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config_in(dir.path());
+    let cfg = config_in(dir.path(), true);
     let out = azbroker(&cfg, &["env"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
@@ -72,7 +113,7 @@ fn env_prints_app_service_exports_by_default() {
 #[test]
 fn env_formats_and_dialects() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config_in(dir.path());
+    let cfg = config_in(dir.path(), true);
     let out = azbroker(&cfg, &["env", "--profile", "two", "--dialect", "imds", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
@@ -88,7 +129,7 @@ fn env_formats_and_dialects() {
 #[test]
 fn env_for_an_unknown_profile_fails_clearly() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config_in(dir.path());
+    let cfg = config_in(dir.path(), true);
     let out = azbroker(&cfg, &["env", "--profile", "three"]);
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
@@ -98,25 +139,30 @@ fn env_for_an_unknown_profile_fails_clearly() {
 #[test]
 fn run_passes_the_variables_to_the_command() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config_in(dir.path());
+    let cfg = config_in(dir.path(), true);
     let out =
         azbroker(&cfg, &["run", "--profile", "one", "--", "sh", "-c", "echo $IDENTITY_ENDPOINT; exit 7"]);
     assert_eq!(out.status.code(), Some(7));
     assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "http://127.0.0.1:51001/msi/token");
 }
 
-/// Without a listener of the profile's own (no daemon has opened one), `env --profile` fails
-/// with the fix rather than falling back to a path prefix some clients drop.
+/// `env --profile` asks the running daemon for the listener it opened for the profile: with no
+/// daemon it says to start one, rather than falling back to a path prefix some clients drop; a
+/// daemon that opened none (a profile added since) says to reload.
 #[test]
 fn env_for_a_profile_without_its_own_listener_fails_clearly() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config_in(dir.path());
-    std::fs::remove_file(dir.path().join("state/profile-listeners")).unwrap();
+    let cfg = config_in(dir.path(), false);
     let out = azbroker(&cfg, &["env", "--profile", "two", "--dialect", "imds"]);
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("has not opened a listener for profile 'two'"), "{err}");
+    assert!(err.contains("`azbroker serve`") && err.contains("profile 'two'"), "{err}");
     assert!(azbroker(&cfg, &["env"]).status.success(), "the default profile needs none");
+    fake_daemon(&dir.path().join("run"), &[("one", "http", "127.0.0.1:51001")]);
+    let out = azbroker(&cfg, &["env", "--profile", "two", "--dialect", "imds"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("no http listener for profile 'two'") && err.contains("azbroker reload"), "{err}");
 }
 
 #[test]
@@ -162,7 +208,10 @@ fn env_knows_every_dialect() {
         ),
     )
     .unwrap();
-    record_profile_listeners(&dir.path().join("state"), "two 127.0.0.1:51012 127.0.0.1:51013\n");
+    fake_daemon(
+        &dir.path().join("run"),
+        &[("two", "http", "127.0.0.1:51012"), ("two", "https", "127.0.0.1:51013")],
+    );
     let base = "http://127.0.0.1:51012";
     let ml = env_json(&cfg, "azure-ml");
     assert_eq!(keys(&ml), ["DEFAULT_IDENTITY_CLIENT_ID", "MSI_ENDPOINT", "MSI_SECRET"]);

@@ -342,3 +342,81 @@ async fn a_reload_opens_and_closes_profile_listeners() {
     }
     assert!(daemon.env(&["--profile", "extra"]).is_err(), "a removed profile has no env");
 }
+
+/// The per-profile listeners as `status --json` lists them now: `(profile, kind, address)` of the
+/// sockets of origin `auto`.
+fn profile_sockets(daemon: &Daemon) -> Vec<(String, String, String)> {
+    let out = daemon.cli(&["status", "--json"]).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut found: Vec<_> = status["sockets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["origin"] == "auto")
+        .map(|s| {
+            let field = |k: &str| s[k].as_str().unwrap().to_owned();
+            (field("profile"), field("kind"), field("address"))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// `status` lists every per-profile listener as open now (a reload adds one), and `env --profile`
+/// takes its address from the daemon, not from the state directory (which an `admin_group`
+/// member cannot read); with no daemon it says to start one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_lists_the_profile_listeners_and_env_asks_the_daemon_for_them() {
+    let (auth, daemon) = two_tenants("");
+    let sockets = profile_sockets(&daemon);
+    let kinds: Vec<(&str, &str)> = sockets.iter().map(|(p, k, _)| (p.as_str(), k.as_str())).collect();
+    assert_eq!(
+        kinds,
+        [("contoso", "http"), ("contoso", "https"), ("fabrikam", "http"), ("fabrikam", "https")]
+    );
+    let address = |profile: &str, kind: &str| {
+        sockets.iter().find(|(p, k, _)| p == profile && k == kind).unwrap().2.clone()
+    };
+    // What the state directory records no longer matters to the CLI.
+    let state = daemon.dir.path().join("state/profile-listeners");
+    assert!(state.exists(), "the daemon records its ports");
+    std::fs::write(&state, "fabrikam 127.0.0.1:1 127.0.0.1:2\n").unwrap();
+    let vars = daemon.env(&["--profile", "fabrikam", "--dialect", "imds"]).unwrap();
+    let host = env_value(&vars, "AZURE_POD_IDENTITY_AUTHORITY_HOST");
+    assert_eq!(host, format!("http://{}", address("fabrikam", "http")));
+    let url = format!("{host}/metadata/identity/oauth2/token");
+    assert_eq!(tenant_via(&auth, "imds", &url, &vars).await, tenant_guid(FABRIKAM));
+    let vars = daemon.env(&["--profile", "fabrikam", "--dialect", "service-fabric"]).unwrap();
+    let endpoint = env_value(&vars, "IDENTITY_ENDPOINT");
+    assert_eq!(endpoint, format!("https://{}/msi/token", address("fabrikam", "https")));
+    assert_eq!(tenant_via(&auth, "service-fabric", &endpoint, &vars).await, tenant_guid(FABRIKAM));
+
+    let out = daemon.cli(&["status"]).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "http   {} (profile fabrikam), opened for the profile",
+            address("fabrikam", "http")
+        )),
+        "{text}"
+    );
+
+    let original = std::fs::read_to_string(&daemon.config_path).unwrap();
+    let added = format!("{original}\n[profiles.extra]\nlogin = \"app\"\ntenant = \"extra.example\"\n");
+    std::fs::write(&daemon.config_path, added).unwrap();
+    let out = daemon.cli(&["reload"]).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let after: Vec<String> =
+        profile_sockets(&daemon).into_iter().map(|(p, k, _)| format!("{p}/{k}")).collect();
+    assert_eq!(
+        after,
+        ["contoso/http", "contoso/https", "extra/http", "extra/https", "fabrikam/http", "fabrikam/https"]
+    );
+
+    let mut daemon = daemon;
+    daemon.stop().unwrap();
+    let err = daemon.env(&["--profile", "fabrikam"]).unwrap_err().to_string();
+    assert!(err.contains("azbroker serve"), "{err}");
+    assert!(!err.contains("/p/"), "{err}");
+}

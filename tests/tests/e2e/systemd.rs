@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use azbroker_tests::{binary, free_port, repo_root};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::*;
 
@@ -288,8 +288,14 @@ async fn named_sockets_become_profile_listeners_and_the_admin_socket() {
     assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), daemon.log());
     let status: Value = serde_json::from_slice(&out.stdout).unwrap();
     let sockets = status["sockets"].as_array().unwrap();
-    assert_eq!(sockets.len(), 3, "{status}");
-    assert!(sockets.iter().all(|s| s["origin"] == "systemd"), "{status}");
+    assert_eq!(sockets.len(), 4, "{status}");
+    assert!(sockets[..3].iter().all(|s| s["origin"] == "systemd"), "{status}");
+    // contoso has no listener of its own from systemd: the daemon opened one for it.
+    assert_eq!(
+        (&sockets[3]["origin"], &sockets[3]["profile"]),
+        (&json!("auto"), &json!("contoso")),
+        "{status}"
+    );
     assert!(
         sockets.iter().any(|s| s["profile"] == "fabrikam" && s["address"] == format!("127.0.0.1:{fabrikam}"))
     );

@@ -35,7 +35,8 @@ pub struct DaemonInfo {
 }
 
 /// What the binary adds to the status: computed at each call from the config in force, the
-/// logins and the engine's metrics; sockets and exports are fixed at start.
+/// logins and the engine's metrics; sockets and exports are fixed at start, except the
+/// per-profile listeners ([`SocketOrigin::Auto`]), listed as open at the time of the call.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DaemonStatus {
     /// The config file in force; absent on built-in defaults.
@@ -127,6 +128,19 @@ pub struct SocketInfo {
     pub origin: SocketOrigin,
 }
 
+impl DaemonStatus {
+    /// The listener the daemon opened for `profile` ([`SocketOrigin::Auto`]) of `kind`, as
+    /// `IP:PORT`.
+    pub fn profile_listener(&self, profile: &str, kind: SocketKind) -> Option<&str> {
+        self.sockets
+            .iter()
+            .find(|s| {
+                s.origin == SocketOrigin::Auto && s.kind == kind && s.profile.as_deref() == Some(profile)
+            })
+            .map(|s| s.address.as_str())
+    }
+}
+
 /// What a socket serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -161,6 +175,10 @@ pub enum SocketOrigin {
     Config,
     /// Passed by the service manager (socket activation).
     Systemd,
+    /// Opened by the daemon for a profile without a `listen` of its own (what `azbroker env
+    /// --profile P` prints); its port is kept in `state_dir/profile-listeners`, and reloads open
+    /// and close such listeners.
+    Auto,
 }
 
 impl SocketOrigin {
@@ -169,6 +187,7 @@ impl SocketOrigin {
         match self {
             Self::Config => "config",
             Self::Systemd => "systemd",
+            Self::Auto => "auto",
         }
     }
 }

@@ -121,6 +121,37 @@ fn status_round_trips_with_the_keys_scripts_read() {
 }
 
 #[test]
+fn per_profile_listeners_round_trip_and_are_found_by_profile_and_kind() {
+    let mut status = full_status();
+    let auto = |kind, address: &str, profile: &str| SocketInfo {
+        kind,
+        address: address.into(),
+        profile: Some(profile.into()),
+        origin: SocketOrigin::Auto,
+    };
+    status.daemon.sockets.extend([
+        auto(SocketKind::Http, "127.0.0.1:41000", "fabrikam"),
+        auto(SocketKind::Https, "127.0.0.1:41001", "fabrikam"),
+        auto(SocketKind::Http, "127.0.0.1:41002", "contoso"),
+        // A profile's configured `listen` is not the listener the daemon opened for it.
+        SocketInfo { origin: SocketOrigin::Config, ..auto(SocketKind::Http, "127.0.0.1:41003", "other") },
+    ]);
+    let v = round_trip(&status);
+    assert_eq!(
+        v["sockets"][2],
+        json!({"kind": "http", "address": "127.0.0.1:41000", "profile": "fabrikam", "origin": "auto"})
+    );
+    assert_eq!(v["sockets"][3]["kind"], "https");
+    let read: Status = serde_json::from_value(v).unwrap();
+    assert_eq!(read.daemon.profile_listener("fabrikam", SocketKind::Http), Some("127.0.0.1:41000"));
+    assert_eq!(read.daemon.profile_listener("fabrikam", SocketKind::Https), Some("127.0.0.1:41001"));
+    assert_eq!(read.daemon.profile_listener("contoso", SocketKind::Http), Some("127.0.0.1:41002"));
+    assert_eq!(read.daemon.profile_listener("contoso", SocketKind::Https), None);
+    assert_eq!(read.daemon.profile_listener("other", SocketKind::Http), None);
+    assert_eq!(read.daemon.profile_listener("absent", SocketKind::Http), None);
+}
+
+#[test]
 fn a_status_without_the_daemons_fields_still_reads() {
     // What a daemon without hooks (or an older one) sends: no config, logins, sockets, exports.
     let mut status = full_status();
@@ -247,7 +278,7 @@ fn enum_names_match_the_wire() {
     for kind in [SocketKind::Http, SocketKind::Https, SocketKind::ImdsLinkLocal, SocketKind::Admin] {
         assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
     }
-    for origin in [SocketOrigin::Config, SocketOrigin::Systemd] {
+    for origin in [SocketOrigin::Config, SocketOrigin::Systemd, SocketOrigin::Auto] {
         assert_eq!(serde_json::to_value(origin).unwrap(), origin.as_str());
     }
     for state in

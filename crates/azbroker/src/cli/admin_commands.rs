@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use azbroker_core::admin_api::{
-    Exports, LoginHealth, LoginState, ReloadAnswer, RotateOutcome, SocketInfo, Status,
+    Exports, LoginHealth, LoginState, ReloadAnswer, RotateOutcome, SocketInfo, SocketOrigin, Status,
 };
 
 use crate::cli::admin_client::AdminClient;
@@ -70,13 +70,12 @@ pub async fn rotate_secrets(config: &Config) -> Result<ExitCode> {
 fn render_sockets_and_exports(out: &mut String, sockets: &[SocketInfo], exports: Option<&Exports>) {
     for sock in sockets {
         let profile = sock.profile.as_ref().map(|p| format!(" (profile {p})")).unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "  {:<6} {}{profile}, from {}",
-            sock.kind.as_str(),
-            sock.address,
-            sock.origin.as_str()
-        );
+        let origin = match sock.origin {
+            SocketOrigin::Auto => "opened for the profile (`azbroker env --profile` prints it)",
+            other => other.as_str(),
+        };
+        let from = if sock.origin == SocketOrigin::Auto { "" } else { "from " };
+        let _ = writeln!(out, "  {:<6} {}{profile}, {from}{origin}", sock.kind.as_str(), sock.address);
     }
     if let Some(ex) = exports {
         let _ = writeln!(out, "exports:   {}", ex.command);
@@ -216,6 +215,8 @@ mod tests {
             "version": "0.1.0", "pid": 7, "ready": true, "uptime_secs": 65,
             "config": "/etc/azbroker/config.toml", "listeners": ["127.0.0.1:50342"],
             "profiles": ["contoso", "fabrikam"], "default_profile": "contoso",
+            "sockets": [{"kind": "http", "address": "127.0.0.1:50342", "profile": null, "origin": "config"},
+                        {"kind": "https", "address": "127.0.0.1:41001", "profile": "fabrikam", "origin": "auto"}],
             "logins": [{"name": "app", "kind": "service-principal", "tenant": "contoso.example", "state": "configured"},
                        {"name": "me", "kind": "user", "tenant": "organizations", "state": "signed_in",
                         "account": "alice@contoso.example", "tenants_needing_sign_in": [
@@ -230,6 +231,11 @@ mod tests {
         let text = render_status(&status);
         assert!(text.contains("azbroker 0.1.0 (pid 7), ready, up 1m 5s"), "{text}");
         assert!(text.contains("profiles:  contoso (default), fabrikam"), "{text}");
+        assert!(text.contains("  http   127.0.0.1:50342, from config\n"), "{text}");
+        assert!(
+            text.contains("  https  127.0.0.1:41001 (profile fabrikam), opened for the profile (`azbroker env --profile` prints it)\n"),
+            "{text}"
+        );
         assert!(text.contains("app") && text.contains("service-principal"), "{text}");
         assert!(text.contains("signed in as alice@contoso.example"), "{text}");
         assert!(

@@ -3,14 +3,14 @@
 
 use anyhow::{Context, Result, bail};
 use azbroker_core::Secret;
-use azbroker_core::admin_api::SecretValues;
+use azbroker_core::admin_api::{SecretValues, SocketKind, Status};
 use azbroker_server::admin;
 use azbroker_server::{DEFAULT_IDENTITY_CLIENT_ID, SecretId};
 
 use crate::cli::admin_client::AdminClient;
 use crate::cli::args::{Dialect, EnvFormat};
 use crate::config::Config;
-use crate::daemon::{profile_listeners, secrets, tls_identity};
+use crate::daemon::{secrets, tls_identity};
 
 /// A runtime secret a client needs: read (or generated) the way the daemon does, or — when this
 /// user may not read the daemon's files (a system daemon, `admin_group`) — asked of the daemon.
@@ -47,7 +47,7 @@ async fn from_daemon(config: &Config, id: SecretId) -> Result<Secret> {
 /// `listen`, else the one the daemon opened for it). Never a `/p/PROFILE` path prefix: clients
 /// that rebuild the URL's path (.NET and Java on `AZURE_POD_IDENTITY_AUTHORITY_HOST`) would drop
 /// it and silently get the default profile's token.
-pub fn base_url(config: &Config, profile: Option<&str>) -> Result<String> {
+pub async fn base_url(config: &Config, profile: Option<&str>) -> Result<String> {
     let Some(p) = profile else {
         let Some(addr) = config.server.listen.first() else { bail!("no listener is configured") };
         return Ok(format!("http://{addr}"));
@@ -56,13 +56,13 @@ pub fn base_url(config: &Config, profile: Option<&str>) -> Result<String> {
     if let Some(addr) = profile.listen.first() {
         return Ok(format!("http://{addr}"));
     }
-    Ok(format!("http://{}", own(config, p)?.http))
+    Ok(format!("http://{}", own(config, p, SocketKind::Http).await?))
 }
 
 /// `https://ADDR` of the daemon's first HTTPS listener, or of the profile's own one. A profile
 /// with a configured (HTTP-only) `listen` has none and keeps `/p/PROFILE` there: every Service
 /// Fabric client uses `IDENTITY_ENDPOINT` verbatim.
-pub fn tls_base_url(config: &Config, profile: Option<&str>) -> Result<String> {
+pub async fn tls_base_url(config: &Config, profile: Option<&str>) -> Result<String> {
     let Some(addr) = config.server.dialects.tls_listen.first() else {
         bail!("no HTTPS listener is configured ([server] tls_listen), which Service Fabric needs")
     };
@@ -70,10 +70,7 @@ pub fn tls_base_url(config: &Config, profile: Option<&str>) -> Result<String> {
     if !configured(config, p)?.listen.is_empty() {
         return Ok(format!("https://{addr}/p/{p}"));
     }
-    match own(config, p)?.https {
-        Some(own) => Ok(format!("https://{own}")),
-        None => bail!("the daemon has no HTTPS listener for profile '{p}' yet; reload it (azbroker reload)"),
-    }
+    Ok(format!("https://{}", own(config, p, SocketKind::Https).await?))
 }
 
 fn configured<'c>(config: &'c Config, p: &str) -> Result<&'c crate::config::Profile> {
@@ -83,13 +80,24 @@ fn configured<'c>(config: &'c Config, p: &str) -> Result<&'c crate::config::Prof
     })
 }
 
-/// The addresses the daemon opened for profile `p` (recorded in its state directory).
-fn own(config: &Config, p: &str) -> Result<profile_listeners::Addresses> {
-    profile_listeners::recorded(config, p)?.with_context(|| {
-        format!(
-            "the daemon has not opened a listener for profile '{p}': start it, or reload it if the profile is new (azbroker reload)"
+/// The `IP:PORT` of the listener of `kind` the running daemon opened for profile `p`, as its
+/// status lists it: asked over the admin socket, so that a user who may talk to the daemon but not
+/// read its state directory (`admin_group`) gets it too. No daemon, no address: the port is only
+/// known for sure while it listens.
+async fn own(config: &Config, p: &str, kind: SocketKind) -> Result<String> {
+    let status: Status = match AdminClient::new(config).get("/v1/status").await.with_context(|| {
+        format!("profile '{p}' is reached on a listener the daemon opens for it; start the daemon (`azbroker serve`)")
+    })? {
+        Ok(status) => status,
+        Err(refused) => bail!("the daemon did not answer its status ({}): {refused}", refused.status),
+    };
+    let Some(addr) = status.daemon.profile_listener(p, kind) else {
+        bail!(
+            "the daemon has no {} listener for profile '{p}': reload it if the profile is new (azbroker reload)",
+            kind.as_str()
         )
-    })
+    };
+    Ok(addr.to_owned())
 }
 
 /// The variables for one dialect, in a stable order.
@@ -98,7 +106,7 @@ pub async fn variables(
     profile: Option<&str>,
     dialect: Dialect,
 ) -> Result<Vec<(String, String)>> {
-    let base = base_url(config, profile)?;
+    let base = base_url(config, profile).await?;
     let var = |k: &str, v: String| (k.to_owned(), v);
     Ok(match dialect {
         Dialect::AppService => vec![
@@ -117,7 +125,7 @@ pub async fn variables(
             var("IMDS_ENDPOINT", base.clone()),
         ],
         Dialect::ServiceFabric => {
-            let tls = tls_base_url(config, profile)?;
+            let tls = tls_base_url(config, profile).await?;
             let identity = tls_identity::load_or_create(config)?;
             vec![
                 var("IDENTITY_ENDPOINT", format!("{tls}/msi/token")),

@@ -25,7 +25,7 @@ pub async fn run(config: &Config, args: &RunArgs) -> Result<ExitCode> {
 }
 
 pub async fn token(config: &Config, args: &TokenArgs) -> Result<ExitCode> {
-    let base = client_env::base_url(config, args.profile.as_deref())?;
+    let base = client_env::base_url(config, args.profile.as_deref()).await?;
     let header = client_env::identity_header(config).await?;
     let http = reqwest::Client::builder()
         .no_proxy()

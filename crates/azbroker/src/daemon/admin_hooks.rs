@@ -26,7 +26,7 @@ use crate::daemon::status_info;
 /// configs), status is computed from the runtime in force and the engine at each call.
 pub(crate) struct ServeHooks {
     pub(crate) reload_tx: mpsc::Sender<ReloadRequest>,
-    /// Sockets and exports: fixed at start.
+    /// Sockets and exports: fixed at start (the per-profile listeners are added at each call).
     pub(crate) fixed: status_info::Fixed,
     pub(crate) app: AppState,
     pub(crate) logins: Arc<LoginService>,
@@ -73,7 +73,7 @@ impl AdminHooks for ServeHooks {
             config: config_file,
             logins: status_info::logins_health(logins, &profile_logins, &metrics),
             upstream: status_info::upstream(&metrics),
-            sockets: self.fixed.sockets.clone(),
+            sockets: self.fixed.sockets.iter().cloned().chain(self.profile_listeners.sockets()).collect(),
             exports: self.fixed.exports.clone(),
         }
     }

@@ -18,6 +18,7 @@ use std::sync::{Mutex, PoisonError};
 
 use anyhow::{Context, Result};
 use azbroker_core::ProfileName;
+use azbroker_core::admin_api::{SocketInfo, SocketKind, SocketOrigin};
 use azbroker_server::{AppState, Server};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -126,6 +127,13 @@ impl ProfileListeners {
         state::write_private(&file, render(&addresses).as_bytes())
     }
 
+    /// The listeners open now, for `status` (they change on each reload): HTTP then HTTPS, by
+    /// profile name.
+    pub fn sockets(&self) -> Vec<SocketInfo> {
+        let running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        running.iter().flat_map(|(name, r)| sockets(name, r.addresses)).collect()
+    }
+
     fn serve_http(
         &self,
         listener: std::net::TcpListener,
@@ -145,16 +153,20 @@ impl ProfileListeners {
     }
 }
 
+fn sockets(name: &ProfileName, a: Addresses) -> impl Iterator<Item = SocketInfo> {
+    let http = Some((SocketKind::Http, a.http));
+    let https = a.https.map(|addr| (SocketKind::Https, addr));
+    [http, https].into_iter().flatten().map(move |(kind, addr)| SocketInfo {
+        kind,
+        address: addr.to_string(),
+        profile: Some(name.to_string()),
+        origin: SocketOrigin::Auto,
+    })
+}
+
 /// Where the ports are kept.
 pub fn path(config: &Config) -> PathBuf {
     config.server.state_dir.join(FILE_NAME)
-}
-
-/// Profile `name`'s own addresses as the daemon recorded them, if it has any.
-pub fn recorded(config: &Config, name: &str) -> Result<Option<Addresses>> {
-    let file = path(config);
-    let all = read_file(&file).with_context(|| format!("cannot read {}", file.display()))?;
-    Ok(all.get(name).and_then(|r| r.http.map(|http| Addresses { http, https: r.https })))
 }
 
 /// Every port the daemon recorded for a profile's own listeners (none when unreadable).
@@ -212,6 +224,19 @@ fn bind(ip: IpAddr, port: Option<u16>) -> Result<std::net::TcpListener> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_lists_http_then_https_for_the_profile() {
+        let name = ProfileName::parse("fab").unwrap();
+        let http = SocketAddr::from(([127, 0, 0, 1], 41000));
+        let https = SocketAddr::from(([127, 0, 0, 1], 41001));
+        let both: Vec<_> = sockets(&name, Addresses { http, https: Some(https) }).collect();
+        assert_eq!(both.len(), 2);
+        assert_eq!((both[0].kind, both[0].address.as_str()), (SocketKind::Http, "127.0.0.1:41000"));
+        assert_eq!((both[1].kind, both[1].address.as_str()), (SocketKind::Https, "127.0.0.1:41001"));
+        assert!(both.iter().all(|s| s.profile.as_deref() == Some("fab") && s.origin == SocketOrigin::Auto));
+        assert_eq!(sockets(&name, Addresses { http, https: None }).count(), 1);
+    }
 
     #[test]
     fn the_ports_file_round_trips_and_ignores_junk() {

@@ -73,7 +73,7 @@ pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) 
     };
     let admin_shown = match admin_origin {
         Origin::Systemd => admin_listener.local_addr().ok().and_then(|a| a.as_pathname().map(Into::into)),
-        Origin::Config => None,
+        Origin::Config | Origin::Auto => None,
     }
     .unwrap_or_else(|| admin_path.clone());
     // A socket systemd made has the mode and group its unit gave it.

@@ -71,7 +71,7 @@ fn exports(config: &Config, listeners: &[(SocketAddr, Option<ProfileName>, Origi
             identity_endpoint: format!("{base}/msi/token"),
             identity_header: "(secret; printed by `azbroker env`)".to_owned(),
         },
-        per_profile: "each profile has a listener of its own (its `listen`, or one the daemon opens and records in state_dir/profile-listeners); `azbroker env --profile NAME` prints it".to_owned(),
+        per_profile: "each profile has a listener of its own (its `listen`, or one the daemon opens for it: the sockets of origin `auto`); `azbroker env --profile NAME` prints it".to_owned(),
         imds: ImdsExports { authority_host: base },
     })
 }
