@@ -43,8 +43,9 @@ impl RuntimeSpec {
     }
 
     /// The spec `rt` was built from (its rate limit, bindings and daemon view included), to
-    /// publish a variant of it.
-    pub fn of(rt: &Runtime) -> Self {
+    /// publish a variant of it (the router tests' reconfiguration).
+    #[cfg(test)]
+    pub(crate) fn of(rt: &Runtime) -> Self {
         Self {
             directory: rt.directory.clone(),
             policy: rt.policy.clone(),
@@ -140,11 +141,6 @@ impl Runtime {
     /// The profiles of this generation and their engine bindings, sorted by name.
     pub fn profiles(&self) -> &BTreeMap<ProfileName, Arc<ProfileBinding>> {
         &self.profiles
-    }
-
-    /// The daemon's own view of this generation, when it is a `T`.
-    pub fn daemon<T: Any + Send + Sync>(&self) -> Option<&T> {
-        self.daemon.downcast_ref()
     }
 
     /// The daemon's own view of this generation as a shared handle, when it is a `T`.

@@ -326,14 +326,18 @@ async fn obtain<'r, D: Dialect>(
     body: &'r [u8],
 ) -> Result<Served<'r>, Failed> {
     let request = D::parse(&ctx.app, parts, body).map_err(Failed::bare)?;
-    let profile = match &request.tenant {
-        None => select_profile(ctx, rt, parts, &request),
+    // A tenant resolved by trying a profile already holds that profile's grant.
+    let chosen = match &request.tenant {
+        None => select_profile(ctx, rt, parts, &request).map(|p| (p, None)),
         Some(tenant) => by_tenant::<D>(ctx, rt, parts, &request, tenant).await,
     };
-    let profile = match profile {
-        Ok(p) => p,
+    let (profile, granted) = match chosen {
+        Ok(chosen) => chosen,
         Err(error) => return Err(Failed { profile: None, resource: Some(request.resource), error }),
     };
+    if let Some(grant) = granted {
+        return Ok(Served { profile, request, grant });
+    }
     match fetch::<D>(ctx, rt, parts, &profile, &request).await {
         Ok(grant) => Ok(Served { profile, request, grant }),
         Err(error) => Err(Failed { profile: Some(profile), resource: Some(request.resource), error }),
@@ -361,14 +365,15 @@ async fn fetch<D: Dialect>(
 
 /// The profile of the tenant a request named: an exact match (configured or learned tenant id),
 /// else each domain-configured profile this caller may use is asked for a token once and taken
-/// only when the token's `tid` is the tenant asked for.
+/// only when the token's `tid` is the tenant asked for — then with that token, so it is not
+/// authorised (and rate-limited) a second time.
 async fn by_tenant<D: Dialect>(
     ctx: &RouteCtx,
     rt: &Runtime,
     parts: &Parts,
     request: &TokenRequest<'_>,
     tenant: &str,
-) -> Result<ProfileName, RequestError> {
+) -> Result<(ProfileName, Option<Grant>), RequestError> {
     let preferred = select_profile(ctx, rt, parts, request).ok();
     let learned: Vec<(&ProfileName, Option<String>)> =
         rt.profiles().keys().map(|name| (name, rt.learned_tid(name))).collect();
@@ -377,15 +382,14 @@ async fn by_tenant<D: Dialect>(
         Some(TenantCandidate { name, tenant: &binding.tenant, learned: tid.as_deref() })
     });
     let unresolved = match azbroker_core::select::by_tenant(candidates, tenant, preferred.as_ref()) {
-        TenantMatch::Exact(profile) => return Ok(profile),
+        TenantMatch::Exact(profile) => return Ok((profile, None)),
         TenantMatch::Unresolved(profiles) => profiles,
     };
     for profile in unresolved {
         // A profile that may not be used, or cannot issue a token now, cannot be the one asked for.
-        if fetch::<D>(ctx, rt, parts, &profile, request).await.is_ok()
-            && rt.learned_tid(&profile).is_some_and(|t| t.eq_ignore_ascii_case(tenant))
-        {
-            return Ok(profile);
+        let Ok(grant) = fetch::<D>(ctx, rt, parts, &profile, request).await else { continue };
+        if rt.remember_tid(&profile, &grant).is_some_and(|t| t.eq_ignore_ascii_case(tenant)) {
+            return Ok((profile, Some(grant)));
         }
     }
     Err(RequestError::UnknownTenant(tenant.to_owned()))
