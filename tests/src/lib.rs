@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail};
 
 pub mod compat;
 pub mod tls_front;
+pub mod users;
 
 /// Path of the `azbroker` binary built by `cargo test --workspace` (or `$AZBROKER_BIN`).
 pub fn binary() -> PathBuf {

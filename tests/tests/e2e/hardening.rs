@@ -196,21 +196,7 @@ fn the_cli_refuses_an_admin_socket_another_user_owns() {
 /// A local user this test creates (once per machine) to run a per-user daemon as; `None`, with the
 /// reason printed, when not root.
 fn victim_user() -> Option<(u32, u32)> {
-    const NAME: &str = "azb-sec-victim";
-    if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
-        eprintln!("skipping: creating the local user {NAME} needs root");
-        return None;
-    }
-    let id = |flag: &str| Command::new("id").args([flag, NAME]).output().unwrap();
-    if !id("-u").status.success() {
-        let made = Command::new("useradd")
-            .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", NAME])
-            .output()
-            .unwrap();
-        assert!(made.status.success() || id("-u").status.success(), "useradd: {}", stderr(&made));
-    }
-    let num = |flag: &str| String::from_utf8(id(flag).stdout).unwrap().trim().parse().unwrap();
-    Some((num("-u"), num("-g")))
+    azbroker_tests::users::LocalUser::ensure("azb-sec-victim").map(|u| (u.uid, u.gid))
 }
 
 /// The real fallback: a per-user daemon started without `XDG_RUNTIME_DIR` (su, cron) whose
