@@ -269,7 +269,7 @@ pub struct Engine {
 }
 
 type FlightResult = Option<Result<AccessToken, UpstreamError>>;
-type Slots = HashMap<CacheKey, HashMap<Resource, Arc<Slot>>>;
+type Slots = crate::FastMap<CacheKey, crate::FastMap<Resource, Arc<Slot>>>;
 
 /// The bindings of the generation published last: what the refresher keeps warm. The request
 /// path never reads it.
@@ -349,7 +349,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 config,
                 live: RwLock::new(Live::new(&bindings)),
-                slots: RwLock::new(HashMap::new()),
+                slots: RwLock::new(Slots::default()),
                 wake_tx,
                 wake_rx: Mutex::new(Some(wake_rx)),
                 tasks: TaskTracker::new(),

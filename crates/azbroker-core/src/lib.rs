@@ -39,3 +39,8 @@ pub use select::{
 };
 pub use source::{BoxFuture, FetchRequest, TokenSource};
 pub use token::{AccessToken, unix_now};
+
+/// The hash map of the request path's lookups (cache slots, access policy, request counters):
+/// foldhash, randomly seeded per map, in place of SipHash, which cost ~185 instructions per lookup
+/// of a profile name or resource — five lookups per cache hit (BENCHMARKS.md, "Hot path").
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::quality::RandomState>;

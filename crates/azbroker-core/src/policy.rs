@@ -13,7 +13,7 @@
 //! opts in (`allow_remote_callers`), and only on a dialect whose secret it presented — never on
 //! one that asks for nothing but `Metadata: true`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fmt;
 
 use crate::names::{ProfileName, Resource};
@@ -155,7 +155,7 @@ impl fmt::Display for Denial {
 /// The access rules of every profile.
 #[derive(Debug, Clone)]
 pub struct AccessPolicy {
-    profiles: HashMap<ProfileName, ProfileAccess>,
+    profiles: crate::FastMap<ProfileName, ProfileAccess>,
     /// `false` only for [`AccessPolicy::unrestricted`].
     restricted: bool,
 }
@@ -164,7 +164,7 @@ impl AccessPolicy {
     /// No caller checks at all (unknown callers included): the behaviour of a bare router in
     /// tests. The daemon always installs a configured policy instead.
     pub fn unrestricted() -> Self {
-        Self { profiles: HashMap::new(), restricted: false }
+        Self { profiles: crate::FastMap::default(), restricted: false }
     }
 
     /// The configured rules; profiles missing from `profiles` are refused to everyone.

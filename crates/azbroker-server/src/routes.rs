@@ -1,31 +1,34 @@
 //! The route table, the guard every route passes through, and path canonicalisation.
 //!
-//! Canonical paths (lower-case, no trailing slash, no prefix) — what clients normally send — are
-//! routed in one dispatch. Anything else falls through to a rewrite service that canonicalises
-//! the path once (collapses repeated slashes and drops `.` segments — MSAL4J sends
+//! [`Routes`] is one listener's table: a `tower::Service` that canonicalises the path once
+//! (collapses repeated slashes and drops `.` segments — MSAL4J sends
 //! `//metadata/identity/oauth2/token` —, strips a `/p/{profile}` prefix into a [`PathProfile`]
-//! extension, lower-cases, drops a trailing slash) and dispatches again, so every dialect gets
-//! profile prefixes and lenient matching for free. A path that could name another path once
-//! decoded (`%2F`, `%5C`, a backslash, `..`) is never rewritten: it is refused with 400 (a
-//! path-normalisation bypass was aad-pod-identity's GHSA-p82q-rxpm-hjpc). The guards and the
-//! access policy only ever see the canonical path. Every route, fallback included, is registered through [`guarded`], so none
-//! can skip the connection guards. Unknown paths and wrong methods get JSON bodies too. This
-//! module never looks at query strings or credentials.
+//! extension, lower-cases, drops a trailing slash; a no-op without allocation for the canonical
+//! paths clients normally send), loads the request's [`Runtime`], runs the connection guards, and
+//! then matches (listener, method, canonical path) to an endpoint in one `match`, so every dialect
+//! gets profile prefixes and lenient matching for free and no route can skip the guards. A path
+//! that could name another path once decoded (`%2F`, `%5C`, a backslash, `..`) is never
+//! rewritten: it is refused with 400 (a path-normalisation bypass was aad-pod-identity's
+//! GHSA-p82q-rxpm-hjpc). The guards and the access policy only ever see the canonical path.
+//! Unknown paths and wrong methods get JSON bodies too. This module never looks at query strings
+//! or credentials.
+//!
+//! The table is a plain `match` rather than axum's `Router`: for these dozen fixed paths the
+//! router's layers (path trie, method router, boxed handler, content-length pass) cost about
+//! 3 000 instructions per request, a tenth of a cache hit (BENCHMARKS.md, "Hot path").
 
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::response::Response;
-use axum::routing::future::RouteFuture;
-use axum::routing::{any, get, post};
 use azbroker_core::ProfileName;
-use http::StatusCode;
 use http::uri::{PathAndQuery, Uri};
+use http::{Method, StatusCode};
 use tower::Service;
 
 use crate::dialect::arc::ArcToken;
@@ -69,94 +72,149 @@ pub(crate) trait Endpoint: Send + Sync + 'static {
 
 /// All HTTP dialects + `/healthz` + `/readyz` + `/metrics`. `listener_profile`: the profile that
 /// owns this listener, if any (selection rule 2).
-pub fn router(state: AppState, listener_profile: Option<ProfileName>) -> Router {
-    build(RouteCtx { app: state, listener_profile, kind: ListenerKind::Http })
+pub fn router(state: AppState, listener_profile: Option<ProfileName>) -> Routes {
+    Routes::new(RouteCtx { app: state, listener_profile, kind: ListenerKind::Http })
 }
 
-/// The router for the 169.254.169.254:80 listener: the HTTP dialects, with that address accepted
+/// The routes of the 169.254.169.254:80 listener: the HTTP dialects, with that address accepted
 /// as a local peer.
-pub fn link_local_router(state: AppState) -> Router {
-    build(RouteCtx { app: state, listener_profile: None, kind: ListenerKind::LinkLocal })
+pub fn link_local_router(state: AppState) -> Routes {
+    Routes::new(RouteCtx { app: state, listener_profile: None, kind: ListenerKind::LinkLocal })
 }
 
-/// The router for the HTTPS listener: Service Fabric on `/msi/token`, plus health.
-pub fn service_fabric_router(state: AppState, listener_profile: Option<ProfileName>) -> Router {
-    build(RouteCtx { app: state, listener_profile, kind: ListenerKind::ServiceFabric })
+/// The routes of the HTTPS listener: Service Fabric on `/msi/token`, plus health.
+pub fn service_fabric_router(state: AppState, listener_profile: Option<ProfileName>) -> Routes {
+    Routes::new(RouteCtx { app: state, listener_profile, kind: ListenerKind::ServiceFabric })
 }
 
-fn build(ctx: RouteCtx) -> Router {
-    let kind = ctx.kind;
-    let ctx = Arc::new(ctx);
-    let mut canonical = Router::new();
-    if kind == ListenerKind::ServiceFabric {
-        canonical = canonical.route(ServiceFabric::PATH, get(guarded::<dialect::Token<ServiceFabric>>));
-    } else {
-        canonical = canonical
-            .route(Imds::PATH, get(guarded::<dialect::Token<Imds>>))
-            .route(AppService::PATH, get(guarded::<dialect::Token<AppService>>))
-            .route(AzureMl::PATH, get(guarded::<MsiAuthGet>).post(guarded::<dialect::Token<CloudShell>>))
-            .route(
-                CloudShell::PATH,
-                get(guarded::<dialect::Token<CloudShell>>).post(guarded::<dialect::Token<CloudShell>>),
-            )
-            .route(ArcDialect::PATH, get(guarded::<ArcToken>))
-            .route(native::PATH, post(guarded::<dialect::Token<Native>>));
-        for path in ImdsV2::PATHS {
-            canonical = canonical.route(path, any(guarded::<ImdsV2>));
-        }
-    }
-    let canonical = canonical
-        .route("/healthz", get(guarded::<Healthz>))
-        .route("/readyz", get(guarded::<Readyz>))
-        .route("/metrics", get(guarded::<Metrics>))
-        .method_not_allowed_fallback(guarded::<MethodNotAllowed>)
-        .fallback(guarded::<NotFound>)
-        .with_state(ctx);
-    canonical.clone().fallback_service(Canonicalize { routes: canonical })
-}
-
-/// The handler behind every route: guards first, then the endpoint.
-async fn guarded<E: Endpoint>(State(ctx): State<Arc<RouteCtx>>, req: Request) -> Response {
-    // The one load of the config generation this request will see to its end.
-    let rt = ctx.app.runtime();
-    match guard::check(&req, rt.allow_remote(), ctx.kind == ListenerKind::LinkLocal) {
-        Ok(()) => E::call(ctx, rt, req).await,
-        Err(error) => {
-            ctx.app.metrics().denial(error.kind());
-            tracing::debug!(
-                peer = ?guard::peer(&req),
-                reason = error.kind(),
-                status = error.status().as_u16(),
-                "request refused by guard"
-            );
-            dialect::refuse(ctx.kind, req.uri().path(), &error)
-        }
-    }
-}
-
-/// Canonicalises the path of a request the route table did not match, then dispatches again.
+/// One listener's route table (see the module documentation); cheap to clone.
 #[derive(Clone)]
-struct Canonicalize {
-    routes: Router,
+pub struct Routes {
+    ctx: Arc<RouteCtx>,
 }
 
-impl Service<Request> for Canonicalize {
+impl Routes {
+    fn new(ctx: RouteCtx) -> Self {
+        Self { ctx: Arc::new(ctx) }
+    }
+
+    /// Answers `req` (what the connection server calls, without the boxing of the `Service`
+    /// impl).
+    pub(crate) fn dispatch(&self, req: Request) -> impl Future<Output = Response> + Send + use<> {
+        dispatch(self.ctx.clone(), req)
+    }
+
+    /// The table behind an axum `Router`, for tests that add layers (`MockConnectInfo`).
+    #[cfg(test)]
+    pub(crate) fn into_router(self) -> axum::Router {
+        axum::Router::new().fallback_service(self)
+    }
+}
+
+impl Service<Request> for Routes {
     type Response = Response;
     type Error = Infallible;
-    type Future = RouteFuture<Infallible>;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Request) -> Self::Future {
-        if let Err(refused) = canonicalize(&mut req) {
-            // The path is left as sent, which no route matches: the fallback answers, after the
-            // guards, with this refusal.
-            req.extensions_mut().insert(refused);
+    fn call(&mut self, req: Request) -> Self::Future {
+        let ctx = self.ctx.clone();
+        Box::pin(async move { Ok(dispatch(ctx, req).await) })
+    }
+}
+
+/// Where a (listener, method, canonical path) goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Imds,
+    AppService,
+    AzureMlGet,
+    CloudShell,
+    Arc,
+    Native,
+    ImdsV2,
+    ServiceFabric,
+    Healthz,
+    Readyz,
+    Metrics,
+    MethodNotAllowed,
+    NotFound,
+}
+
+impl Route {
+    fn of(kind: ListenerKind, method: &Method, path: &str) -> Route {
+        // As in axum's `get`, HEAD is served where GET is (hyper sends no body for it).
+        let get = *method == Method::GET || *method == Method::HEAD;
+        let post = *method == Method::POST;
+        let when = |allowed: bool, route: Route| if allowed { route } else { Route::MethodNotAllowed };
+        match path {
+            "/healthz" => return when(get, Route::Healthz),
+            "/readyz" => return when(get, Route::Readyz),
+            "/metrics" => return when(get, Route::Metrics),
+            _ => {}
         }
-        // `Router` is always ready, so calling it without `poll_ready` is fine.
-        self.routes.call(req)
+        if kind == ListenerKind::ServiceFabric {
+            return if path == ServiceFabric::PATH {
+                when(get, Route::ServiceFabric)
+            } else {
+                Route::NotFound
+            };
+        }
+        match path {
+            Imds::PATH => when(get, Route::Imds),
+            AppService::PATH => when(get, Route::AppService),
+            AzureMl::PATH if post => Route::CloudShell,
+            AzureMl::PATH => when(get, Route::AzureMlGet),
+            CloudShell::PATH => when(get || post, Route::CloudShell),
+            ArcDialect::PATH => when(get, Route::Arc),
+            native::PATH => when(post, Route::Native),
+            p if ImdsV2::PATHS.contains(&p) => Route::ImdsV2,
+            _ => Route::NotFound,
+        }
+    }
+}
+
+/// Canonicalise, load the runtime, guard, route.
+async fn dispatch(ctx: Arc<RouteCtx>, mut req: Request) -> Response {
+    // A refused path is left as sent; it is answered after the guards.
+    let refused = canonicalize(&mut req).err();
+    // The one load of the config generation this request will see to its end.
+    let rt = ctx.app.runtime();
+    if let Err(error) = guard::check(&req, rt.allow_remote(), ctx.kind == ListenerKind::LinkLocal) {
+        ctx.app.metrics().denial(error.kind());
+        tracing::debug!(
+            peer = ?guard::peer(&req),
+            reason = error.kind(),
+            status = error.status().as_u16(),
+            "request refused by guard"
+        );
+        return dialect::refuse(ctx.kind, req.uri().path(), &error);
+    }
+    if let Some(BadPath(what)) = refused {
+        ctx.app.metrics().denial("bad_path");
+        return dialect::refuse(ctx.kind, req.uri().path(), &RequestError::BadPath(what));
+    }
+    match Route::of(ctx.kind, req.method(), req.uri().path()) {
+        Route::Imds => dialect::Token::<Imds>::call(ctx, rt, req).await,
+        Route::AppService => dialect::Token::<AppService>::call(ctx, rt, req).await,
+        Route::AzureMlGet => MsiAuthGet::call(ctx, rt, req).await,
+        Route::CloudShell => dialect::Token::<CloudShell>::call(ctx, rt, req).await,
+        Route::Arc => ArcToken::call(ctx, rt, req).await,
+        Route::Native => dialect::Token::<Native>::call(ctx, rt, req).await,
+        Route::ImdsV2 => ImdsV2::call(ctx, rt, req).await,
+        Route::ServiceFabric => dialect::Token::<ServiceFabric>::call(ctx, rt, req).await,
+        Route::Healthz => Healthz::call(ctx, rt, req).await,
+        Route::Readyz => Readyz::call(ctx, rt, req).await,
+        Route::Metrics => Metrics::call(ctx, rt, req).await,
+        Route::MethodNotAllowed => body::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "This endpoint does not accept that method",
+        ),
+        Route::NotFound => body::error(StatusCode::NOT_FOUND, "not_found", "No such endpoint on this broker"),
     }
 }
 
@@ -164,33 +222,12 @@ impl Service<Request> for Canonicalize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BadPath(pub(crate) &'static str);
 
-struct NotFound;
-
-impl Endpoint for NotFound {
-    async fn call(ctx: Arc<RouteCtx>, _rt: Arc<Runtime>, req: Request) -> Response {
-        if let Some(BadPath(what)) = req.extensions().get::<BadPath>() {
-            ctx.app.metrics().denial("bad_path");
-            return dialect::refuse(ctx.kind, req.uri().path(), &RequestError::BadPath(what));
-        }
-        body::error(StatusCode::NOT_FOUND, "not_found", "No such endpoint on this broker")
-    }
-}
-
-struct MethodNotAllowed;
-
-impl Endpoint for MethodNotAllowed {
-    async fn call(_ctx: Arc<RouteCtx>, _rt: Arc<Runtime>, _req: Request) -> Response {
-        body::error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "This endpoint does not accept that method",
-        )
-    }
-}
-
 /// Rewrites the request path to its canonical form; a no-op (no allocation) when it already is.
 /// Refuses, leaving the request alone, a path holding `%2F`, `%5C`, a backslash or `..`.
 pub(crate) fn canonicalize(req: &mut Request) -> Result<(), BadPath> {
+    if is_canonical(req.uri().path()) {
+        return Ok(());
+    }
     let collapsed = collapse(req.uri().path())?;
     let (profile, rest) = split_profile(&collapsed);
     let trailing = rest.len() > 1 && rest.ends_with('/');
@@ -221,6 +258,26 @@ pub(crate) fn canonicalize(req: &mut Request) -> Result<(), BadPath> {
         req.extensions_mut().insert(p);
     }
     Ok(())
+}
+
+/// The paths clients normally send, found in one byte scan: `/`-separated non-empty segments of
+/// lower-case letters, digits, `-` and `_`, no trailing slash, no `/p/` prefix. Everything
+/// [`canonicalize`] would change or refuse (case, `.`, `%`, `\\`, `//`, a prefix) fails it.
+fn is_canonical(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    if bytes.len() < 2 || bytes[0] != b'/' || bytes.ends_with(b"/") || bytes.starts_with(b"/p/") {
+        return false;
+    }
+    let mut previous = b'/';
+    for &b in &bytes[1..] {
+        match b {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => {}
+            b'/' if previous != b'/' => {}
+            _ => return false,
+        }
+        previous = b;
+    }
+    true
 }
 
 /// `path` with repeated slashes collapsed and `.` segments dropped (a trailing slash is kept for
@@ -282,6 +339,51 @@ mod tests {
         assert_eq!(req.uri().to_string(), uri, "a refused path is left as sent");
         assert!(req.extensions().get::<PathProfile>().is_none());
         what
+    }
+
+    #[test]
+    fn the_fast_check_admits_only_what_canonicalize_leaves_alone() {
+        let samples = [
+            "/metadata/identity/oauth2/token",
+            "/msi/token",
+            "/a",
+            "/a-b_c/9",
+            "/",
+            "//a",
+            "/a//b",
+            "/a/",
+            "/A",
+            "/p/x",
+            "/p",
+            "/pp/x",
+            "/a/./b",
+            "/a/.b",
+            "/a/../b",
+            "/a%2Fb",
+            "/a%41",
+            "/a.b",
+            "/a~b",
+            "a",
+        ];
+        for path in samples {
+            if is_canonical(path) {
+                let mut req = Request::builder().uri(path).body(axum::body::Body::empty()).unwrap();
+                let before = req.uri().clone();
+                // The slow path (the fast check is skipped by going through `collapse` directly).
+                let collapsed = collapse(path).expect(path);
+                assert!(matches!(collapsed, Cow::Borrowed(_)), "{path}");
+                assert_eq!(split_profile(path).0, None, "{path}");
+                assert_eq!(canonicalize(&mut req), Ok(()));
+                assert_eq!(req.uri(), &before, "{path}");
+                assert!(!path.bytes().any(|b| b.is_ascii_uppercase()) && !path.ends_with('/'), "{path}");
+            }
+        }
+        for path in ["/metadata/identity/oauth2/token", "/msi/token", "/a-b_c/9"] {
+            assert!(is_canonical(path), "{path}");
+        }
+        for path in ["/", "//a", "/a//b", "/a/", "/A", "/p/x", "/a/./b", "/a/../b", "/a%2Fb", "/a.b", "a"] {
+            assert!(!is_canonical(path), "{path}");
+        }
     }
 
     #[test]

@@ -15,6 +15,12 @@ use cli::{admin_commands, commands, completions, doctor, login_commands, refresh
 use config::{Config, ConfigError};
 use daemon::{activation, scrub, serve, telemetry};
 
+/// mimalloc in place of the C library's allocator: a cache hit allocates a few dozen small
+/// blocks (hyper's head, header maps, the body), and glibc's malloc/free was ~13 % of its
+/// instructions (BENCHMARKS.md, "Hot path").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit status for an invalid configuration (sysexits EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
 

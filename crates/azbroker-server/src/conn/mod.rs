@@ -22,7 +22,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::ConnectInfo;
 use azbroker_core::Caller;
 use http::header::CONTENT_LENGTH;
@@ -30,13 +29,16 @@ use http::{Request, StatusCode};
 use http_body_util::Limited;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::future::Future;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
 use tower::ServiceExt;
 
 use crate::body;
+use crate::routes::Routes;
 use registry::{Admission, Connections};
 
 /// The header count hyper refuses (431) above when it is given no bound of its own.
@@ -76,27 +78,61 @@ impl Default for Limits {
 
 /// Serves `router` on `listener` with default [`Limits`] until `shutdown` fires, then lets
 /// in-flight requests finish.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> io::Result<()> {
+pub async fn serve<S: Routing>(
+    listener: TcpListener,
+    router: S,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
     Server::new(router, Limits::default(), shutdown).serve_tcp(listener).await
 }
 
-/// One router served on any number of listeners and streams under one set of [`Limits`] and one
-/// connection bound.
-#[derive(Clone)]
-pub struct Server {
-    inner: Arc<Inner>,
+/// What a [`Server`] serves: a listener's [`Routes`] (or, in tests, any axum `Router`).
+pub trait Routing: Clone + Send + Sync + 'static {
+    /// The response to `req`. [`Routes`] answers in place: its future is part of the
+    /// connection's, with no box and no `tower` readiness step per request.
+    fn serve(&self, req: axum::extract::Request) -> impl Future<Output = axum::response::Response> + Send;
 }
 
-struct Inner {
-    router: Router,
+impl Routing for Routes {
+    fn serve(&self, req: axum::extract::Request) -> impl Future<Output = axum::response::Response> + Send {
+        self.dispatch(req)
+    }
+}
+
+impl Routing for axum::Router {
+    fn serve(&self, req: axum::extract::Request) -> impl Future<Output = axum::response::Response> + Send {
+        let router = self.clone();
+        async move {
+            match router.oneshot(req).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        }
+    }
+}
+
+/// One route table served on any number of listeners and streams under one set of [`Limits`] and
+/// one connection bound.
+pub struct Server<S = Routes> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S> Clone for Server<S> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone() }
+    }
+}
+
+struct Inner<S> {
+    router: S,
     limits: Limits,
     conns: Arc<Connections>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
 
-impl Server {
-    pub fn new(router: Router, limits: Limits, shutdown: CancellationToken) -> Self {
+impl<S: Routing> Server<S> {
+    pub fn new(router: S, limits: Limits, shutdown: CancellationToken) -> Self {
         let conns = Connections::new(limits.max_connections);
         Self { inner: Arc::new(Inner { router, limits, conns, shutdown, tasks: TaskTracker::new() }) }
     }
@@ -229,8 +265,8 @@ pub(crate) async fn tcp_caller(stream: &TcpStream, remote: SocketAddr) -> Option
     }
 }
 
-async fn handle(
-    inner: &Inner,
+async fn handle<S: Routing>(
+    inner: &Inner<S>,
     admission: &Admission,
     remote: SocketAddr,
     caller: Option<Caller>,
@@ -258,9 +294,8 @@ async fn handle(
     if let Some(caller) = caller {
         req.extensions_mut().insert(caller);
     }
-    match tokio::time::timeout(limits.request_timeout, inner.router.clone().oneshot(req)).await {
-        Ok(Ok(response)) => response,
-        Ok(Err(never)) => match never {},
+    match tokio::time::timeout(limits.request_timeout, inner.router.serve(req)).await {
+        Ok(response) => response,
         Err(_) => body::error(
             StatusCode::SERVICE_UNAVAILABLE,
             "timeout",

@@ -411,6 +411,32 @@ pub(crate) fn select_profile(
 /// The `tracing` target of the audit line (the binary formats it on a fast path).
 pub const AUDIT_TARGET: &str = "azbroker::audit";
 
+/// One grant's audit record: the fields of the `token granted` line, in its order.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditRecord<'a> {
+    pub uid: Option<u32>,
+    pub profile: &'a str,
+    pub dialect: &'static str,
+    pub resource: &'a str,
+    /// The first hex digits of the token's SHA-256 — never the token.
+    pub token_hash: &'a str,
+    pub cache: &'static str,
+}
+
+/// Writes an audit record as the installed `tracing` subscriber would write the `token granted`
+/// event, byte for byte, without going through its per-field machinery.
+pub type AuditWriter = Box<dyn Fn(&AuditRecord<'_>) + Send + Sync>;
+
+static AUDIT_WRITER: std::sync::OnceLock<AuditWriter> = std::sync::OnceLock::new();
+
+/// Installs the process's audit writer (once; the binary does, next to its subscriber, when that
+/// subscriber's format has a fast path). Without one, or when the subscriber filters the audit
+/// target out, grants are logged through `tracing` as usual. The request path holds no spans, so
+/// a span-less writer loses no context.
+pub fn set_audit_writer(writer: AuditWriter) -> bool {
+    AUDIT_WRITER.set(writer).is_ok()
+}
+
 /// The one info-level audit line per token grant — never the token, only its short hash.
 pub(crate) fn audit(
     dialect: &'static str,
@@ -419,6 +445,19 @@ pub(crate) fn audit(
     resource: &Resource,
     grant: &Grant,
 ) {
+    if let Some(write) = AUDIT_WRITER.get()
+        && tracing::enabled!(target: AUDIT_TARGET, tracing::Level::INFO)
+    {
+        write(&AuditRecord {
+            uid,
+            profile: profile.as_str(),
+            dialect,
+            resource: resource.as_str(),
+            token_hash: grant.token.short_hash(),
+            cache: grant.cache.as_str(),
+        });
+        return;
+    }
     tracing::info!(
         target: AUDIT_TARGET,
         uid,

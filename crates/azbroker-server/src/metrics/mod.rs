@@ -13,7 +13,6 @@
 
 mod text;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -22,7 +21,7 @@ use arc_swap::ArcSwap;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
-use azbroker_core::{ProfileName, UPSTREAM_LATENCY_BUCKETS};
+use azbroker_core::{FastMap, ProfileName, UPSTREAM_LATENCY_BUCKETS};
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, StatusCode};
 
@@ -35,7 +34,7 @@ use text::Exposition;
 #[derive(Debug, Default)]
 pub(crate) struct ServerMetrics {
     /// Token requests that selected a profile, by profile, then (dialect, status).
-    by_profile: ArcSwap<HashMap<ProfileName, Arc<RequestTally>>>,
+    by_profile: ArcSwap<FastMap<ProfileName, Arc<RequestTally>>>,
     /// Serialises additions to `by_profile`.
     grow: Mutex<()>,
     /// Token requests refused before a profile was selected.
@@ -56,7 +55,7 @@ impl ServerMetrics {
             return;
         }
         let _grow = lock(&self.grow);
-        let mut next = HashMap::clone(&self.by_profile.load());
+        let mut next = FastMap::clone(&self.by_profile.load());
         let tally = next.entry(profile.clone()).or_default().clone();
         self.by_profile.store(Arc::new(next));
         tally.inc((dialect, status));

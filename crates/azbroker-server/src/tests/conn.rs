@@ -28,7 +28,7 @@ fn echo() -> Router {
         .route("/body", post(|b: axum::body::Bytes| async move { b.len().to_string() }))
 }
 
-async fn start(router: Router, limits: Limits) -> (SocketAddr, CancellationToken, Server) {
+async fn start<S: crate::Routing>(router: S, limits: Limits) -> (SocketAddr, CancellationToken, Server<S>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let cancel = CancellationToken::new();

@@ -35,7 +35,9 @@ async fn requests_cache_upstream_and_denials_are_counted() {
     assert_eq!(send(&app, imds(&format!("{q}&client_id=nobody"))).await.status, 400);
     assert_eq!(send(&app, imds(&format!("{q}&client_id=broken"))).await.status, 400);
     // A guard refusal (not loopback) counts as a denial too.
-    let remote = router(state.clone(), None).layer(MockConnectInfo(SocketAddr::from(([10, 0, 0, 1], 5))));
+    let remote = router(state.clone(), None)
+        .into_router()
+        .layer(MockConnectInfo(SocketAddr::from(([10, 0, 0, 1], 5))));
     assert_eq!(send(&remote, imds(&q)).await.status, 403);
 
     let text = scrape(&app).await;

@@ -204,7 +204,7 @@ pub(crate) const LOOPBACK_PEER: ([u8; 4], u16) = ([127, 0, 0, 1], 40_000);
 
 /// The router as a loopback peer sees it.
 pub(crate) fn app(state: AppState) -> Router {
-    router(state, None).layer(MockConnectInfo(SocketAddr::from(LOOPBACK_PEER)))
+    router(state, None).into_router().layer(MockConnectInfo(SocketAddr::from(LOOPBACK_PEER)))
 }
 
 /// A GET with a loopback `Host`.

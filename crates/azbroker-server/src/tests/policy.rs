@@ -76,7 +76,9 @@ async fn a_caller_from_another_host_needs_the_profiles_opt_in_and_a_secret_diale
     profiles.push((name("fabrikam"), ProfileAccess { remote: true, ..ProfileAccess::open() }));
     st.set_policy(AccessPolicy::new(profiles));
     // The guard admits non-loopback peers only with allow_non_loopback.
-    let remote = router(st.clone(), None).layer(MockConnectInfo(SocketAddr::from(([10, 1, 2, 3], 40_000))));
+    let remote = router(st.clone(), None)
+        .into_router()
+        .layer(MockConnectInfo(SocketAddr::from(([10, 1, 2, 3], 40_000))));
     let app_service = |profile: &str| {
         get(&format!("/p/{profile}/msi/token?{Q}")).header("X-IDENTITY-HEADER", IDENTITY_HEADER)
     };

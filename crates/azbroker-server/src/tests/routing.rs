@@ -12,7 +12,7 @@ const IMDS_URI: &str =
 const APP_SERVICE_URI: &str = "/msi/token?api-version=2019-08-01&resource=https://vault.azure.net";
 
 fn app_from(peer: &str) -> Router {
-    router(state(), None).layer(MockConnectInfo(peer.parse::<SocketAddr>().unwrap()))
+    router(state(), None).into_router().layer(MockConnectInfo(peer.parse::<SocketAddr>().unwrap()))
 }
 
 #[tokio::test]
@@ -43,7 +43,7 @@ async fn loopback_peers_of_every_family_are_served() {
 
 #[tokio::test]
 async fn a_router_without_connect_info_fails_closed() {
-    let r = send(&router(state(), None), get("/healthz")).await;
+    let r = send(&router(state(), None).into_router(), get("/healthz")).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
 
@@ -117,6 +117,7 @@ async fn health_and_readiness() {
 #[tokio::test]
 async fn listener_profile_is_the_fallback() {
     let app = router(state(), Some(ProfileName::parse("fabrikam").unwrap()))
+        .into_router()
         .layer(MockConnectInfo(SocketAddr::from(LOOPBACK_PEER)));
     let r = send(&app, get(IMDS_URI).header("Metadata", "true")).await;
     assert!(r.str("access_token").starts_with("fake.fabrikam.example."));
@@ -147,12 +148,12 @@ async fn no_profile_configured_is_a_clear_400() {
 #[tokio::test]
 async fn link_local_peer_is_local_only_on_the_link_local_listener() {
     let peer: SocketAddr = "169.254.169.254:40000".parse().unwrap();
-    let link_local = crate::link_local_router(state()).layer(MockConnectInfo(peer));
+    let link_local = crate::link_local_router(state()).into_router().layer(MockConnectInfo(peer));
     let req = Request::get(IMDS_URI).header("Host", "169.254.169.254").header("Metadata", "true");
     let r = send(&link_local, req).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     let elsewhere: SocketAddr = "10.1.2.3:40000".parse().unwrap();
-    let link_local = crate::link_local_router(state()).layer(MockConnectInfo(elsewhere));
+    let link_local = crate::link_local_router(state()).into_router().layer(MockConnectInfo(elsewhere));
     assert_eq!(
         send(&link_local, get(IMDS_URI).header("Metadata", "true")).await.status,
         StatusCode::FORBIDDEN

@@ -10,7 +10,7 @@ use crate::service_fabric_router;
 const Q: &str = "api-version=2019-07-01-preview&resource=https://vault.azure.net";
 
 fn sf_app(st: AppState) -> Router {
-    service_fabric_router(st, None).layer(MockConnectInfo(SocketAddr::from(LOOPBACK_PEER)))
+    service_fabric_router(st, None).into_router().layer(MockConnectInfo(SocketAddr::from(LOOPBACK_PEER)))
 }
 
 fn sf(query: &str) -> http::request::Builder {

@@ -13,7 +13,7 @@
 //! terminal, goes through `tracing-subscriber`'s own formatter.
 
 use std::fmt::{self, Write as _};
-use std::io::{BufWriter, IsTerminal};
+use std::io::{BufWriter, IsTerminal, Write as _};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
@@ -22,7 +22,7 @@ use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::{Format, Full, Writer};
 use tracing_subscriber::fmt::time::FormatTime;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::cli::args::LogFormat;
@@ -38,6 +38,9 @@ pub fn init(level: &str, format: LogFormat) -> WorkerGuard {
         .lossy(false)
         .thread_name("azbroker-log")
         .finish(BufWriter::new(std::io::stderr()));
+    // The audit line skips `tracing`'s per-field machinery where its format is ours to write.
+    let direct = matches!(format, LogFormat::Human) && !ansi;
+    let audit_writer = writer.clone();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
@@ -47,10 +50,65 @@ pub fn init(level: &str, format: LogFormat) -> WorkerGuard {
         LogFormat::Human => builder.event_format(FastAudit::default()).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
-    if let Err(e) = result {
-        eprintln!("azbroker: logging not initialised: {e}");
+    match result {
+        Ok(()) if direct => {
+            azbroker_server::set_audit_writer(Box::new(move |record| {
+                let mut line = LINE.take();
+                line.clear();
+                if write_audit(&mut line, record).is_ok() {
+                    let _ = audit_writer.make_writer().write_all(line.as_bytes());
+                }
+                LINE.set(line);
+            }));
+        }
+        Ok(()) => {}
+        Err(e) => eprintln!("azbroker: logging not initialised: {e}"),
     }
     guard
+}
+
+/// The `token granted` line exactly as [`FastAudit`] (and so `tracing-subscriber`'s default
+/// format) writes the audit event `azbroker_server` would emit for `record`, newline included.
+fn write_audit(line: &mut String, record: &azbroker_server::AuditRecord<'_>) -> fmt::Result {
+    Rfc3339Micros.format_time(&mut Writer::new(line))?;
+    line.push(' ');
+    line.push_str(level_str(Level::INFO));
+    line.push(' ');
+    line.push_str(azbroker_server::AUDIT_TARGET);
+    line.push_str(": token granted");
+    if let Some(uid) = record.uid {
+        write!(line, " uid={uid}")?;
+    }
+    // `%` fields are written as they display; plain `&str` fields as `{:?}` quotes them.
+    for (name, value, quoted) in [
+        ("profile", record.profile, false),
+        ("dialect", record.dialect, true),
+        ("resource", record.resource, false),
+        ("token_hash", record.token_hash, false),
+        ("cache", record.cache, true),
+    ] {
+        line.push(' ');
+        line.push_str(name);
+        line.push('=');
+        if quoted {
+            push_debug_str(line, value);
+        } else {
+            line.push_str(value);
+        }
+    }
+    line.push('\n');
+    Ok(())
+}
+
+/// What `{:?}` writes for `value`, without the per-char walk when nothing needs escaping.
+fn push_debug_str(line: &mut String, value: &str) {
+    if value.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
+        line.push('"');
+        line.push_str(value);
+        line.push('"');
+    } else {
+        let _ = write!(line, "{value:?}");
+    }
 }
 
 /// `2026-12-01T09:46:21.123456Z`: what `tracing-subscriber`'s default timer writes.
@@ -203,14 +261,7 @@ impl Visit for PlainFields {
         if !self.name(field) {
             return;
         }
-        // What `{:?}` writes for a string that needs no escapes, without the per-char walk.
-        if value.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
-            self.line.push('"');
-            self.line.push_str(value);
-            self.line.push('"');
-        } else {
-            let _ = write!(self.line, "{value:?}");
-        }
+        push_debug_str(&mut self.line, value);
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
@@ -321,6 +372,38 @@ mod tests {
             ),
             "{fast}"
         );
+    }
+
+    #[test]
+    fn the_direct_audit_line_is_the_events_line() {
+        for (uid, profile, resource) in
+            [(Some(1000u32), "fab-1", "https://vault.azure.net/"), (None, "contoso", "api://a\"b c/.default")]
+        {
+            let record = azbroker_server::AuditRecord {
+                uid,
+                profile,
+                dialect: "app-service",
+                resource,
+                token_hash: "0123abcd",
+                cache: "refreshed",
+            };
+            let (default, _) = both(|| {
+                tracing::info!(
+                    target: azbroker_server::AUDIT_TARGET,
+                    uid = record.uid,
+                    profile = %record.profile,
+                    dialect = record.dialect,
+                    resource = %record.resource,
+                    token_hash = %record.token_hash,
+                    cache = record.cache,
+                    "token granted"
+                );
+            });
+            let mut direct = String::new();
+            write_audit(&mut direct, &record).unwrap();
+            assert!(direct.ends_with('\n'));
+            assert_eq!(direct.trim_end().split_once(' ').unwrap().1, default, "{direct}");
+        }
     }
 
     #[test]
