@@ -17,7 +17,15 @@ const ARM: &str = "https://management.azure.com/";
 const TOKEN: &str = "/metadata/identity/oauth2/token?api-version=2018-02-01";
 /// How long the allowed client waits for its answer while an attack is held.
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
-const PYTHON: &str = "/usr/bin/python3";
+
+/// The system's Python for the other users' clients (a per-user install under /root, such as
+/// pyenv's, is not theirs to run).
+fn python() -> &'static str {
+    ["/usr/bin/python3", "/usr/local/bin/python3"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("python3")
+}
 
 /// Opens `n` connections (`tcp HOST:PORT` or `unix PATH`), sends `mode`'s bytes on each, prints
 /// `ready`, waits `settle` seconds, prints how many the server has closed, then holds the rest
@@ -126,7 +134,7 @@ struct Held {
 impl Held {
     fn start(user: &LocalUser, kind: &str, target: &str, n: usize, mode: &str, settle_secs: u64) -> Held {
         let mut child = user
-            .command(PYTHON)
+            .command(python())
             .args(["-c", HOLD, kind, target, &n.to_string(), mode, &settle_secs.to_string()])
             .stdout(Stdio::piped())
             .spawn()
@@ -156,7 +164,7 @@ impl Drop for Held {
 
 /// One request sent by `user`: the status line of the answer.
 fn one_request(user: &LocalUser, kind: &str, target: &str, request: &str) -> String {
-    let out = user.command(PYTHON).args(["-c", ONE, kind, target, request]).output().unwrap();
+    let out = user.command(python()).args(["-c", ONE, kind, target, request]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
@@ -278,7 +286,7 @@ async fn half_closed_requests_are_answered_under_load() {
     let (_auth, daemon) = one_profile(&format!("allowed_users = [\"{}\"]", user.name), "");
     let path = format!("{TOKEN}&resource={ARM}");
     let out = user
-        .command(PYTHON)
+        .command(python())
         .args(["-c", HALF_CLOSE, &daemon.addr.to_string(), "8", "50", &path])
         .output()
         .unwrap();

@@ -6,7 +6,8 @@
 //! Access control has two layers: the socket file's mode (0600, or 0660 with the `admin_group`
 //! as its group) and the peer credentials of every connection (`SO_PEERCRED`), checked against a
 //! [`PeerPolicy`] before any route runs: the daemon's user and root may do everything, members of
-//! `admin_group` may only `GET` what reads the daemon's own state (not a login's tenants). A refused peer gets 403 and the attempt is logged with its uid.
+//! `admin_group` may only `GET` what reads the daemon's own state (not a login's tenants). A
+//! refused peer gets 403 and the attempt is logged with its uid.
 //! This module never serves tokens; the only secrets it answers with are the runtime secrets
 //! clients must present anyway (`GET /v1/secrets`), and of a token it knows only the short hash.
 //!

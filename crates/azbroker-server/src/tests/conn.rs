@@ -234,6 +234,8 @@ async fn one_user_busy_at_its_share_gets_an_immediate_503_and_the_accept_loop_go
     while server.open_connections() < 2 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // Their heads are read right after admission; let that happen before the newcomer comes.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let reply = tokio::time::timeout(
         Duration::from_secs(5),
         exchange(addr, b"GET /who HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"),
