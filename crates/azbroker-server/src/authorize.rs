@@ -72,6 +72,39 @@ pub(crate) async fn authorize(
     Ok(())
 }
 
+/// Before any body is read: may `requester` use at least one profile of generation `rt`? A caller
+/// no profile serves is refused from its request head, so it cannot hold a connection dribbling
+/// a body it would be refused for anyway. The refusal is the denial for the first profile that
+/// refused it; no profile at all is left to the full decision.
+pub(crate) async fn may_use_some_profile(
+    app: &AppState,
+    rt: &Runtime,
+    requester: Requester<'_>,
+) -> Result<(), RequestError> {
+    let policy = rt.policy();
+    let caller = match requester {
+        Requester::Local(caller) => caller,
+        Requester::Remote { .. } => None,
+    };
+    let mut groups: Option<Arc<[u32]>> = None;
+    let mut refused = None;
+    for profile in rt.profiles().keys() {
+        if let Some(c) = caller
+            && groups.is_none()
+            && policy.needs_groups(profile.as_str(), c.uid)
+        {
+            groups = Some(app.groups().of(c.uid).await);
+        }
+        match policy.check_requester(profile, requester, groups.as_deref().unwrap_or(&[])) {
+            Ok(()) => return Ok(()),
+            Err(denial) => {
+                refused.get_or_insert(denial);
+            }
+        }
+    }
+    refused.map_or(Ok(()), |denial| Err(RequestError::Denied(denial)))
+}
+
 /// A uid's groups and when they were looked up.
 type Cached = (Arc<[u32]>, Instant);
 

@@ -4,6 +4,7 @@
 mod admin;
 mod clients;
 mod dialects;
+mod exhaustion;
 mod hardening;
 mod lifecycle;
 mod link_local;

@@ -6,7 +6,8 @@
 //! Access control has two layers: the socket file's mode (0600, or 0660 with the `admin_group`
 //! as its group) and the peer credentials of every connection (`SO_PEERCRED`), checked against a
 //! [`PeerPolicy`] before any route runs: the daemon's user and root may do everything, members of
-//! `admin_group` may only `GET`. A refused peer gets 403 and the attempt is logged with its uid.
+//! `admin_group` may only `GET` what reads the daemon's own state (not a login's tenants). A
+//! refused peer gets 403 and the attempt is logged with its uid.
 //! This module never serves tokens; the only secrets it answers with are the runtime secrets
 //! clients must present anyway (`GET /v1/secrets`), and of a token it knows only the short hash.
 //!
@@ -217,7 +218,7 @@ async fn check_peer(State(state): State<AdminState>, req: Request, next: Next) -
     let access = peer.map(|cred| (cred, state.policy.access(&cred)));
     match access {
         Some((_, PeerAccess::Full)) => next.run(req).await,
-        Some((_, PeerAccess::Read)) if req.method() == http::Method::GET => next.run(req).await,
+        Some((_, PeerAccess::Read)) if is_read_only(&req) => next.run(req).await,
         Some((cred, PeerAccess::Read)) => {
             tracing::warn!(
                 uid = cred.uid,
@@ -225,7 +226,8 @@ async fn check_peer(State(state): State<AdminState>, req: Request, next: Next) -
                 "admin change refused to a read-only peer"
             );
             error(&AdminError::Forbidden(format!(
-                "uid {} may only read from this daemon's admin socket (admin_group); changes need the daemon's user or root",
+                "uid {} may only read from this daemon's admin socket (admin_group); changes and \
+                 calls upstream (a login's tenants) need the daemon's user or root",
                 cred.uid
             )))
         }
@@ -235,6 +237,15 @@ async fn check_peer(State(state): State<AdminState>, req: Request, next: Next) -
         }
         None => error(&AdminError::Forbidden("the caller's identity is unknown".to_owned())),
     }
+}
+
+/// What an `admin_group` member may do: `GET`s that only read the daemon's own state. Listing a
+/// login's tenants is a `GET` too, but it calls Azure Resource Manager with the login's tokens
+/// (upstream cost, and the tenants of an account that is not theirs), so it is an
+/// administrator's call.
+fn is_read_only(req: &Request) -> bool {
+    let path = req.uri().path();
+    req.method() == http::Method::GET && !(path.starts_with("/v1/logins/") && path.ends_with("/tenants"))
 }
 
 async fn status(State(state): State<AdminState>) -> Response {

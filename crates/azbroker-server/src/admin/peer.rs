@@ -2,9 +2,7 @@
 //! daemon's own user and root fully, members of `admin_group` (primary or supplementary group,
 //! the latter read from `/proc/<pid>/status`) for reading only.
 
-use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
-use tokio::net::UnixListener;
+use tokio::net::UnixStream;
 
 /// The peer's credentials as the kernel recorded them when it connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,9 +12,10 @@ pub struct PeerCred {
     pub pid: Option<i32>,
 }
 
-impl Connected<IncomingStream<'_, UnixListener>> for PeerCred {
-    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
-        match stream.io().peer_cred() {
+impl PeerCred {
+    /// The credentials of `stream`'s peer (`SO_PEERCRED`).
+    pub fn of(stream: &UnixStream) -> Self {
+        match stream.peer_cred() {
             Ok(c) => Self { uid: c.uid(), gid: c.gid(), pid: c.pid() },
             // Unknown peers must never be admitted: no uid is u32::MAX (it is "(uid_t)-1").
             Err(_) => Self { uid: u32::MAX, gid: u32::MAX, pid: None },

@@ -1,15 +1,19 @@
 //! The admin socket file and its serve loop: bound at mode 0600, a stale file from a crashed
-//! daemon replaced, a live one never stolen.
+//! daemon replaced, a live one never stolen; served under the token listeners' [`Limits`] (per
+//! user and in all, head and request timeouts), so `admin_group` members cannot exhaust the
+//! daemon's file descriptors.
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use axum::Router;
+use azbroker_core::Caller;
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
 use super::PeerCred;
+use crate::conn::{Limits, Server};
 
 /// Binds `path` (mode 0600). A socket file nobody answers on is removed first; if another
 /// process answers there, this fails with `AddrInUse` rather than taking the socket over.
@@ -48,14 +52,21 @@ pub fn share_with_group(path: &Path, gid: u32) -> io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
 }
 
-/// Serves `router` on `listener` until `shutdown` fires, then lets in-flight requests finish.
-/// Every request carries the connection's [`PeerCred`] as `ConnectInfo`.
+/// Serves `router` on `listener` under `limits` until `shutdown` fires, then lets in-flight
+/// requests finish. Every request carries the connection's [`PeerCred`] as `ConnectInfo`; each
+/// peer uid's connections count against its own share.
 pub async fn serve_unix(
     listener: UnixListener,
     router: Router,
+    limits: Limits,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    axum::serve(listener, router.into_make_service_with_connect_info::<PeerCred>())
-        .with_graceful_shutdown(shutdown.cancelled_owned())
+    let server = Server::new(router, limits, shutdown);
+    server
+        .serve_unix(listener, |stream| {
+            let cred = PeerCred::of(stream);
+            let caller = (cred.uid != u32::MAX).then_some(Caller { uid: cred.uid });
+            (caller, cred)
+        })
         .await
 }

@@ -203,7 +203,8 @@ async fn real_socket_is_private_replaces_a_stale_file_and_never_steals_a_live_on
     let info = DaemonInfo { version: "1".into(), pid: 1, listeners: vec![] };
     let state = AdminState::new(state(), Arc::new(Hooks::default()), info, PeerPolicy::new(vec![me], vec![]));
     let cancel = CancellationToken::new();
-    let server = tokio::spawn(serve_unix(listener, admin_router(state), cancel.clone()));
+    let server =
+        tokio::spawn(serve_unix(listener, admin_router(state), crate::Limits::default(), cancel.clone()));
 
     let reply =
         raw_request(&path, "GET /v1/status HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").await;
@@ -237,8 +238,11 @@ async fn admin_group_members_read_but_do_not_change() {
     let (status, body) = call(reader.clone(), "POST", "/v1/reload").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(body["error_description"].as_str().unwrap().contains("may only read"));
-    let (status, _) = call(reader, "POST", "/v1/rotate-secrets").await;
+    let (status, _) = call(reader.clone(), "POST", "/v1/rotate-secrets").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    // A GET that calls upstream with a login's tokens is not a read.
+    let (status, body) = call(reader, "GET", "/v1/logins/me/tenants").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(*hooks.calls.lock().unwrap(), 0);
 }
 

@@ -1,28 +1,44 @@
-//! The bound on open connections, enforced without letting idle connections starve real clients:
-//! when the bound is reached, the connection idle the longest (connected but not in a request —
-//! including one still dribbling its request head) is closed to make room; only when every
-//! connection is busy does a new one wait.
+//! The bounds on open connections — one for the listener, one per local user — enforced without
+//! ever waiting: a newcomer over a bound takes the place of the connection idle the longest
+//! (connected but not in a request, including one still dribbling its request head or its TLS
+//! handshake) — among its own user's connections when that user is at its share, among all
+//! otherwise — and when every candidate is busy the newcomer is refused at once ([`Refused`]),
+//! so the accept loop never stops and one user can never hold every place.
 //!
 //! Marking a request in flight and idle again happens on every request, so it touches only the
-//! connection's own atomics: no lock, no clock read (idleness is ordered by a logical tick), and
-//! no wake-up unless an admission is waiting.
+//! connection's own atomics: no lock, no clock read (idleness is ordered by a logical tick).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+/// Whose share a connection counts against: its local user, or — when the kernel could not say
+/// (another host, a failed lookup) — its peer address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Owner {
+    Uid(u32),
+    Unknown(IpAddr),
+}
+
+/// Why a connection was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// Its owner already has its share of connections, all of them in a request.
+    OwnerFull,
+    /// The listener has its bound of connections, all of them in a request.
+    Full,
+}
 
 /// Open connections and their activity.
 pub(crate) struct Connections {
     max: usize,
+    per_owner: usize,
     state: Mutex<State>,
-    changed: Notify,
     /// Logical clock: a connection that became idle at a smaller tick has been idle longer.
     tick: AtomicU64,
-    /// Admissions waiting for a connection to become idle (or close).
-    waiting: AtomicUsize,
 }
 
 /// What a connection's requests update.
@@ -37,11 +53,14 @@ struct Activity {
 struct State {
     next_id: u64,
     open: HashMap<u64, Entry>,
-    /// Entries told to close that have not closed yet (not counted against `max`).
+    /// Entries told to close that have not closed yet (counted against no bound).
     evicting: usize,
+    /// Connections per owner, evicting ones not included.
+    owned: HashMap<Owner, usize>,
 }
 
 struct Entry {
+    owner: Owner,
     close: CancellationToken,
     activity: Arc<Activity>,
     evicted: bool,
@@ -57,45 +76,32 @@ pub(crate) struct Admission {
 }
 
 impl Connections {
-    pub(crate) fn new(max: usize) -> Arc<Self> {
+    /// At most `max` connections, at most `per_owner` of them one owner's.
+    pub(crate) fn new(max: usize, per_owner: usize) -> Arc<Self> {
+        let max = max.max(1);
         Arc::new(Self {
-            max: max.max(1),
+            max,
+            per_owner: per_owner.clamp(1, max),
             state: Mutex::default(),
-            changed: Notify::new(),
             tick: AtomicU64::new(0),
-            waiting: AtomicUsize::new(0),
         })
     }
 
-    /// A place for a new connection, evicting the longest-idle one if the bound is reached.
-    /// `shutdown`'s children are the per-connection close tokens.
-    pub(crate) async fn admit(self: &Arc<Self>, shutdown: &CancellationToken) -> Admission {
-        // Counted before the first look at the connections, so a request that ends after that
-        // look sees it and wakes this admission (and also when this future is dropped).
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        let _waiting = Waiting(&self.waiting);
-        loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(a) = self.try_admit(shutdown) {
-                return a;
-            }
-            notified.await;
-        }
-    }
-
-    fn try_admit(self: &Arc<Self>, shutdown: &CancellationToken) -> Option<Admission> {
+    /// A place for `owner`'s new connection, now or never: the longest-idle connection of the
+    /// owner (at its share) or of anyone (at the listener's bound) is closed to make room; with
+    /// no idle one to close, the newcomer is refused. `shutdown`'s children are the
+    /// per-connection close tokens.
+    pub(crate) fn admit(
+        self: &Arc<Self>,
+        owner: Owner,
+        shutdown: &CancellationToken,
+    ) -> Result<Admission, Refused> {
         let mut st = self.lock();
-        if st.open.len() - st.evicting >= self.max {
-            let victim = st
-                .open
-                .values_mut()
-                .filter(|e| e.activity.in_flight.load(Ordering::SeqCst) == 0 && !e.evicted)
-                .min_by_key(|e| e.activity.idle_since.load(Ordering::SeqCst))?;
-            victim.evicted = true;
-            victim.close.cancel();
-            st.evicting += 1;
+        if st.owned.get(&owner).copied().unwrap_or(0) >= self.per_owner {
+            st.evict_idlest(|e| e.owner == owner).ok_or(Refused::OwnerFull)?;
+            tracing::debug!(?owner, "per-user connection share reached; closing its longest-idle connection");
+        } else if st.open.len() - st.evicting >= self.max {
+            st.evict_idlest(|_| true).ok_or(Refused::Full)?;
             tracing::debug!(
                 open = st.open.len(),
                 "connection limit reached; closing the longest-idle connection"
@@ -106,8 +112,9 @@ impl Connections {
         let close = shutdown.child_token();
         let activity = Arc::new(Activity::default());
         activity.idle_since.store(self.tick.fetch_add(1, Ordering::SeqCst), Ordering::SeqCst);
-        st.open.insert(id, Entry { close: close.clone(), activity: activity.clone(), evicted: false });
-        Some(Admission { id, conns: self.clone(), activity, close })
+        st.open.insert(id, Entry { owner, close: close.clone(), activity: activity.clone(), evicted: false });
+        *st.owned.entry(owner).or_default() += 1;
+        Ok(Admission { id, conns: self.clone(), activity, close })
     }
 
     /// Connections open now.
@@ -117,6 +124,33 @@ impl Connections {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl State {
+    /// Tells the longest-idle connection among those `eligible` to close; `None` when every one
+    /// is in a request.
+    fn evict_idlest(&mut self, eligible: impl Fn(&Entry) -> bool) -> Option<()> {
+        let victim = self
+            .open
+            .values_mut()
+            .filter(|e| !e.evicted && e.activity.in_flight.load(Ordering::SeqCst) == 0 && eligible(e))
+            .min_by_key(|e| e.activity.idle_since.load(Ordering::SeqCst))?;
+        victim.evicted = true;
+        victim.close.cancel();
+        let owner = victim.owner;
+        self.evicting += 1;
+        self.forget_owned(owner);
+        Some(())
+    }
+
+    fn forget_owned(&mut self, owner: Owner) {
+        if let Some(n) = self.owned.get_mut(&owner) {
+            *n -= 1;
+            if *n == 0 {
+                self.owned.remove(&owner);
+            }
+        }
     }
 }
 
@@ -136,13 +170,13 @@ impl Admission {
 impl Drop for Admission {
     fn drop(&mut self) {
         let mut st = self.conns.lock();
-        if let Some(e) = st.open.remove(&self.id)
-            && e.evicted
-        {
-            st.evicting -= 1;
+        if let Some(e) = st.open.remove(&self.id) {
+            if e.evicted {
+                st.evicting -= 1;
+            } else {
+                st.forget_owned(e.owner);
+            }
         }
-        drop(st);
-        self.conns.changed.notify_waiters();
     }
 }
 
@@ -156,19 +190,7 @@ impl Drop for Busy<'_> {
         let Admission { activity, conns, .. } = self.admission;
         if activity.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
             activity.idle_since.store(conns.tick.fetch_add(1, Ordering::SeqCst), Ordering::SeqCst);
-            if conns.waiting.load(Ordering::SeqCst) > 0 {
-                conns.changed.notify_waiters();
-            }
         }
-    }
-}
-
-/// Un-counts a waiting admission when it ends (admitted or dropped).
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -176,35 +198,50 @@ impl Drop for Waiting<'_> {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn the_longest_idle_connection_makes_room() {
-        let conns = Connections::new(2);
+    const A: Owner = Owner::Uid(1000);
+    const B: Owner = Owner::Uid(1001);
+
+    #[test]
+    fn the_longest_idle_connection_makes_room() {
+        let conns = Connections::new(2, 2);
         let shutdown = CancellationToken::new();
-        let a = conns.admit(&shutdown).await;
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-        let b = conns.admit(&shutdown).await;
-        let c = conns.admit(&shutdown).await;
+        let a = conns.admit(A, &shutdown).unwrap();
+        let b = conns.admit(B, &shutdown).unwrap();
+        let c = conns.admit(B, &shutdown).unwrap();
         assert!(a.close.is_cancelled(), "the oldest idle one is told to close");
         assert!(!b.close.is_cancelled() && !c.close.is_cancelled());
         drop(a);
         assert_eq!(conns.open(), 2);
     }
 
-    #[tokio::test]
-    async fn busy_connections_are_never_evicted_and_a_newcomer_waits_for_one() {
-        let conns = Connections::new(1);
+    #[test]
+    fn busy_connections_are_never_evicted_and_a_newcomer_is_refused_at_once() {
+        let conns = Connections::new(1, 1);
         let shutdown = CancellationToken::new();
-        let a = conns.admit(&shutdown).await;
+        let a = conns.admit(A, &shutdown).unwrap();
         let busy = a.busy();
-        let conns2 = conns.clone();
-        let s2 = shutdown.clone();
-        let waiting = tokio::spawn(async move { conns2.admit(&s2).await });
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        assert!(!waiting.is_finished(), "no idle connection to evict: wait");
+        assert_eq!(conns.admit(B, &shutdown).err(), Some(Refused::Full));
         assert!(!a.close.is_cancelled());
         drop(busy); // now idle → evictable
-        let b = tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await.unwrap().unwrap();
+        let b = conns.admit(B, &shutdown).unwrap();
         assert!(a.close.is_cancelled());
         assert!(!b.close.is_cancelled());
+    }
+
+    #[test]
+    fn one_owner_never_takes_more_than_its_share() {
+        let conns = Connections::new(10, 2);
+        let shutdown = CancellationToken::new();
+        let a1 = conns.admit(A, &shutdown).unwrap();
+        let a2 = conns.admit(A, &shutdown).unwrap();
+        let (_b1, _b2) = (a1.busy(), a2.busy());
+        assert_eq!(conns.admit(A, &shutdown).err(), Some(Refused::OwnerFull), "all of A's are busy");
+        let b = conns.admit(B, &shutdown).expect("another owner still gets in");
+        drop(_b1);
+        // At its share, A's own idle connection makes room, not B's.
+        let a3 = conns.admit(A, &shutdown).unwrap();
+        assert!(a1.close.is_cancelled() && !b.close.is_cancelled() && !a3.close.is_cancelled());
+        drop(a1);
+        assert_eq!(conns.open(), 4 - 1);
     }
 }

@@ -117,7 +117,7 @@ pub(crate) async fn serve_token<D: Dialect>(ctx: &RouteCtx, rt: &Runtime, req: R
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let uid = parts.extensions.get::<Caller>().map(|c| c.uid);
-    let body = match read_body::<D>(ctx, &parts, body).await {
+    let body = match read_body::<D>(ctx, rt, &parts, body).await {
         Ok(body) => body,
         Err(error) => return respond::<D>(ctx, uid, started, Err(Failed::bare(error))),
     };
@@ -125,9 +125,11 @@ pub(crate) async fn serve_token<D: Dialect>(ctx: &RouteCtx, rt: &Runtime, req: R
     respond::<D>(ctx, uid, started, outcome)
 }
 
-/// The head checks, then the body (none unless the dialect reads one), bounded.
+/// The head checks, then the body (none unless the dialect reads one), bounded. A caller no
+/// profile serves is refused from the head, before any body byte is read.
 async fn read_body<D: Dialect>(
     ctx: &RouteCtx,
+    rt: &Runtime,
     parts: &Parts,
     body: axum::body::Body,
 ) -> Result<axum::body::Bytes, RequestError> {
@@ -135,6 +137,8 @@ async fn read_body<D: Dialect>(
     if D::BODY_LIMIT == 0 {
         return Ok(Default::default());
     }
+    let who = requester(&parts.extensions, ctx.kind == ListenerKind::LinkLocal, D::SECRET);
+    crate::authorize::may_use_some_profile(&ctx.app, rt, who).await?;
     axum::body::to_bytes(body, D::BODY_LIMIT)
         .await
         .map_err(|_| RequestError::BadBody("request body too large or unreadable"))

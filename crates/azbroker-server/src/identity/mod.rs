@@ -12,8 +12,12 @@
 //! [`tcp_owner_off_runtime`]: on the blocking pool, at most [`MAX_CONCURRENT_LOOKUPS`] at a time,
 //! and given up after [`LOOKUP_TIMEOUT`] — a runtime thread only ever awaits.
 //!
-//! Everything here fails closed: a socket that is not found, is in a state without a real owner
-//! (`TIME_WAIT`, `SYN_RECV`, `LISTEN`), or does not match the 4-tuple exactly yields an error,
+//! A client socket has an owner in every state in which a process still holds it — a client that
+//! half-closes its end after sending its request (`shutdown(SHUT_WR)`, the socket then waits in
+//! `FIN_WAIT2`) is its owner's as much as an established one. Everything else fails closed: a
+//! socket that is not found, is in a state without a real owner (`TIME_WAIT`, `SYN_RECV`,
+//! `LISTEN`), is held by no process any more (inode 0: closed by its process, or a time-wait
+//! socket in its `FIN_WAIT2` sub-state), or does not match the 4-tuple exactly yields an error,
 //! never a guess — least of all uid 0, which the kernel reports for time-wait sockets.
 
 mod proc_net;
@@ -34,6 +38,8 @@ pub enum OwnerError {
     NotFound,
     #[error("the client socket is in TCP state {0}, which has no owner")]
     NoOwnerState(u8),
+    #[error("the client socket (TCP state {0}) is no longer held by any process")]
+    Orphaned(u8),
     #[error("the kernel's answer was malformed: {0}")]
     Malformed(&'static str),
     #[error("cannot query the kernel: {0}")]
@@ -41,10 +47,25 @@ pub enum OwnerError {
 }
 
 /// TCP states (include/net/tcp_states.h) in which the client socket is a full socket whose
-/// recorded uid is its creator's.
+/// recorded uid is its creator's: ESTABLISHED (1), SYN_SENT (2), FIN_WAIT1 (4), FIN_WAIT2 (5),
+/// CLOSE (7), CLOSE_WAIT (8), LAST_ACK (9), CLOSING (11) — not SYN_RECV (3), TIME_WAIT (6),
+/// LISTEN (10) or NEW_SYN_RECV (12).
 pub(crate) fn state_has_owner(state: u8) -> bool {
-    // ESTABLISHED, SYN_SENT, FIN_WAIT1, FIN_WAIT2, CLOSE, CLOSE_WAIT, LAST_ACK, CLOSING.
-    matches!(state, 1 | 2 | 3 | 4 | 7 | 8 | 9 | 11)
+    matches!(state, 1 | 2 | 4 | 5 | 7 | 8 | 9 | 11)
+}
+
+/// The owner of a client socket in `state` whose socket inode is `inode`: its `uid`, when the
+/// state has an owner and a process still holds the socket (a time-wait socket in its
+/// `FIN_WAIT2` sub-state reports state 5 with uid 0 and inode 0, as does a socket its process
+/// closed).
+pub(crate) fn owner_of(state: u8, uid: u32, inode: u64) -> Result<u32, OwnerError> {
+    if !state_has_owner(state) {
+        return Err(OwnerError::NoOwnerState(state));
+    }
+    if inode == 0 {
+        return Err(OwnerError::Orphaned(state));
+    }
+    Ok(uid)
 }
 
 /// The uid owning the client end of the TCP connection whose server end has local address

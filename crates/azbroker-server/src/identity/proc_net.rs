@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use super::{OwnerError, state_has_owner, unmap};
+use super::{OwnerError, owner_of, unmap};
 
 /// Reads the kernel's table(s) and finds the owner of the socket local=`peer`, remote=`local`.
 pub(super) fn lookup(local: SocketAddr, peer: SocketAddr) -> Result<u32, OwnerError> {
@@ -38,12 +38,12 @@ pub fn parse_proc_net_tcp(text: &str, local: SocketAddr, peer: SocketAddr) -> Re
             continue;
         }
         let state = u8::from_str_radix(st, 16).map_err(|_| OwnerError::Malformed("state"))?;
-        if !state_has_owner(state) {
-            return Err(OwnerError::NoOwnerState(state));
-        }
-        // tx_queue:rx_queue, tr:tm->when, retrnsmt, then uid.
+        // tx_queue:rx_queue, tr:tm->when, retrnsmt, then uid, timeout and inode.
         let uid = fields.nth(3).ok_or(OwnerError::Malformed("missing uid"))?;
-        return uid.parse().map_err(|_| OwnerError::Malformed("uid"));
+        let inode = fields.nth(1).ok_or(OwnerError::Malformed("missing inode"))?;
+        let uid = uid.parse().map_err(|_| OwnerError::Malformed("uid"))?;
+        let inode = inode.parse().map_err(|_| OwnerError::Malformed("inode"))?;
+        return owner_of(state, uid, inode);
     }
     Err(OwnerError::NotFound)
 }

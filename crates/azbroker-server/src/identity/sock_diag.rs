@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::{OwnerError, state_has_owner};
+use super::{OwnerError, owner_of};
 
 const AF_NETLINK: i32 = 16;
 const NETLINK_SOCK_DIAG: i32 = 4;
@@ -29,6 +29,7 @@ const SOCKID_LEN: usize = 48;
 /// `struct inet_diag_msg`: family, state, timer, retrans, id, expires, rqueue, wqueue, uid, inode.
 const DIAG_MSG_LEN: usize = 4 + SOCKID_LEN + 20;
 const UID_OFFSET: usize = 4 + SOCKID_LEN + 12;
+const INODE_OFFSET: usize = UID_OFFSET + 4;
 /// More than one answer ever needs; an answer that does not fit is malformed.
 const REPLY_BUF: usize = 4096;
 
@@ -126,11 +127,8 @@ fn diag_msg(m: &[u8], local: SocketAddr, peer: SocketAddr) -> Result<u32, OwnerE
     if super::unmap(src) != super::unmap(peer) || super::unmap(dst) != super::unmap(local) {
         return Err(OwnerError::NotFound);
     }
-    let state = m[1];
-    if !state_has_owner(state) {
-        return Err(OwnerError::NoOwnerState(state));
-    }
-    Ok(u32::from_ne_bytes(word(m, UID_OFFSET)))
+    let (uid, inode) = (u32::from_ne_bytes(word(m, UID_OFFSET)), u32::from_ne_bytes(word(m, INODE_OFFSET)));
+    owner_of(m[1], uid, u64::from(inode))
 }
 
 fn reply_addr(family: u8, raw: &[u8], port: u16) -> Result<SocketAddr, OwnerError> {

@@ -97,6 +97,41 @@ fn a_time_wait_socket_is_never_taken_for_root() {
     assert_eq!(proc, Err(OwnerError::NoOwnerState(6)));
 }
 
+/// A client that half-closes after its request (its socket then in FIN_WAIT2 while it waits for
+/// the answer) is still its owner's.
+#[test]
+fn a_half_closed_client_is_still_its_owners() {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut server, _) = listener.accept().unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    server.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(server.read(&mut [0u8; 1]).unwrap(), 0, "the client's FIN arrived (and was acked)");
+    std::thread::sleep(Duration::from_millis(50));
+    let (diag, proc) = both(&server);
+    assert_eq!(diag, Ok(my_uid()));
+    assert_eq!(proc, Ok(my_uid()));
+    drop(client);
+}
+
+/// A client that closed its socket (now a FIN_WAIT2 time-wait socket that the kernel reports
+/// with uid 0) has no owner — never root.
+#[test]
+fn a_closed_clients_fin_wait2_socket_is_never_taken_for_root() {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut server, _) = listener.accept().unwrap();
+    drop(client);
+    server.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(server.read(&mut [0u8; 1]).unwrap(), 0);
+    std::thread::sleep(Duration::from_millis(50));
+    let (diag, proc) = both(&server);
+    assert!(matches!(diag, Err(OwnerError::Orphaned(_) | OwnerError::NoOwnerState(_))), "{diag:?}");
+    assert!(matches!(proc, Err(OwnerError::Orphaned(_) | OwnerError::NoOwnerState(_))), "{proc:?}");
+}
+
 #[test]
 fn a_vanished_peer_is_not_found() {
     let local: SocketAddr = "127.0.0.1:1".parse().unwrap();
@@ -123,9 +158,13 @@ fn proc_table_rows_are_matched_by_the_exact_tuple() {
     assert_eq!(parse_proc_net_tcp(TABLE, server, tw), Err(OwnerError::NoOwnerState(6)));
     let other: SocketAddr = (Ipv4Addr::new(127, 0, 0, 2), 0xD431).into();
     assert_eq!(parse_proc_net_tcp(TABLE, server, other), Err(OwnerError::NotFound));
-    let v6 = "sl local rem\n 0: 0000000000000000FFFF00000100007F:D431 0000000000000000FFFF00000100007F:C4EC 01 0:0 0:0 0 42\n";
+    let v6 = "sl local rem\n 0: 0000000000000000FFFF00000100007F:D431 0000000000000000FFFF00000100007F:C4EC 01 0:0 0:0 0 42 0 99\n";
     assert_eq!(parse_proc_net_tcp(v6, server, peer), Ok(42), "v4-mapped rows match IPv4 peers");
     assert_eq!(parse_proc_net_tcp("garbage\n 0: zz:zz", server, peer), Err(OwnerError::NotFound));
+    let orphan = "h\n 0: 0100007F:D431 0100007F:C4EC 05 0:0 03:00001770 0 0 0 0\n";
+    assert_eq!(parse_proc_net_tcp(orphan, server, peer), Err(OwnerError::Orphaned(5)));
+    let half_closed = "h\n 0: 0100007F:D431 0100007F:C4EC 05 0:0 00:0 0 1001 0 4242 1\n";
+    assert_eq!(parse_proc_net_tcp(half_closed, server, peer), Ok(1001));
     let short = "h\n 0: 0100007F:D431 0100007F:C4EC 01 0:0";
     assert_eq!(parse_proc_net_tcp(short, server, peer), Err(OwnerError::Malformed("missing uid")));
 }
@@ -150,6 +189,11 @@ fn diag_replies_are_checked_before_their_uid_is_believed() {
     let server: SocketAddr = "127.0.0.1:50342".parse().unwrap();
     let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
     assert_eq!(parse_reply(&diag_reply(2, 1, peer, server, 1001), server, peer), Ok(1001));
+    assert_eq!(parse_reply(&diag_reply(2, 5, peer, server, 1001), server, peer), Ok(1001), "FIN_WAIT2");
+    // A time-wait socket in its FIN_WAIT2 sub-state: state 5, uid 0, inode 0.
+    let mut orphan = diag_reply(2, 5, peer, server, 0);
+    orphan[16 + 68..16 + 72].fill(0);
+    assert_eq!(parse_reply(&orphan, server, peer), Err(OwnerError::Orphaned(5)));
     assert_eq!(
         parse_reply(&diag_reply(2, 6, peer, server, 0), server, peer),
         Err(OwnerError::NoOwnerState(6))

@@ -74,6 +74,16 @@ impl Default for Hardening {
 /// The `[server]` keys this module owns.
 pub const SERVER_KEYS: &[&str] =
     &["allow_non_loopback", "admin_group", "rotate_grace", "limits", "rate_limit"];
+/// The keys of `[server.limits]`.
+pub const LIMIT_KEYS: &[&str] = &[
+    "max_connections",
+    "max_connections_per_user",
+    "header_timeout",
+    "body_timeout",
+    "handshake_timeout",
+    "request_timeout",
+    "max_body_bytes",
+];
 /// The profile keys this module owns.
 pub const PROFILE_KEYS: &[&str] =
     &["allowed_users", "allowed_groups", "allowed_resources", "allow_remote_callers"];
@@ -88,15 +98,24 @@ pub fn hardening(s: &Section<'_>, p: &mut Problems) -> Hardening {
         h.rotate_grace = d;
     }
     if let Some(l) = s.table("limits", p) {
-        l.only(&["max_connections", "header_timeout", "request_timeout", "max_body_bytes"], p);
+        l.only(LIMIT_KEYS, p);
         if let Some(n) = positive(&l, "max_connections", p) {
             h.limits.max_connections = n;
+        }
+        if let Some(n) = positive(&l, "max_connections_per_user", p) {
+            h.limits.max_connections_per_user = Some(n);
         }
         if let Some(n) = positive(&l, "max_body_bytes", p) {
             h.limits.max_body_bytes = n;
         }
         if let Some(d) = l.parsed("header_timeout", p, super::duration) {
             h.limits.header_read_timeout = d;
+        }
+        if let Some(d) = l.parsed("body_timeout", p, super::duration) {
+            h.limits.body_read_timeout = d;
+        }
+        if let Some(d) = l.parsed("handshake_timeout", p, super::duration) {
+            h.limits.handshake_timeout = d;
         }
         if let Some(d) = l.parsed("request_timeout", p, super::duration) {
             h.limits.request_timeout = d;

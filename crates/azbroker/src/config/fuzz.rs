@@ -26,7 +26,7 @@ fn value() -> impl Strategy<Value = String> {
 }
 
 fn key() -> impl Strategy<Value = &'static str> {
-    prop::sample::select(vec![
+    let mut keys = vec![
         "listen",
         "runtime_dir",
         "state_dir",
@@ -35,10 +35,6 @@ fn key() -> impl Strategy<Value = &'static str> {
         "allow_non_loopback",
         "admin_group",
         "rotate_grace",
-        "max_connections",
-        "header_timeout",
-        "request_timeout",
-        "max_body_bytes",
         "per_second",
         "burst",
         "name",
@@ -59,7 +55,9 @@ fn key() -> impl Strategy<Value = &'static str> {
         "allowed_groups",
         "allowed_resources",
         "bogus",
-    ])
+    ];
+    keys.extend_from_slice(super::access::LIMIT_KEYS);
+    prop::sample::select(keys)
 }
 
 fn section() -> impl Strategy<Value = &'static str> {

@@ -190,7 +190,10 @@ admin_group = "azbroker-admins"
 rotate_grace = "2m"
 [server.limits]
 max_connections = 100
+max_connections_per_user = 10
 header_timeout = "5s"
+body_timeout = "3s"
+handshake_timeout = "2s"
 request_timeout = "30s"
 max_body_bytes = 4096
 [server.rate_limit]
@@ -229,6 +232,9 @@ fn access_and_hardening_keys_parse() {
     assert_eq!(h.rotate_grace, Duration::from_secs(120));
     assert_eq!((h.limits.max_connections, h.limits.max_body_bytes), (100, 4096));
     assert_eq!(h.limits.header_read_timeout, Duration::from_secs(5));
+    assert_eq!((h.limits.max_connections_per_user, h.limits.per_user()), (Some(10), 10));
+    assert_eq!(h.limits.body_read_timeout, Duration::from_secs(3));
+    assert_eq!(h.limits.handshake_timeout, Duration::from_secs(2));
     assert_eq!(h.rate_limit, Some(azbroker_server::RateLimit { per_second: 5.0, burst: 10 }));
     assert!(!h.allow_non_loopback);
     assert!(Config::parse("", None).unwrap().server.hardening.rate_limit.is_none(), "off by default");

@@ -133,9 +133,9 @@ pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) 
         };
         let policy = PeerPolicy::new(vec![paths::current_uid()], admin_gid.into_iter().collect());
         let router = admin::admin_router(AdminState::new(app.clone(), hooks.clone(), info, policy));
-        let cancel = cancel.clone();
+        let (cancel, limits) = (cancel.clone(), config.server.hardening.limits.clone());
         tasks.spawn(async move {
-            if let Err(e) = admin::serve_unix(admin_listener, router, cancel).await {
+            if let Err(e) = admin::serve_unix(admin_listener, router, limits, cancel).await {
                 tracing::error!(error = %e, "admin socket failed");
             }
         });
