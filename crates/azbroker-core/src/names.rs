@@ -1,6 +1,6 @@
 //! Validated names: profiles, tenants and resources. Parsed once at the edge, carried typed.
 
-use std::borrow::Borrow;
+use std::borrow::{Borrow, Cow};
 use std::fmt;
 
 use serde::Serialize;
@@ -69,6 +69,26 @@ impl Resource {
     /// (`https://management.core.windows.net/` → `https://management.core.windows.net//.default`).
     pub fn scope(&self) -> String {
         format!("{}/.default", self.0)
+    }
+
+    /// The form the token cache and the upstream call key on: scheme and host lower-cased (they
+    /// name the same resource in any case), the path and every slash exactly as sent (the
+    /// `//.default` rule: `https://x/` and `https://x` are different scopes). A resource that is
+    /// not a URL (an application id) is lower-cased whole. Borrowed when already in that form, so
+    /// the usual request allocates nothing. Dialects still echo the client's own string.
+    pub fn cache_form(&self) -> Cow<'_, Resource> {
+        let s = self.0.as_str();
+        let folded_len = match s.find("://") {
+            Some(i) => i + 3 + s[i + 3..].find('/').unwrap_or(s.len() - i - 3),
+            None => s.len(),
+        };
+        if !s.as_bytes()[..folded_len].iter().any(u8::is_ascii_uppercase) {
+            return Cow::Borrowed(self);
+        }
+        let mut out = String::with_capacity(s.len());
+        out.push_str(&s[..folded_len].to_ascii_lowercase());
+        out.push_str(&s[folded_len..]);
+        Cow::Owned(Resource(out))
     }
 
     /// The form used to compare resources in allow-lists: scheme and host lower-cased, one
@@ -198,6 +218,19 @@ impl Borrow<str> for ProfileName {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn cache_form_folds_scheme_and_host_only() {
+        let form = |raw: &str| Resource::parse(raw).unwrap().cache_form().into_owned().0;
+        assert_eq!(form("HTTPS://Vault.Azure.NET"), "https://vault.azure.net");
+        assert_eq!(form("https://VAULT.azure.net/"), "https://vault.azure.net/");
+        assert_eq!(form("https://Graph.microsoft.com//Path/X"), "https://graph.microsoft.com//Path/X");
+        assert_eq!(form("api://AbC/Scope"), "api://abc/Scope");
+        assert_eq!(form("2FF814A6-3304-4AB8-85CB-CD0E6F879C1D"), "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d");
+        let plain = Resource::parse("https://management.azure.com/").unwrap();
+        assert!(matches!(plain.cache_form(), Cow::Borrowed(_)), "no allocation when already folded");
+    }
+
     use super::*;
     use proptest::prelude::*;
 

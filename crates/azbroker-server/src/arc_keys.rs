@@ -5,9 +5,15 @@
 //!
 //! The file satisfies every client's checks (§7.2): an absolute path directly in the real,
 //! non-symlinked directory, a `.key` name without `=`, contents ≤ 4 KiB with no trailing newline.
-//! Keys are single-use and live [`KEY_TTL`]; used, expired and (at shutdown) outstanding keys are
-//! deleted. Only files named `azbroker-*.key` are ever removed, so a real Arc agent's files are
-//! left alone. All functions here do blocking file I/O: call them off the async runtime.
+//! Keys are single-use and live [`KEY_TTL`]; used, expired (the daemon sweeps every
+//! [`SWEEP_EVERY`]) and (at shutdown) outstanding keys are deleted. Only files named
+//! `azbroker-*.key` are ever removed, so a real Arc agent's files are left alone.
+//!
+//! Challenges are unauthenticated, so each local user has a quota ([`PER_UID`] outstanding): a
+//! user past it loses their own oldest key, never anyone else's. When every slot of the overall
+//! bound is taken by live keys, a new challenge is refused ([`io::ErrorKind::QuotaExceeded`])
+//! rather than evicting one. All functions here do blocking file I/O: call them off the async
+//! runtime.
 
 use std::collections::VecDeque;
 use std::fs::{self, OpenOptions, Permissions};
@@ -23,9 +29,13 @@ use azbroker_core::Secret;
 pub const ARC_TOKENS_DIR: &str = "/var/opt/azcmagent/tokens";
 /// How long a challenge's key file stays valid (a client reads it within milliseconds).
 pub const KEY_TTL: Duration = Duration::from_secs(30);
-/// Outstanding challenges at most; the oldest is dropped beyond this, so a flood of
-/// unauthenticated requests cannot fill the disk.
-const MAX_OUTSTANDING: usize = 256;
+/// How often the daemon deletes expired key files.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// Outstanding challenges of one caller (uid; callers of unknown uid share one quota) at most;
+/// that caller's oldest is dropped beyond this.
+pub const PER_UID: usize = 16;
+/// Outstanding challenges at most, so a flood from many users cannot fill the disk.
+const MAX_OUTSTANDING: usize = 1024;
 const PREFIX: &str = "azbroker-";
 
 /// The outstanding Arc challenges and their files.
@@ -38,6 +48,7 @@ pub struct ArcKeys {
 
 #[derive(Debug)]
 struct Outstanding {
+    uid: Option<u32>,
     path: PathBuf,
     secret: Secret,
     created: Instant,
@@ -92,9 +103,13 @@ impl ArcKeys {
         Ok(())
     }
 
-    /// Writes a fresh key file and returns its path (the challenge's realm).
-    pub fn issue(&self) -> io::Result<PathBuf> {
+    /// Writes a fresh key file for a challenge of `uid` and returns its path (the challenge's
+    /// realm). Refused with [`io::ErrorKind::QuotaExceeded`] when every slot holds a live key.
+    pub fn issue(&self, uid: Option<u32>) -> io::Result<PathBuf> {
         self.sweep();
+        if self.lock().len() >= MAX_OUTSTANDING {
+            return Err(io::Error::new(io::ErrorKind::QuotaExceeded, "too many outstanding Arc challenges"));
+        }
         let secret = Secret::new(random_hex(32));
         let path = self.dir.join(format!("{PREFIX}{}.key", random_hex(12)));
         let mode = if self.group.is_some() { 0o640 } else { 0o600 };
@@ -108,8 +123,17 @@ impl ArcKeys {
         file.sync_all()?;
         let evicted = {
             let mut out = self.lock();
-            out.push_back(Outstanding { path: path.clone(), secret, created: Instant::now() });
-            if out.len() > MAX_OUTSTANDING { out.pop_front() } else { None }
+            out.push_back(Outstanding { uid, path: path.clone(), secret, created: Instant::now() });
+            // Over its quota, this caller's own oldest key goes (the queue is oldest first).
+            let mine = out.iter().filter(|e| e.uid == uid).count();
+            if mine > PER_UID {
+                out.iter().position(|e| e.uid == uid).and_then(|i| out.remove(i))
+            } else if out.len() > MAX_OUTSTANDING {
+                // Others issued meanwhile: the bound holds whatever happens.
+                out.pop_front()
+            } else {
+                None
+            }
         };
         if let Some(old) = evicted {
             let _ = fs::remove_file(old.path);
@@ -182,7 +206,7 @@ mod tests {
         let keys = ArcKeys::new(tmp.path().join("tokens"), None);
         keys.prepare().unwrap();
         assert_eq!(fs::metadata(keys.dir()).unwrap().mode() & 0o777, 0o750);
-        let path = keys.issue().unwrap();
+        let path = keys.issue(None).unwrap();
         assert_eq!(path.parent().unwrap(), keys.dir());
         let name = path.file_name().unwrap().to_str().unwrap();
         assert!(name.starts_with(PREFIX) && name.ends_with(".key") && !name.contains('='), "{name}");
@@ -202,7 +226,7 @@ mod tests {
         let gid = fs::metadata("/proc/self").unwrap().gid();
         let keys = ArcKeys::new(tmp.path().join("t"), Some(gid));
         keys.prepare().unwrap();
-        let path = keys.issue().unwrap();
+        let path = keys.issue(None).unwrap();
         let meta = fs::metadata(&path).unwrap();
         assert_eq!((meta.mode() & 0o777, meta.gid()), (0o640, gid));
     }
@@ -232,13 +256,41 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let keys = ArcKeys::new(tmp.path().join("t"), None);
         keys.prepare().unwrap();
-        let first = keys.issue().unwrap();
-        for _ in 0..MAX_OUTSTANDING {
-            keys.issue().unwrap();
+        let first = keys.issue(None).unwrap();
+        for _ in 0..PER_UID {
+            keys.issue(None).unwrap();
         }
-        assert!(!first.exists(), "the oldest beyond the bound is dropped");
-        assert_eq!(keys.outstanding(), MAX_OUTSTANDING);
+        assert!(!first.exists(), "the caller's oldest beyond its quota is dropped");
+        assert_eq!(keys.outstanding(), PER_UID);
         keys.clear();
         assert_eq!(fs::read_dir(keys.dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn one_callers_flood_evicts_only_its_own_keys_and_a_full_table_refuses() {
+        let tmp = tempfile::tempdir().unwrap();
+        let keys = ArcKeys::new(tmp.path().join("t"), None);
+        keys.prepare().unwrap();
+        let roots = keys.issue(Some(0)).unwrap();
+        let secret = fs::read(&roots).unwrap();
+        for _ in 0..(MAX_OUTSTANDING * 2) {
+            keys.issue(Some(1000)).unwrap();
+        }
+        assert_eq!(keys.outstanding(), PER_UID + 1);
+        assert_eq!(keys.redeem(&secret), Some(roots.clone()), "root's key survives another uid's flood");
+        fs::remove_file(roots).unwrap();
+        // Many users at once fill the table: then new challenges are refused, live keys stay.
+        let mut refused = 0;
+        for uid in 1..=(MAX_OUTSTANDING as u32 / PER_UID as u32 + 2) {
+            for _ in 0..PER_UID {
+                if let Err(e) = keys.issue(Some(uid)) {
+                    assert_eq!(e.kind(), io::ErrorKind::QuotaExceeded);
+                    refused += 1;
+                }
+            }
+        }
+        assert!(refused > 0);
+        assert_eq!(keys.outstanding(), MAX_OUTSTANDING);
+        assert_eq!(fs::read_dir(keys.dir()).unwrap().count(), MAX_OUTSTANDING);
     }
 }

@@ -22,8 +22,11 @@ mod arc_keys;
 mod authorize;
 mod body;
 pub mod conn;
+mod denial_log;
 mod dialect;
 mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod guard;
 mod health;
 pub mod identity;
@@ -38,7 +41,7 @@ mod select;
 mod serve_tls;
 mod state;
 
-pub use arc_keys::{ARC_TOKENS_DIR, ArcKeys, KEY_TTL};
+pub use arc_keys::{ARC_TOKENS_DIR, ArcKeys, KEY_TTL, SWEEP_EVERY as ARC_SWEEP_EVERY};
 pub use authorize::GroupResolver;
 pub use azbroker_core::Caller;
 pub use conn::{Limits, Routing, Server, serve};

@@ -28,6 +28,9 @@ pub struct RuntimeSpec {
     pub rate_limit: Option<RateLimit>,
     /// Admit peers that are not loopback (`allow_non_loopback`); the policy still applies.
     pub allow_remote: bool,
+    /// Members of this group (`admin_group`) may read `/metrics` on a token listener, besides
+    /// the daemon's user and root.
+    pub admin_gid: Option<u32>,
     /// One binding per profile (workspaces included).
     pub bindings: Vec<Arc<ProfileBinding>>,
     /// The daemon's own view of this generation (its parsed config), for the admin hooks; the
@@ -39,7 +42,15 @@ impl RuntimeSpec {
     /// A spec with the rest at its defaults: no policy restrictions, no rate limit, loopback
     /// peers only, no daemon view.
     pub fn new(directory: Directory, policy: AccessPolicy, bindings: Vec<Arc<ProfileBinding>>) -> Self {
-        Self { directory, policy, rate_limit: None, allow_remote: false, bindings, daemon: Arc::new(()) }
+        Self {
+            directory,
+            policy,
+            rate_limit: None,
+            allow_remote: false,
+            admin_gid: None,
+            bindings,
+            daemon: Arc::new(()),
+        }
     }
 
     /// The spec `rt` was built from (its rate limit, bindings and daemon view included), to
@@ -51,6 +62,7 @@ impl RuntimeSpec {
             policy: rt.policy.clone(),
             rate_limit: rt.rate_limiter.as_ref().map(|l| l.configured()),
             allow_remote: rt.allow_remote,
+            admin_gid: rt.admin_gid,
             bindings: rt.profiles.values().cloned().collect(),
             daemon: rt.daemon.clone(),
         }
@@ -73,6 +85,7 @@ pub struct Runtime {
     policy: AccessPolicy,
     rate_limiter: Option<Arc<RateLimiter>>,
     allow_remote: bool,
+    admin_gid: Option<u32>,
     profiles: BTreeMap<ProfileName, Arc<ProfileBinding>>,
     /// Tenant ids (`tid`) seen in tokens per profile, for the native API's tenant matching.
     tids: RwLock<HashMap<ProfileName, String>>,
@@ -119,6 +132,7 @@ impl Runtime {
             policy: spec.policy,
             rate_limiter,
             allow_remote: spec.allow_remote,
+            admin_gid: spec.admin_gid,
             profiles,
             tids: RwLock::new(HashMap::new()),
             daemon: spec.daemon,
@@ -164,6 +178,11 @@ impl Runtime {
 
     pub(crate) fn allow_remote(&self) -> bool {
         self.allow_remote
+    }
+
+    /// The group whose members may read `/metrics` on a token listener (`admin_group`).
+    pub(crate) fn admin_gid(&self) -> Option<u32> {
+        self.admin_gid
     }
 
     /// Records the tenant id of `grant`'s token for `profile`; returns it. A cache hit is a token

@@ -15,6 +15,7 @@ use azbroker_core::{Engine, Secret};
 
 use crate::arc_keys::ArcKeys;
 use crate::authorize::{GroupCache, GroupResolver};
+use crate::denial_log::DenialLog;
 use crate::metrics::ServerMetrics;
 use crate::runtime::{Runtime, RuntimeError, RuntimeSpec};
 use crate::secrets::{RuntimeSecrets, SecretId};
@@ -36,6 +37,8 @@ struct Inner {
     /// Set once at start when the Arc key directory is usable.
     arc_keys: OnceLock<Arc<ArcKeys>>,
     metrics: ServerMetrics,
+    /// The rate limit on policy-denial warnings.
+    denial_log: DenialLog,
 }
 
 impl AppState {
@@ -54,6 +57,7 @@ impl AppState {
                 ready: AtomicBool::new(false),
                 arc_keys: OnceLock::new(),
                 metrics: ServerMetrics::default(),
+                denial_log: DenialLog::default(),
             }),
         })
     }
@@ -129,5 +133,9 @@ impl AppState {
     /// The request counters behind `/metrics`.
     pub(crate) fn metrics(&self) -> &ServerMetrics {
         &self.inner.metrics
+    }
+
+    pub(crate) fn denial_log(&self) -> &DenialLog {
+        &self.inner.denial_log
     }
 }

@@ -63,7 +63,7 @@ pub use error::EntraError;
 pub use fault::Fault;
 pub use jwt::decode_claims;
 pub use routes::arm_subscriptions::subscription_id;
-pub use server::{FakeEntra, Options};
+pub use server::{FakeEntra, Options, PeerFilter};
 pub use tenant::tenant_guid;
 
 /// Largest token-request body the fake reads; bigger ones get 413 with an Entra error body.

@@ -1,5 +1,6 @@
 //! A TCP listener for `axum::serve` that bounds concurrent connections: each accepted stream
-//! holds a semaphore permit until it is dropped, and accepting waits while none is free.
+//! holds a semaphore permit until it is dropped, and accepting waits while none is free. With a
+//! [`PeerFilter`], a connection it refuses is closed before a byte is read.
 
 use std::io;
 use std::net::SocketAddr;
@@ -12,14 +13,24 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::server::PeerFilter;
+
 pub(crate) struct BoundedListener {
     inner: TcpListener,
     permits: Arc<Semaphore>,
+    admit: Option<PeerFilter>,
 }
 
 impl BoundedListener {
-    pub(crate) fn new(inner: TcpListener, max_connections: usize) -> Self {
-        BoundedListener { inner, permits: Arc::new(Semaphore::new(max_connections)) }
+    pub(crate) fn new(inner: TcpListener, max_connections: usize, admit: Option<PeerFilter>) -> Self {
+        BoundedListener { inner, permits: Arc::new(Semaphore::new(max_connections)), admit }
+    }
+
+    /// Whether the filter (if any) admits `peer`; a filter that cannot run refuses.
+    async fn admits(&self, peer: SocketAddr) -> bool {
+        let Some(PeerFilter(filter)) = self.admit.clone() else { return true };
+        let Ok(local) = self.inner.local_addr() else { return false };
+        tokio::task::spawn_blocking(move || filter(local, peer)).await.unwrap_or(false)
     }
 }
 
@@ -31,7 +42,13 @@ impl Listener for BoundedListener {
         // The semaphore is never closed, so acquiring only fails if that invariant breaks; in that
         // case fall back to an unbounded permit rather than stop serving.
         let permit = Arc::clone(&self.permits).acquire_owned().await.ok();
-        let (stream, addr) = Listener::accept(&mut self.inner).await;
+        let (stream, addr) = loop {
+            let (stream, addr) = Listener::accept(&mut self.inner).await;
+            if self.admits(addr).await {
+                break (stream, addr);
+            }
+            tracing::debug!(peer = %addr, "connection refused by the peer filter");
+        };
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(%err, "could not set TCP_NODELAY");
         }

@@ -29,6 +29,19 @@ pub struct Options {
     pub permissive: bool,
     /// Lifetime of issued tokens (`expires_in`, `exp - iat`); default 3599 s.
     pub token_lifetime: Duration,
+    /// Which connections are served; default all. A refused connection is closed unanswered.
+    pub admit: Option<PeerFilter>,
+}
+
+/// Decides from a connection's (local, peer) addresses whether it is served. Runs on the
+/// blocking pool (it may ask the kernel who owns the peer socket).
+#[derive(Clone)]
+pub struct PeerFilter(pub Arc<dyn Fn(SocketAddr, SocketAddr) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for PeerFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerFilter")
+    }
 }
 
 impl Default for Options {
@@ -37,6 +50,7 @@ impl Default for Options {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             permissive: false,
             token_lifetime: Duration::from_secs(3599),
+            admit: None,
         }
     }
 }
@@ -86,7 +100,7 @@ impl FakeEntra {
         let app = routes::router(Arc::clone(&state));
         let tracker = TaskTracker::new();
         tracker.spawn(async move {
-            let serve = axum::serve(BoundedListener::new(listener, MAX_CONNECTIONS), app)
+            let serve = axum::serve(BoundedListener::new(listener, MAX_CONNECTIONS, opts.admit), app)
                 .with_graceful_shutdown(cancel.clone().cancelled_owned());
             let grace_expired = async {
                 cancel.cancelled().await;

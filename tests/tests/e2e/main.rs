@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `azbroker` binary against the testkit authority, and real SDK
 //! clients against the real daemon. One test binary; modules by topic.
 
+mod abuse;
 mod admin;
 mod clients;
 mod dialects;

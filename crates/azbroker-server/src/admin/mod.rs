@@ -201,7 +201,10 @@ pub fn admin_router(state: AdminState) -> Router {
         .route("/v1/logins/{login}/logout", post(logins::logout))
         .route("/v1/logins/{login}/tenants", get(logins::tenants))
         .route("/v1/refresh", post(refresh::refresh))
-        .route("/metrics", get(|State(s): State<AdminState>| async move { crate::metrics::response(&s.app) }))
+        .route(
+            "/metrics",
+            get(|State(s): State<AdminState>| async move { crate::metrics::response(&s.app).await }),
+        )
         .fallback(|| async { error(&AdminError::NotFound("no such admin endpoint".to_owned())) })
         .route_layer(middleware::from_fn_with_state(state.clone(), check_peer))
         .with_state(state)

@@ -9,18 +9,20 @@
 //! identity (selector, profile) is resolved only on the second leg, as the real agent does —
 //! a first request without `Authorization` always gets the challenge, whatever it selects (MSAL
 //! Go reports only "expected a 401" for anything else, losing the reason). Key
-//! files themselves are [`crate::arc_keys`]' business. Errors use the IMDS shape.
+//! files themselves, and each caller's quota of them, are [`crate::arc_keys`]' business. Errors
+//! use the IMDS shape.
 
 use std::sync::Arc as Shared;
 
 use axum::extract::Request;
 use axum::response::Response;
-use azbroker_core::Grant;
+use azbroker_core::{Caller, Grant};
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::request::Parts;
 use http::{HeaderValue, StatusCode};
 
 use super::{Dialect, TokenRequest};
+use crate::arc_keys::KEY_TTL;
 use crate::error::RequestError;
 use crate::routes::{Endpoint, RouteCtx};
 use crate::runtime::Runtime;
@@ -84,9 +86,13 @@ async fn challenge(ctx: &RouteCtx, keys: Shared<crate::ArcKeys>, req: Request) -
     if let Err(error) = Arc::parse(&ctx.app, &parts, &[]) {
         return Arc::error(&error);
     }
-    let issued = tokio::task::spawn_blocking(move || keys.issue()).await;
+    let uid = parts.extensions.get::<Caller>().map(|c| c.uid);
+    let issued = tokio::task::spawn_blocking(move || keys.issue(uid)).await;
     let path = match issued {
         Ok(Ok(path)) => path,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::QuotaExceeded => {
+            return Arc::error(&RequestError::RateLimited { retry_after_secs: KEY_TTL.as_secs() });
+        }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "cannot write an Arc key file");
             return Arc::error(&RequestError::Unavailable(

@@ -23,6 +23,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::authorize::{authorize, requester};
+use crate::denial_log::{self, Verdict};
 use crate::error::RequestError;
 use crate::query::QueryParams;
 use crate::routes::{Endpoint, ListenerKind, RouteCtx};
@@ -167,7 +168,12 @@ fn respond<D: Dialect>(
             response
         }
         Err(failed) => {
-            if let RequestError::Denied(denial) = &failed.error {
+            if let RequestError::Denied(denial) = &failed.error
+                && let Verdict::Log { suppressed } = ctx.app.denial_log().record(uid, denial.kind(), started)
+            {
+                if suppressed > 0 {
+                    denial_log::summarise(uid, denial.kind(), suppressed);
+                }
                 tracing::warn!(
                     uid,
                     profile = failed.profile.as_ref().map(ProfileName::as_str),
@@ -360,7 +366,10 @@ async fn fetch<D: Dialect>(
     let who = requester(&parts.extensions, link_local, D::SECRET);
     authorize(&ctx.app, rt, profile, who, &request.resource).await?;
     let binding = rt.binding(profile)?;
-    let grant = ctx.app.engine().get_token_for(binding, &request.resource, &request.freshness).await?;
+    // Case variants of one resource share one entry and one upstream call; the answer still
+    // echoes the client's own string.
+    let resource = request.resource.cache_form();
+    let grant = ctx.app.engine().get_token_for(binding, &resource, &request.freshness).await?;
     if D::LEARNS_TENANTS {
         rt.remember_tid(profile, &grant);
     }

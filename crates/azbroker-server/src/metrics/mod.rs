@@ -1,4 +1,8 @@
-//! `/metrics`: the Prometheus text exposition, on every token listener and on the admin socket.
+//! `/metrics`: the Prometheus text exposition, on the admin socket and on every token listener —
+//! there only to administrators (the daemon's user, root, members of `admin_group`), since it
+//! names every profile, resource and count; anyone else gets 403. Renders run one at a time, and
+//! scrapes that arrive while one is under way take its result, so scraping in parallel cannot
+//! cost more than one render at a time.
 //!
 //! Two sources: the request counters this crate keeps ([`ServerMetrics`]: token requests by
 //! dialect, profile and status; refusals by reason) and what the engine knows (per-profile
@@ -13,18 +17,21 @@
 
 mod text;
 
+use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::response::Response;
-use azbroker_core::{FastMap, ProfileName, UPSTREAM_LATENCY_BUCKETS};
+use azbroker_core::{Caller, FastMap, ProfileName, UPSTREAM_LATENCY_BUCKETS};
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, StatusCode};
 
+use crate::body;
 use crate::routes::{Endpoint, RouteCtx};
 use crate::runtime::Runtime;
 use crate::state::AppState;
@@ -41,6 +48,8 @@ pub(crate) struct ServerMetrics {
     unselected: RequestTally,
     /// Requests refused by the broker itself (guards, auth, bad parameters, selection), by reason.
     denials: Tally<&'static str>,
+    /// The last exposition, shared by concurrent scrapes.
+    rendered: Rendered,
 }
 
 impl ServerMetrics {
@@ -109,18 +118,63 @@ impl<K: Copy + PartialEq> Tally<K> {
     }
 }
 
-/// `GET /metrics` on a token listener.
+/// `GET /metrics` on a token listener: administrators only.
 pub(crate) struct Metrics;
 
 impl Endpoint for Metrics {
-    async fn call(ctx: Arc<RouteCtx>, _rt: Arc<Runtime>, _req: Request) -> Response {
-        response(&ctx.app)
+    async fn call(ctx: Arc<RouteCtx>, rt: Arc<Runtime>, req: Request) -> Response {
+        let uid = req.extensions().get::<Caller>().map(|c| c.uid);
+        if !is_admin(&ctx.app, &rt, uid).await {
+            ctx.app.metrics().denial("metrics_forbidden");
+            tracing::debug!(uid, "/metrics refused to a caller who is not an administrator");
+            return body::error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "/metrics is served to the daemon's user, root and members of admin_group only (or on the admin socket)",
+            );
+        }
+        response(&ctx.app).await
     }
 }
 
+/// The daemon's user, root, or a member of the runtime's `admin_group`.
+async fn is_admin(app: &AppState, rt: &Runtime, uid: Option<u32>) -> bool {
+    let Some(uid) = uid else { return false };
+    if uid == 0 || uid == own_uid() {
+        return true;
+    }
+    match rt.admin_gid() {
+        Some(gid) => app.groups().of(uid).await.contains(&gid),
+        None => false,
+    }
+}
+
+/// This process's effective uid (the owner of `/proc/self`).
+fn own_uid() -> u32 {
+    static UID: OnceLock<u32> = OnceLock::new();
+    *UID.get_or_init(|| std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX))
+}
+
+/// The last exposition and when its render started: scrapes that arrived before then reuse it.
+#[derive(Debug, Default)]
+pub(crate) struct Rendered(tokio::sync::Mutex<Option<(Instant, Bytes)>>);
+
 /// The exposition as an HTTP response (also served by the admin API).
-pub(crate) fn response(app: &AppState) -> Response {
-    let mut response = Response::new(Body::from(render(app)));
+pub(crate) async fn response(app: &AppState) -> Response {
+    let arrived = Instant::now();
+    let text = {
+        let mut last = app.metrics().rendered.0.lock().await;
+        match &*last {
+            Some((started, text)) if *started >= arrived => text.clone(),
+            _ => {
+                let started = Instant::now();
+                let text = Bytes::from(render(app));
+                *last = Some((started, text.clone()));
+                text
+            }
+        }
+    };
+    let mut response = Response::new(Body::from(text));
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(text::CONTENT_TYPE));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));

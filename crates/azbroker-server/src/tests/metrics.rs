@@ -4,7 +4,8 @@
 use super::*;
 
 async fn scrape(app: &Router) -> String {
-    let req = get("/metrics").body(Body::empty()).unwrap();
+    // Root: an administrator.
+    let req = get("/metrics").extension(azbroker_core::Caller { uid: 0 }).body(Body::empty()).unwrap();
     let response = app.clone().oneshot(req).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()[header::CONTENT_TYPE], "text/plain; version=0.0.4; charset=utf-8");
@@ -94,4 +95,20 @@ async fn client_chosen_resource_strings_are_escaped() {
         text.contains(r#"azbroker_token_expiry_seconds{profile="contoso",resource="api://we\"ird\\res"}"#),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn only_administrators_read_metrics_on_a_token_listener() {
+    let app = app(state());
+    for caller in [None, Some(4242)] {
+        let mut req = get("/metrics");
+        if let Some(uid) = caller {
+            req = req.extension(azbroker_core::Caller { uid });
+        }
+        let response = app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{caller:?}");
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(!String::from_utf8_lossy(&bytes).contains("azbroker_"), "{caller:?}");
+    }
+    assert!(scrape(&app).await.contains("azbroker_build_info"));
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use azbroker_core::admin_api::SocketKind;
-use azbroker_server::{ARC_TOKENS_DIR, AppState, ArcKeys, KEY_TTL, Server};
+use azbroker_server::{ARC_SWEEP_EVERY, ARC_TOKENS_DIR, AppState, ArcKeys, Server};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -95,7 +95,9 @@ async fn start_arc(
     app.set_arc_keys(keys.clone());
     let (sweeper, cancel) = (keys.clone(), cancel.clone());
     tasks.spawn(async move {
-        let mut tick = tokio::time::interval(KEY_TTL);
+        // Often, so an expired key's file is gone within a second of its expiry.
+        let mut tick = tokio::time::interval(ARC_SWEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = cancel.cancelled() => break,

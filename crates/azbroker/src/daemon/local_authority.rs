@@ -3,7 +3,11 @@
 //! without profiles. Behind the `local-authority` cargo feature (on by default); a build without
 //! it keeps the flag and refuses it with a clear error instead of serving.
 //!
-//! Tokens it signs are never valid in Azure; it says so loudly at start.
+//! Tokens it signs are never valid in Azure; it says so loudly at start. They are still signed by
+//! the key the daemon's own tokens are, and its token endpoint issues them without any of the
+//! daemon's allow-lists, so it serves only connections whose peer socket belongs to the daemon's
+//! own user (asked of the kernel, as for token requests); every other connection is closed
+//! unanswered.
 
 use anyhow::Result;
 
@@ -20,7 +24,7 @@ mod enabled {
     use anyhow::{Context, Result};
     use azbroker_core::{ProfileName, Secret, TenantId};
     use azbroker_entra::SecretRef;
-    use azbroker_testkit::{FakeEntra, Options};
+    use azbroker_testkit::{FakeEntra, Options, PeerFilter};
 
     use crate::config::{Config, Login, LoginKind, Profile};
 
@@ -52,7 +56,11 @@ mod enabled {
     /// config file at all), adds a demo service principal as the default profile. A demo user who
     /// signs in at once is there too, so `azbroker login` can be tried offline.
     pub(crate) async fn start(config: &mut Config) -> Result<LocalAuthority> {
-        let opts = Options { permissive: true, ..Default::default() };
+        let me = crate::paths::current_uid();
+        let own = PeerFilter(std::sync::Arc::new(move |local, peer| {
+            azbroker_server::identity::tcp_owner(local, peer).is_ok_and(|uid| uid == me)
+        }));
+        let opts = Options { permissive: true, admit: Some(own), ..Default::default() };
         let local = FakeEntra::start_with(opts).await.context("cannot start the local authority")?;
         tracing::warn!(
             authority = %local.url(),

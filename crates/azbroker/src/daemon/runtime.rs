@@ -37,6 +37,7 @@ pub fn build(
         policy: resolved.policy,
         rate_limit: config.server.hardening.rate_limit,
         allow_remote: config.server.hardening.allow_non_loopback,
+        admin_gid: resolved.admin_gid,
         bindings,
         daemon: config,
     };
