@@ -110,6 +110,10 @@ pub struct LoginArgs {
 pub struct LogoutArgs {
     #[arg(long)]
     pub login: Option<String>,
+    /// Administrators of a shared machine: sign this local user (name or uid) out of their
+    /// personal login.
+    #[arg(long, conflicts_with = "login")]
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Args)]
