@@ -136,6 +136,12 @@ pub enum WorkspaceCommand {
         /// The workspace name.
         name: String,
     },
+    /// Remove one of your personal workspaces (shared machines; configured workspaces are
+    /// removed from the config file).
+    Remove {
+        /// The workspace name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]
