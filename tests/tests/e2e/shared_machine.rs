@@ -176,7 +176,7 @@ async fn every_local_user_signs_in_as_themselves() {
     assert_eq!(code, 200, "{body}");
     assert_eq!(m.auth.verify(body["access_token"].as_str().unwrap()).unwrap()["upn"], BOB);
     let (code, body) = m.imds_as(&bob, &format!("_u{}.ml", alice.uid));
-    assert!(code == 400 || code == 403 && body.get("access_token").is_none(), "{code} {}", body["error"]);
+    assert!((code == 400 || code == 403) && body.get("access_token").is_none(), "{code} {}", body["error"]);
     // Each lists only their own; Bob removing "ml" removes his own only.
     let (code, body) = m.admin_as(&bob, "GET", "/v1/self/workspaces", "");
     assert_eq!((code, body.as_array().map(Vec::len)), (200, Some(1)), "{body}");
