@@ -203,3 +203,69 @@ async fn every_local_user_signs_in_as_themselves() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(m.plain_oid(&bob).is_err());
 }
+
+/// The claims of a JWT, read without verifying it (the authority runs in another process here).
+fn claims_of(jwt: &str) -> Value {
+    use base64::Engine as _;
+    let payload = jwt.split('.').nth(1).expect("a JWT");
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap())
+        .unwrap()
+}
+
+/// The link-local variant, inside a network namespace this test creates: two users' clients with
+/// no environment at all ask 169.254.169.254 and each gets their own identity; root's gets the
+/// configured default profile's, as without self-service.
+#[test]
+fn link_local_imds_serves_each_user_their_own_identity() {
+    use super::link_local::{Netns, NsCloud, NsDaemon, absolute};
+    let (Some(alice), Some(bob)) = (LocalUser::ensure("azb-alice"), LocalUser::ensure("azb-bob")) else {
+        return;
+    };
+    let ns = Netns::create();
+    let mut cloud = NsCloud::start(&ns);
+    cloud.steer(&format!("user {ALICE} {CONTOSO}"));
+    cloud.steer(&format!("user {BOB} {FABRIKAM}"));
+    let daemon = NsDaemon::start_with(&ns, &cloud.authority, "self_service = true").expect("daemon starts");
+    std::fs::set_permissions(daemon.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = daemon.dir.path().join("config.toml");
+    // `program` run as `user` inside the namespace, with no environment at all.
+    let as_user = |user: &LocalUser, program: &std::path::Path| {
+        let mut cmd = ns.command(absolute(std::path::Path::new("setpriv")));
+        cmd.arg(format!("--reuid={}", user.uid))
+            .arg(format!("--regid={}", user.gid))
+            .args(["--clear-groups", "--"])
+            .arg(program);
+        cmd
+    };
+    for (user, entra) in [(&alice, ALICE), (&bob, BOB)] {
+        cloud.steer(&format!("approve {entra}"));
+        let out = as_user(user, &azbroker_tests::binary())
+            .arg("--config")
+            .arg(&config)
+            .args(["login", "--device-code"])
+            .output()
+            .unwrap();
+        cloud.steer("approve -");
+        assert!(out.status.success(), "login as {}: {}\n{}", user.name, text(&out.stderr), daemon.log());
+    }
+    let url = format!(
+        "http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource={VAULT}"
+    );
+    let imds = |cmd: &mut std::process::Command| -> Value {
+        let out = cmd.args(["-s", "--max-time", "30", "-H", "Metadata: true", &url]).output().unwrap();
+        let body: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        match body["access_token"].as_str() {
+            Some(jwt) => claims_of(jwt),
+            None => panic!("no token: {}", body["error_description"]),
+        }
+    };
+    let curl = absolute(std::path::Path::new("curl"));
+    for (user, entra) in [(&alice, ALICE), (&bob, BOB)] {
+        let claims = imds(&mut as_user(user, &curl));
+        assert_eq!(claims["upn"], entra, "{}'s plain IMDS request", user.name);
+    }
+    // Root's own request keeps the configured default profile (the service principal).
+    let claims = imds(&mut ns.command(&curl));
+    assert_eq!(claims["appid"], CLIENT_ID);
+    assert!(claims.get("upn").is_none());
+}
