@@ -153,7 +153,9 @@ impl AdminClient {
                 "no daemon answers on {path} (is `azbroker serve` running with the same config/runtime_dir?)"
             ),
             ErrorKind::PermissionDenied => anyhow!(
-                "permission denied on {path}: only the daemon's own user and root may use its admin socket"
+                "permission denied on {path}: only the daemon's own user and root may use its admin socket \
+                 (on a shared machine the administrator can let every user sign in as themselves with \
+                 [server] self_service = true)"
             ),
             _ => anyhow!("cannot connect to {path}: {e}"),
         }
