@@ -269,3 +269,43 @@ fn link_local_imds_serves_each_user_their_own_identity() {
     assert_eq!(claims["appid"], CLIENT_ID);
     assert!(claims.get("upn").is_none());
 }
+
+/// A Unix user deleted after signing in keeps nothing usable: processes still running under the
+/// old uid get no token once the daemon rebuilds its runtime (a reload here; the daemon also
+/// sweeps for deleted users every minute and at start), and the login is forgotten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_unix_user_keeps_nothing_usable() {
+    let Some(gone) = LocalUser::ensure("azb-gone") else { return };
+    let auth = Authority::start();
+    auth.add_user(ALICE, &[CONTOSO]);
+    auth.set_device_code_timing(Duration::from_secs(1), Duration::from_secs(120));
+    let url = auth.url();
+    let body = format!("[cloud]\nauthority_host = \"{url}\"\narm_endpoint = \"{url}\"\n");
+    let daemon = Daemon::start_with_server(&body, "self_service = true", &[]).expect("daemon starts");
+    std::fs::set_permissions(daemon.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut m = Machine { auth, daemon };
+    m.login(&gone, ALICE);
+    m.plain_oid(&gone).expect("a token before the account is deleted");
+
+    let del = std::process::Command::new("userdel").args(["--remove", "azb-gone"]).output().unwrap();
+    assert!(del.status.success(), "userdel: {}", text(&del.stderr));
+    let out = m.daemon.cli(&["reload"]).unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The old uid, still able to run processes, gets nothing.
+    let mut orphan = gone.clone();
+    orphan.home = std::path::PathBuf::from("/");
+    assert!(m.plain_oid(&orphan).is_err(), "a deleted user's uid still got a token");
+    // After a restart the start-up sweep forgets the login itself.
+    m.daemon.restart(&[]).expect("restart");
+    let login = format!("_u{}", gone.uid);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = text(&m.daemon.cli(&["status", "--json"]).unwrap().stdout);
+        if !status.contains(&login) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the deleted user's login is still listed: {status}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(m.plain_oid(&orphan).is_err());
+}

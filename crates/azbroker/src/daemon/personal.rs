@@ -112,6 +112,11 @@ impl Personal {
             .collect()
     }
 
+    /// Every uid with personal state.
+    pub fn uids(&self) -> Vec<u32> {
+        self.lock().users.keys().copied().collect()
+    }
+
     /// A copy of `uid`'s entry.
     pub fn entry(&self, uid: u32) -> Option<Entry> {
         self.lock().users.get(&uid).cloned()

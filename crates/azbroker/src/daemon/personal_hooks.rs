@@ -33,6 +33,31 @@ pub(crate) fn republish(app: &AppState, logins: &LoginService) -> Result<(), Adm
     Ok(())
 }
 
+/// How often the personal logins of deleted Unix users are looked for.
+pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Forgets the personal login (refresh token, cached tokens, workspaces) of every user whose
+/// Unix account is gone or now has another name, then publishes. Generations already leave such
+/// users out; this also empties the store and the state file of them.
+pub(crate) async fn sweep_deleted_users(app: &AppState, logins: &LoginService) {
+    for uid in logins.personal.uids() {
+        let Some(entry) = logins.personal.entry(uid) else { continue };
+        if unix_name(uid).as_deref() == Some(entry.name.as_str()) {
+            continue;
+        }
+        let _ = logins.users.logout(Personal::login_name(uid).as_str()).await;
+        if let Err(e) = logins.personal.update(uid, |e| *e = None) {
+            tracing::error!(uid, error = %format!("{e:#}"), "cannot save the personal state");
+            continue;
+        }
+        tracing::info!(uid, user = %entry.name, "the Unix user is gone: their personal login is forgotten");
+        logins.apply(&runtime::config(app));
+        if let Err(e) = republish(app, logins) {
+            tracing::error!(error = %e, "cannot publish the runtime without a deleted user");
+        }
+    }
+}
+
 fn saved(result: anyhow::Result<()>) -> Result<(), AdminError> {
     result.map_err(|e| AdminError::Unavailable(format!("cannot save the personal state: {e:#}")))
 }

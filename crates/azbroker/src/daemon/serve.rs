@@ -155,6 +155,18 @@ pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) 
             }
         });
     }
+    if config.server.self_service.enabled {
+        let (app, logins, cancel) = (app.clone(), logins.clone(), cancel.clone());
+        tasks.spawn(async move {
+            let mut every = tokio::time::interval(super::personal_hooks::SWEEP_EVERY);
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    _ = every.tick() => super::personal_hooks::sweep_deleted_users(&app, &logins).await,
+                }
+            }
+        });
+    }
     let _bound_file = super::bound_file::write(&config, &sockets, &extras.bound, &admin_shown)?;
     app.set_ready(true);
     announce(&config, &bound, local.is_some());
