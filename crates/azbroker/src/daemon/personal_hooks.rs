@@ -36,10 +36,26 @@ pub(crate) fn republish(app: &AppState, logins: &LoginService) -> Result<(), Adm
 /// How often the personal logins of deleted Unix users are looked for.
 pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
-/// Forgets the personal login (refresh token, cached tokens, workspaces) of every user whose
-/// Unix account is gone or now has another name, then publishes. Generations already leave such
+/// Publishes personal logins signed in but not yet in the runtime, and forgets the personal
+/// login (refresh token, cached tokens, workspaces) of every user whose Unix account is gone or
+/// now has another name, then publishes. Generations already leave such
 /// users out; this also empties the store and the state file of them.
 pub(crate) async fn sweep_deleted_users(app: &AppState, logins: &LoginService) {
+    // A sign-in completed while nobody watched its flow (the CLI was killed at the last moment)
+    // is published here at the latest.
+    let rt = app.runtime();
+    let unpublished = logins.personal.uids().into_iter().any(|uid| {
+        let signed_in = logins
+            .users
+            .store()
+            .get(Personal::login_name(uid).as_str())
+            .is_some_and(|s| s.refresh_token.is_some());
+        signed_in && rt.directory().personal().default_of(Some(uid)).is_none()
+    });
+    drop(rt);
+    if unpublished && let Err(e) = republish(app, logins) {
+        tracing::error!(error = %e, "cannot publish the personal profiles");
+    }
     for uid in logins.personal.uids() {
         let Some(entry) = logins.personal.entry(uid) else { continue };
         if unix_name(uid).as_deref() == Some(entry.name.as_str()) {
