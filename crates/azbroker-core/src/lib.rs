@@ -11,6 +11,7 @@ pub mod error;
 pub mod login;
 pub mod metrics;
 pub mod names;
+pub mod personal;
 pub mod policy;
 pub mod schedule;
 pub mod secret;

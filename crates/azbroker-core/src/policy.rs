@@ -172,6 +172,12 @@ impl AccessPolicy {
         Self { profiles: profiles.into_iter().collect(), restricted: true }
     }
 
+    /// This policy with rules for more profiles (the personal profiles of a shared machine).
+    pub fn with_profiles(mut self, more: impl IntoIterator<Item = (ProfileName, ProfileAccess)>) -> Self {
+        self.profiles.extend(more);
+        self
+    }
+
     /// The rules of `profile`, if configured.
     pub fn profile(&self, profile: &str) -> Option<&ProfileAccess> {
         self.profiles.get(profile)

@@ -5,8 +5,12 @@
 //! 2. the profile that owns the listener the request arrived on (selectors are then ignored);
 //! 3. an identity selector (`client_id`, `object_id`, `mi_res_id`, ...) matching a profile's name
 //!    or one of its aliases;
-//! 4. the caller's per-user default profile;
+//! 4. the caller's personal profile (shared machines, `crate::personal`), then their per-user
+//!    default profile;
 //! 5. the global default profile.
+//!
+//! Personal profiles resolve only for their owner's uid: a `/p/{name}` prefix or selector is
+//! first looked up among the caller's own personal profiles, and another user's is never found.
 //!
 //! An unknown explicit selector is an error, never a silent fallback, unless the profile that
 //! would otherwise serve the request sets `accept_any_client_id`.
@@ -14,6 +18,7 @@
 use std::collections::HashMap;
 
 use crate::names::{ProfileName, TenantId};
+use crate::personal::PersonalProfiles;
 
 /// What a profile contributes to selection.
 #[derive(Debug, Clone, Default)]
@@ -32,6 +37,7 @@ pub struct Directory {
     aliases: HashMap<String, ProfileName>,
     default_profile: Option<ProfileName>,
     user_defaults: HashMap<u32, ProfileName>,
+    personal: PersonalProfiles,
 }
 
 /// A user-assigned identity selector as a dialect found it.
@@ -95,7 +101,22 @@ impl Directory {
                 aliases.insert(key, name.clone());
             }
         }
-        Ok(Self { profiles, aliases, default_profile, user_defaults })
+        Ok(Self { profiles, aliases, default_profile, user_defaults, personal: PersonalProfiles::default() })
+    }
+
+    /// This table with the personal profiles of a shared machine.
+    pub fn with_personal(mut self, personal: PersonalProfiles) -> Self {
+        self.personal = personal;
+        self
+    }
+
+    pub fn personal(&self) -> &PersonalProfiles {
+        &self.personal
+    }
+
+    /// The uid a personal profile belongs to; `None` for a configured profile.
+    pub fn owner(&self, profile: &ProfileName) -> Option<u32> {
+        self.personal.owner(profile)
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -106,24 +127,32 @@ impl Directory {
         self.default_profile.as_ref()
     }
 
+    /// Every profile that can be selected, personal ones included.
     pub fn profile_names(&self) -> impl Iterator<Item = &ProfileName> {
-        self.profiles.keys()
+        self.profiles.keys().chain(self.personal.profile_names())
     }
 
     /// Applies the selection rules.
     pub fn select(&self, sel: &Selection<'_>) -> Result<ProfileName, SelectError> {
         if let Some(p) = sel.path_profile {
-            return self.lookup(p).cloned().ok_or_else(|| SelectError::UnknownProfile(p.to_owned()));
+            return self
+                .lookup_for(sel.uid, p)
+                .cloned()
+                .ok_or_else(|| SelectError::UnknownProfile(p.to_owned()));
         }
         if let Some(p) = sel.listener_profile {
             return Ok(p.clone());
         }
-        let fallback = sel.uid.and_then(|uid| self.user_defaults.get(&uid)).or(self.default_profile.as_ref());
+        let fallback = self
+            .personal
+            .default_of(sel.uid)
+            .or_else(|| sel.uid.and_then(|uid| self.user_defaults.get(&uid)))
+            .or(self.default_profile.as_ref());
         if let Some(id) = sel.id.filter(|id| !id.value.is_empty()) {
             if let Some(p) = self.aliases.get(&id.value.to_ascii_lowercase()) {
                 return Ok(p.clone());
             }
-            if let Some(p) = self.lookup(id.value) {
+            if let Some(p) = self.lookup_for(sel.uid, id.value) {
                 return Ok(p.clone());
             }
             return match fallback {
@@ -139,6 +168,11 @@ impl Directory {
 
     fn lookup(&self, name: &str) -> Option<&ProfileName> {
         self.profiles.get_key_value(name).map(|(k, _)| k)
+    }
+
+    /// `name` as `uid` means it: one of their personal profiles first, then a configured one.
+    fn lookup_for(&self, uid: Option<u32>, name: &str) -> Option<&ProfileName> {
+        self.personal.resolve(uid, name).or_else(|| self.lookup(name))
     }
 }
 
@@ -267,6 +301,39 @@ mod tests {
         // The listener's profile outranks an alias of another profile (rule 2 before rule 3).
         let sel = Selection { listener_profile: Some(&con), id: id("bbbb-2"), ..Default::default() };
         assert_eq!(d.select(&sel).unwrap(), con);
+    }
+
+    #[test]
+    fn personal_profiles_come_first_and_only_for_their_owner() {
+        use crate::personal::{PersonalOf, profile_name};
+        let personal = |uid: u32| {
+            let names = HashMap::from([
+                ("me".to_owned(), profile_name(uid, None)),
+                ("ml".to_owned(), profile_name(uid, Some("ml"))),
+            ]);
+            (uid, PersonalOf { names, default: Some(profile_name(uid, None)) })
+        };
+        let d = dir(false).with_personal(PersonalProfiles::new([personal(1001), personal(1002)]));
+        let sel = |uid: u32, path: Option<&'static str>| Selection {
+            uid: Some(uid),
+            path_profile: path,
+            ..Default::default()
+        };
+        // A plain request gets the caller's own personal profile, before the configured default.
+        assert_eq!(d.select(&sel(1001, None)).unwrap().as_str(), "_u1001");
+        assert_eq!(d.select(&sel(1002, None)).unwrap().as_str(), "_u1002");
+        assert_eq!(d.select(&sel(7, None)).unwrap(), name("contoso"));
+        // Two users' `ml` are two profiles; the other's real name is unknown to each.
+        assert_eq!(d.select(&sel(1001, Some("ml"))).unwrap().as_str(), "_u1001.ml");
+        assert_eq!(d.select(&sel(1002, Some("ml"))).unwrap().as_str(), "_u1002.ml");
+        assert!(d.select(&sel(1002, Some("_u1001.ml"))).is_err());
+        assert!(d.select(&Selection { path_profile: Some("_u1001"), ..Default::default() }).is_err());
+        let by_id = Selection { uid: Some(1002), id: id("_u1001"), ..Default::default() };
+        assert!(d.select(&by_id).is_err());
+        // Configured profiles stay reachable by everyone.
+        assert_eq!(d.select(&sel(1001, Some("fabrikam"))).unwrap(), name("fabrikam"));
+        assert_eq!(d.owner(&profile_name(1002, None)), Some(1002));
+        assert_eq!(d.profile_names().count(), 6);
     }
 
     #[test]

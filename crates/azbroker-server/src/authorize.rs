@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use azbroker_core::{Caller, ProfileName, Requester, Resource};
+use azbroker_core::{Caller, Denial, ProfileName, Requester, Resource};
 use tokio::time::Instant;
 
 use crate::error::RequestError;
@@ -56,6 +56,16 @@ pub(crate) async fn authorize(
         Requester::Local(caller) => caller,
         Requester::Remote { .. } => None,
     };
+    // A personal profile serves its owner's uid and nobody else, whatever the policy says.
+    if let Some(owner) = rt.directory().owner(profile)
+        && caller.map(|c| c.uid) != Some(owner)
+    {
+        let denial = match caller {
+            Some(c) => Denial::User { uid: c.uid, profile: profile.clone() },
+            None => Denial::UnknownCaller,
+        };
+        return Err(RequestError::Denied(denial));
+    }
     // Only a policy with group rules for this profile costs a lookup; otherwise no allocation.
     let looked_up = match caller {
         Some(c) if policy.needs_groups(profile.as_str(), c.uid) => Some(app.groups().of(c.uid).await),

@@ -2,9 +2,11 @@
 //! Resource Manager behind a TLS front, as a process of its own — for tests that need them inside
 //! a network namespace, which the test process cannot enter. Prints one JSON line
 //! `{"authority":..,"arm":..,"ca_file":..}` (the certificate is written to DIR) and serves until
-//! its standard input closes.
+//! its standard input closes. Lines on standard input steer it, each answered `ok` on standard
+//! output: `user NAME TENANT...` adds a scripted user, `approve NAME` approves every device code
+//! as that user from now on (`approve -` stops), and that is all.
 
-use std::io::Read;
+use std::io::{BufRead, Write};
 
 use azbroker_tests::Authority;
 use azbroker_tests::tls_front::TlsFront;
@@ -28,5 +30,19 @@ fn main() {
         "ca_file": front.ca_file,
     });
     println!("{line}");
-    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    for command in std::io::stdin().lock().lines() {
+        let Ok(command) = command else { break };
+        let words: Vec<&str> = command.split_whitespace().collect();
+        match words.as_slice() {
+            ["user", name, tenants @ ..] => auth.add_user(name, tenants),
+            ["approve", "-"] => auth.auto_approve_device_codes(None),
+            ["approve", name] => auth.auto_approve_device_codes(Some(name)),
+            _ => {
+                eprintln!("fake_cloud: unknown command {command:?}");
+                std::process::exit(64);
+            }
+        }
+        println!("ok");
+        let _ = std::io::stdout().flush();
+    }
 }

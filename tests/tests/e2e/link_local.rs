@@ -80,16 +80,21 @@ impl Drop for Netns {
 
 /// A daemon serving inside a namespace, with the link-local mode on.
 pub struct NsDaemon {
-    dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
     child: Option<Child>,
 }
 
 impl NsDaemon {
     pub fn start(ns: &Netns, authority: &str) -> Result<Self, String> {
+        Self::start_with(ns, authority, "")
+    }
+
+    /// Like [`NsDaemon::start`] with extra lines for the `[server]` table.
+    pub fn start_with(ns: &Netns, authority: &str, server_extra: &str) -> Result<Self, String> {
         let dir = tempfile::tempdir().unwrap();
         let config = format!(
             "[cloud]\nauthority_host = \"{authority}\"\n\n[server]\nlisten = [\"127.0.0.1:{}\"]\ntls_listen = []\nstate_dir = \"{}\"\nruntime_dir = \"{}\"\n\
-             imds_link_local = true\ndefault_profile = \"contoso\"\n\n\
+             imds_link_local = true\ndefault_profile = \"contoso\"\n{server_extra}\n\n\
              [logins.app]\nkind = \"service-principal\"\ntenant = \"{CONTOSO}\"\nclient_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\n\n\
              [profiles.contoso]\nlogin = \"app\"\n\n[profiles.fabrikam]\nlogin = \"app\"\ntenant = \"{FABRIKAM}\"\naliases = [\"{FABRIKAM_ALIAS}\"]\n",
             free_port(),
@@ -152,7 +157,7 @@ impl Drop for NsDaemon {
 }
 
 /// An absolute path for `program` (there is no PATH inside `env -i`).
-fn absolute(program: &Path) -> PathBuf {
+pub fn absolute(program: &Path) -> PathBuf {
     if program.is_absolute() {
         return program.to_owned();
     }
@@ -163,6 +168,7 @@ fn absolute(program: &Path) -> PathBuf {
 /// The testkit running inside a namespace (`fake_cloud`), stopped on drop.
 pub struct NsCloud {
     child: Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
     pub authority: String,
     pub arm: String,
     pub ca_file: PathBuf,
@@ -181,7 +187,8 @@ impl NsCloud {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut line).unwrap();
         let v: serde_json::Value =
             serde_json::from_str(&line).unwrap_or_else(|_| panic!("fake_cloud said {line:?}"));
         let s = |k: &str| v[k].as_str().unwrap().to_owned();
@@ -190,8 +197,20 @@ impl NsCloud {
             arm: s("arm"),
             ca_file: PathBuf::from(s("ca_file")),
             child,
+            out,
             _dir: dir,
         }
+    }
+
+    /// Sends one steering line (see `fake_cloud`) and waits for its `ok`.
+    pub fn steer(&mut self, command: &str) {
+        use std::io::{BufRead, Write};
+        let stdin = self.child.stdin.as_mut().expect("fake_cloud's stdin");
+        writeln!(stdin, "{command}").unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        self.out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ok", "fake_cloud answered {command:?} with {line:?}");
     }
 }
 

@@ -13,6 +13,7 @@ mod logins;
 mod operations;
 mod reload;
 mod security;
+mod shared_machine;
 mod sources;
 mod systemd;
 mod tokens;

@@ -12,6 +12,7 @@
 //! ([`SecretValues`]) redacts them in `Debug`.
 
 mod login;
+mod personal;
 mod secrets;
 mod status;
 
@@ -19,6 +20,7 @@ pub use login::{
     FlowStart, FlowState, FlowStatus, LoginMethod, LoginRequest, LoginState, LoginStatus, TenantInfo,
     TenantNeedingSignIn,
 };
+pub use personal::{PersonalWorkspace, WorkspaceRemoved, WorkspaceRequest};
 pub use secrets::SecretValues;
 pub use status::{
     AppServiceExports, DaemonInfo, DaemonStatus, Exports, ImdsExports, LoginHealth, SocketInfo, SocketKind,

@@ -23,7 +23,7 @@ const MAX_BODY: usize = 4096;
 #[derive(Deserialize)]
 pub(super) struct WaitQuery {
     #[serde(default)]
-    wait: Option<u64>,
+    pub(super) wait: Option<u64>,
 }
 
 /// `POST /v1/logins/{login}/flows` with a JSON [`LoginRequest`] (an empty body means defaults).

@@ -18,12 +18,14 @@
 
 mod logins;
 mod peer;
+mod personal;
 mod refresh;
 mod socket;
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Extension;
 use axum::Router;
 use axum::extract::connect_info::MockConnectInfo;
 use axum::extract::{ConnectInfo, Request, State};
@@ -42,7 +44,8 @@ use http::StatusCode;
 #[cfg(test)]
 pub(crate) use peer::parse_status_groups as parse_status_groups_for_fuzz;
 pub use peer::{PeerAccess, PeerCred, PeerPolicy};
-pub use socket::{bind_admin_socket, serve_unix, share_with_group};
+pub use personal::{AdminCaller, SelfServiceHooks};
+pub use socket::{bind_admin_socket, open_to_everyone, serve_unix, share_with_group};
 
 use crate::SecretId;
 use crate::body;
@@ -108,6 +111,12 @@ pub trait AdminHooks: Send + Sync + 'static {
     fn tenants(&self, login: String) -> BoxFuture<'static, Result<Vec<TenantInfo>, AdminError>> {
         let _ = login;
         Box::pin(async { Err(unsupported()) })
+    }
+
+    /// Personal logins and profiles of a shared machine (`/v1/self/...`), when this daemon
+    /// offers them.
+    fn self_service(&self) -> Option<&dyn SelfServiceHooks> {
+        None
     }
 }
 
@@ -201,6 +210,7 @@ pub fn admin_router(state: AdminState) -> Router {
         .route("/v1/logins/{login}/logout", post(logins::logout))
         .route("/v1/logins/{login}/tenants", get(logins::tenants))
         .route("/v1/refresh", post(refresh::refresh))
+        .merge(personal::routes())
         .route(
             "/metrics",
             get(|State(s): State<AdminState>| async move { crate::metrics::response(&s.app).await }),
@@ -219,9 +229,28 @@ async fn check_peer(State(state): State<AdminState>, req: Request, next: Next) -
         .map(|c| c.0)
         .or_else(|| ext.get::<MockConnectInfo<PeerCred>>().map(|c| c.0));
     let access = peer.map(|cred| (cred, state.policy.access(&cred)));
+    let mut req = req;
+    if let Some((cred, access)) = access {
+        let all = matches!(access, PeerAccess::Full | PeerAccess::Read);
+        req.extensions_mut().insert(AdminCaller { uid: cred.uid, all });
+    }
+    let own_corner = personal::own_corner(req.method(), req.uri().path());
     match access {
         Some((_, PeerAccess::Full)) => next.run(req).await,
+        Some((_, PeerAccess::Read | PeerAccess::SelfService)) if own_corner => next.run(req).await,
         Some((_, PeerAccess::Read)) if is_read_only(&req) => next.run(req).await,
+        Some((cred, PeerAccess::SelfService)) => {
+            tracing::warn!(
+                uid = cred.uid,
+                path = req.uri().path(),
+                "admin request beyond self-service refused"
+            );
+            error(&AdminError::Forbidden(format!(
+                "uid {} may use only its own logins, profiles and workspaces on this daemon (self_service); \
+                 this needs the daemon's user, root or admin_group",
+                cred.uid
+            )))
+        }
         Some((cred, PeerAccess::Read)) => {
             tracing::warn!(
                 uid = cred.uid,
@@ -236,7 +265,15 @@ async fn check_peer(State(state): State<AdminState>, req: Request, next: Next) -
         }
         Some((cred, PeerAccess::None)) => {
             tracing::warn!(uid = cred.uid, gid = cred.gid, path = req.uri().path(), "admin request refused");
-            error(&AdminError::Forbidden(format!("uid {} may not use this daemon's admin socket", cred.uid)))
+            let why = if state.policy.self_service() {
+                "it is not in any of [server] self_service_groups"
+            } else {
+                "self-service is off ([server] self_service = true lets local users sign in as themselves)"
+            };
+            error(&AdminError::Forbidden(format!(
+                "uid {} may not use this daemon's admin socket: {why}",
+                cred.uid
+            )))
         }
         None => error(&AdminError::Forbidden("the caller's identity is unknown".to_owned())),
     }
@@ -251,7 +288,10 @@ fn is_read_only(req: &Request) -> bool {
     req.method() == http::Method::GET && !(path.starts_with("/v1/logins/") && path.ends_with("/tenants"))
 }
 
-async fn status(State(state): State<AdminState>) -> Response {
+async fn status(State(state): State<AdminState>, caller: Option<Extension<AdminCaller>>) -> Response {
+    if let Some(Extension(caller)) = caller.filter(|c| !c.all) {
+        return personal::own_status(&state, caller.uid);
+    }
     let engine = state.app.engine();
     let rt = state.app.runtime();
     let status = Status {

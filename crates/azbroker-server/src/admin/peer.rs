@@ -30,6 +30,9 @@ pub enum PeerAccess {
     Full,
     /// `GET` endpoints only (`status`, the client environment): members of `admin_group`.
     Read,
+    /// Their own corner of a shared machine (`self_service`): their personal login, profiles and
+    /// workspaces, their own status, the client environment — nothing of anyone else.
+    SelfService,
     None,
 }
 
@@ -38,12 +41,21 @@ pub enum PeerAccess {
 pub struct PeerPolicy {
     uids: Vec<u32>,
     gids: Vec<u32>,
+    /// `None`: no self-service; `Some([])`: every local user; else members of these groups.
+    self_service: Option<Vec<u32>>,
 }
 
 impl PeerPolicy {
     /// Admits `uids` (plus root) fully, and members of `gids` for reading.
     pub fn new(uids: Vec<u32>, gids: Vec<u32>) -> Self {
-        Self { uids, gids }
+        Self { uids, gids, self_service: None }
+    }
+
+    /// Also admits other local users to their own corner (`self_service`): all of them when
+    /// `groups` is empty, else members of one of `groups`.
+    pub fn with_self_service(mut self, groups: Vec<u32>) -> Self {
+        self.self_service = Some(groups);
+        self
     }
 
     /// Full access for the listed uids, read access for members of the listed groups (the
@@ -55,20 +67,33 @@ impl PeerPolicy {
         if peer.uid == 0 || self.uids.contains(&peer.uid) {
             return PeerAccess::Full;
         }
-        if self.gids.is_empty() {
-            return PeerAccess::None;
+        if is_member(peer, &self.gids) {
+            return PeerAccess::Read;
         }
-        let member = self.gids.contains(&peer.gid)
-            || peer
-                .pid
-                .and_then(process_groups)
-                .is_some_and(|groups| groups.iter().any(|g| self.gids.contains(g)));
-        if member { PeerAccess::Read } else { PeerAccess::None }
+        match &self.self_service {
+            Some(groups) if groups.is_empty() || is_member(peer, groups) => PeerAccess::SelfService,
+            _ => PeerAccess::None,
+        }
+    }
+
+    /// Whether the socket must let every local user connect (their uid decides the rest).
+    pub fn self_service(&self) -> bool {
+        self.self_service.is_some()
     }
 
     pub fn allows(&self, peer: &PeerCred) -> bool {
         self.access(peer) != PeerAccess::None
     }
+}
+
+/// Whether the peer's primary group, or a supplementary group of its process, is in `gids`.
+fn is_member(peer: &PeerCred, gids: &[u32]) -> bool {
+    !gids.is_empty()
+        && (gids.contains(&peer.gid)
+            || peer
+                .pid
+                .and_then(process_groups)
+                .is_some_and(|groups| groups.iter().any(|g| gids.contains(g))))
 }
 
 /// The supplementary groups of process `pid` (`Groups:` in `/proc/<pid>/status`).
@@ -115,6 +140,19 @@ mod tests {
             let p = PeerPolicy::new(vec![], vec![*g]);
             assert_eq!(p.access(&PeerCred { uid: 4242, gid: 4242, pid: Some(me) }), PeerAccess::Read);
         }
+    }
+
+    #[test]
+    fn self_service_admits_other_users_to_their_own_corner_only() {
+        let all = PeerPolicy::new(vec![1000], vec![2000]).with_self_service(vec![]);
+        assert_eq!(all.access(&peer(1001, 1001)), PeerAccess::SelfService);
+        assert_eq!(all.access(&peer(1001, 2000)), PeerAccess::Read, "admin_group keeps reading everything");
+        assert_eq!(all.access(&peer(0, 0)), PeerAccess::Full);
+        assert_eq!(all.access(&peer(u32::MAX, u32::MAX)), PeerAccess::None);
+        let some = PeerPolicy::new(vec![1000], vec![]).with_self_service(vec![3000]);
+        assert_eq!(some.access(&peer(1001, 3000)), PeerAccess::SelfService);
+        assert_eq!(some.access(&peer(1002, 1002)), PeerAccess::None);
+        assert!(!PeerPolicy::new(vec![], vec![]).self_service());
     }
 
     #[test]

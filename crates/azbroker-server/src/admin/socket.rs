@@ -52,6 +52,12 @@ pub fn share_with_group(path: &Path, gid: u32) -> io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
 }
 
+/// Lets every local user connect (`self_service` on a shared machine): the socket becomes 0666.
+/// What each may do is still decided per connection, by uid, by the [`super::PeerPolicy`].
+pub fn open_to_everyone(path: &Path) -> io::Result<()> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
+}
+
 /// Serves `router` on `listener` under `limits` until `shutdown` fires, then lets in-flight
 /// requests finish. Every request carries the connection's [`PeerCred`] as `ConnectInfo`; each
 /// peer uid's connections count against its own share.

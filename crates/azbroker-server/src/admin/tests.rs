@@ -457,3 +457,40 @@ fn every_secret_id_has_its_own_field() {
         assert_eq!(secret_value(&values, *id).unwrap().expose(), format!("value-{n}"));
     }
 }
+
+#[tokio::test]
+async fn self_service_users_reach_their_own_corner_only() {
+    let hooks = Arc::new(Hooks::default());
+    let info = DaemonInfo { version: "1".into(), pid: 1, listeners: vec![] };
+    let policy = PeerPolicy::new(vec![1000], vec![]).with_self_service(vec![]);
+    let state = AdminState::new(state(), hooks.clone(), info, policy);
+    let user =
+        admin_router(state.clone()).layer(MockConnectInfo(PeerCred { uid: 1500, gid: 1500, pid: None }));
+    // Their own status: none of the daemon's configured profiles, config file or counters.
+    let (status, body) = call(user.clone(), "GET", "/v1/status").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["profiles"], serde_json::json!([]));
+    assert!(body.get("config").is_none(), "{body}");
+    let (admin_status, admin_body) = call(as_peer(state, 1000), "GET", "/v1/status").await;
+    assert_eq!(admin_status, StatusCode::OK);
+    assert_eq!(admin_body["config"], "/etc/azbroker/config.toml");
+    // The client environment, yes; the administrator's changes and another user's logout, no.
+    assert_eq!(call(user.clone(), "GET", "/v1/secrets").await.0, StatusCode::OK);
+    for (method, uri) in [("POST", "/v1/reload"), ("POST", "/v1/users/alice/logout"), ("GET", "/metrics")] {
+        let (status, body) = call(user.clone(), method, uri).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {uri}");
+        assert!(body["error_description"].as_str().unwrap().contains("self_service"), "{body}");
+    }
+    // These hooks offer no self-service: the route says what is missing.
+    let (status, body) = call(user, "POST", "/v1/self/logout").await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+    assert!(body["error_description"].as_str().unwrap().contains("self_service = true"), "{body}");
+    assert_eq!(*hooks.calls.lock().unwrap(), 0);
+}
+
+#[tokio::test]
+async fn without_self_service_other_users_are_told_it_is_off() {
+    let (status, body) = call(as_peer(admin(Arc::new(Hooks::default())), 1500), "GET", "/v1/status").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body["error_description"].as_str().unwrap().contains("self-service is off"), "{body}");
+}

@@ -388,8 +388,14 @@ async fn by_tenant<D: Dialect>(
     tenant: &str,
 ) -> Result<(ProfileName, Option<Grant>), RequestError> {
     let preferred = select_profile(ctx, rt, parts, request).ok();
-    let learned: Vec<(&ProfileName, Option<String>)> =
-        rt.profiles().keys().map(|name| (name, rt.learned_tid(name))).collect();
+    // Another user's personal profiles are never candidates.
+    let uid = parts.extensions.get::<Caller>().map(|c| c.uid);
+    let learned: Vec<(&ProfileName, Option<String>)> = rt
+        .profiles()
+        .keys()
+        .filter(|name| rt.directory().owner(name).is_none_or(|owner| Some(owner) == uid))
+        .map(|name| (name, rt.learned_tid(name)))
+        .collect();
     let candidates = learned.iter().filter_map(|(name, tid)| {
         let binding = rt.profiles().get(*name)?;
         Some(TenantCandidate { name, tenant: &binding.tenant, learned: tid.as_deref() })

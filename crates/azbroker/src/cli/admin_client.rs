@@ -29,6 +29,9 @@ use crate::paths;
 /// File name of the admin socket inside the runtime directory.
 pub const ADMIN_SOCKET: &str = "admin.sock";
 
+/// The system daemon's admin socket, which a user's CLI talks to when no daemon of their own runs.
+pub const SYSTEM_SOCKET: &str = "/run/azbroker/admin.sock";
+
 /// How long one admin call may take (a login flow polls rather than holding a request open).
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -59,7 +62,14 @@ pub struct AdminClient {
 
 impl AdminClient {
     pub fn new(config: &Config) -> Self {
-        Self { path: socket_path(config) }
+        Self { path: choose_socket(socket_path(config), Path::new(SYSTEM_SOCKET), paths::current_uid()) }
+    }
+
+    /// Whether this CLI is a local user talking to root's daemon (a shared machine): then every
+    /// login command acts on the user's own personal login (`/v1/self/...`).
+    pub fn is_self_service(&self) -> bool {
+        let me = paths::current_uid();
+        me != 0 && std::fs::metadata(&self.path).is_ok_and(|m| m.uid() == 0)
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Answer<T>> {
@@ -143,11 +153,19 @@ impl AdminClient {
                 "no daemon answers on {path} (is `azbroker serve` running with the same config/runtime_dir?)"
             ),
             ErrorKind::PermissionDenied => anyhow!(
-                "permission denied on {path}: only the daemon's own user and root may use its admin socket"
+                "permission denied on {path}: only the daemon's own user and root may use its admin socket \
+                 (on a shared machine the administrator can let every user sign in as themselves with \
+                 [server] self_service = true)"
             ),
             _ => anyhow!("cannot connect to {path}: {e}"),
         }
     }
+}
+
+/// The user's own daemon's socket, else — for a user other than root with no daemon of their own —
+/// the system daemon's. Either is still checked by [`check_owner`] before use.
+fn choose_socket(own: PathBuf, system: &Path, me: u32) -> PathBuf {
+    if me != 0 && !own.exists() && system.exists() { system.to_owned() } else { own }
 }
 
 /// A success body as `T`, any other as the daemon's refusal.
@@ -224,5 +242,17 @@ mod tests {
         let err = check_owner(&link.join(ADMIN_SOCKET), me).unwrap_err().to_string();
         assert!(err.contains("symbolic link"), "{err}");
         assert!(check_owner(&base.path().join("absent/admin.sock"), me).is_ok(), "connect reports it");
+    }
+
+    #[test]
+    fn a_user_without_a_daemon_of_their_own_talks_to_the_system_daemon() {
+        let base = tempfile::tempdir().unwrap();
+        let (own, system) = (base.path().join("own.sock"), base.path().join("system.sock"));
+        assert_eq!(choose_socket(own.clone(), &system, 1000), own, "no system daemon either");
+        std::fs::write(&system, b"").unwrap();
+        assert_eq!(choose_socket(own.clone(), &system, 1000), system);
+        assert_eq!(choose_socket(own.clone(), &system, 0), own, "root keeps its own");
+        std::fs::write(&own, b"").unwrap();
+        assert_eq!(choose_socket(own.clone(), &system, 1000), own, "a daemon of their own wins");
     }
 }

@@ -110,6 +110,10 @@ pub struct LoginArgs {
 pub struct LogoutArgs {
     #[arg(long)]
     pub login: Option<String>,
+    /// Administrators of a shared machine: sign this local user (name or uid) out of their
+    /// personal login.
+    #[arg(long, conflicts_with = "login")]
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +133,12 @@ pub enum WorkspaceCommand {
     List,
     /// Print the config.json that azureml's Workspace.from_config() reads.
     Config {
+        /// The workspace name.
+        name: String,
+    },
+    /// Remove one of your personal workspaces (shared machines; configured workspaces are
+    /// removed from the config file).
+    Remove {
         /// The workspace name.
         name: String,
     },

@@ -25,7 +25,10 @@ pub async fn run(config: &Config, args: &RunArgs) -> Result<ExitCode> {
 }
 
 pub async fn token(config: &Config, args: &TokenArgs) -> Result<ExitCode> {
-    let base = client_env::base_url(config, args.profile.as_deref()).await?;
+    let base = match crate::cli::personal_commands::personal_base_url(config, args.profile.as_deref()) {
+        Some(base) => base,
+        None => client_env::base_url(config, args.profile.as_deref()).await?,
+    };
     let header = client_env::identity_header(config).await?;
     let http = reqwest::Client::builder()
         .no_proxy()

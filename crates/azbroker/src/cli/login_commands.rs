@@ -52,11 +52,19 @@ fn list(names: &[&str]) -> String {
 }
 
 pub async fn login(config: &Config, args: &LoginArgs) -> Result<ExitCode> {
-    let name = user_login(config, args.login.as_deref())?;
-    let method = if args.browser { LoginMethod::Browser } else { LoginMethod::DeviceCode };
     let client = AdminClient::new(config);
+    // On a shared machine a user signs in as themselves, to their personal login.
+    let personal = client.is_self_service() && args.login.is_none();
+    let (name, flows) = if personal {
+        (personal_name(), "/v1/self/login".to_owned())
+    } else {
+        let name = user_login(config, args.login.as_deref())?;
+        let flows = format!("/v1/logins/{name}/flows");
+        (name, flows)
+    };
+    let method = if args.browser { LoginMethod::Browser } else { LoginMethod::DeviceCode };
     let request = LoginRequest { tenant: args.tenant.clone(), method };
-    let start: FlowStart = match client.post(&format!("/v1/logins/{name}/flows"), &request).await? {
+    let start: FlowStart = match client.post(&flows, &request).await? {
         Ok(start) => start,
         Err(refused) => bail!("the daemon could not start the sign-in: {refused}"),
     };
@@ -80,7 +88,7 @@ pub async fn login(config: &Config, args: &LoginArgs) -> Result<ExitCode> {
         }
     }
     let _ = std::io::stdout().flush();
-    let path = format!("/v1/logins/{name}/flows/{}", start.flow_id);
+    let path = format!("{flows}/{}", start.flow_id);
     let status = tokio::select! {
         s = watch(&client, &path, start.expires_in_secs) => s?,
         _ = tokio::signal::ctrl_c() => {
@@ -177,13 +185,28 @@ fn open_browser(url: &str) -> bool {
         .is_ok()
 }
 
+/// How the CLI names a personal login: the user's own name.
+fn personal_name() -> String {
+    std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "your personal login".to_owned())
+}
+
 pub async fn logout(config: &Config, args: &LogoutArgs) -> Result<ExitCode> {
-    let name = user_login(config, args.login.as_deref())?;
-    let answer: LogoutAnswer =
-        match AdminClient::new(config).post_empty(&format!("/v1/logins/{name}/logout")).await? {
-            Ok(answer) => answer,
-            Err(refused) => bail!("the daemon could not sign out: {refused}"),
-        };
+    let client = AdminClient::new(config);
+    let (name, path) = match &args.user {
+        Some(user) => (format!("personal login of {user}"), format!("/v1/users/{user}/logout")),
+        None if client.is_self_service() && args.login.is_none() => {
+            (personal_name(), "/v1/self/logout".to_owned())
+        }
+        None => {
+            let name = user_login(config, args.login.as_deref())?;
+            let path = format!("/v1/logins/{name}/logout");
+            (name, path)
+        }
+    };
+    let answer: LogoutAnswer = match client.post_empty(&path).await? {
+        Ok(answer) => answer,
+        Err(refused) => bail!("the daemon could not sign out: {refused}"),
+    };
     let LogoutAnswer::SignedOut { had_state } = answer;
     if had_state {
         println!("Signed out of login '{name}'; its refresh token and cached tokens are gone.");
@@ -194,12 +217,16 @@ pub async fn logout(config: &Config, args: &LogoutArgs) -> Result<ExitCode> {
 }
 
 pub async fn tenants(config: &Config, args: &TenantsArgs) -> Result<ExitCode> {
-    let name = user_login(config, args.login.as_deref())?;
-    let answer: TenantsAnswer =
-        match AdminClient::new(config).get(&format!("/v1/logins/{name}/tenants")).await? {
-            Ok(answer) => answer,
-            Err(refused) => bail!("{refused}"),
-        };
+    let client = AdminClient::new(config);
+    let path = if client.is_self_service() && args.login.is_none() {
+        "/v1/self/tenants".to_owned()
+    } else {
+        format!("/v1/logins/{}/tenants", user_login(config, args.login.as_deref())?)
+    };
+    let answer: TenantsAnswer = match client.get(&path).await? {
+        Ok(answer) => answer,
+        Err(refused) => bail!("{refused}"),
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&answer.tenants)?);
         return Ok(ExitCode::SUCCESS);

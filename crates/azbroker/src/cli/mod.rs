@@ -13,5 +13,6 @@ pub(crate) mod commands;
 pub(crate) mod completions;
 pub(crate) mod doctor;
 pub(crate) mod login_commands;
+pub(crate) mod personal_commands;
 pub(crate) mod refresh;
 pub(crate) mod workspace_commands;

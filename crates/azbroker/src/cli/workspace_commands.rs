@@ -24,6 +24,10 @@ const NEW_FILE: &str = "# azbroker configuration (see config/azbroker.example.to
 [logins.me]\nkind = \"user\"   # sign in with `azbroker login`\n\n[profiles.me]\nlogin = \"me\"\n";
 
 pub async fn run(config: &Config, command: &WorkspaceCommand) -> Result<ExitCode> {
+    let client = AdminClient::new(config);
+    if client.is_self_service() {
+        return crate::cli::personal_commands::workspace(&client, command).await;
+    }
     match command {
         WorkspaceCommand::Add(args) => add(config, args).await,
         WorkspaceCommand::List => {
@@ -34,6 +38,13 @@ pub async fn run(config: &Config, command: &WorkspaceCommand) -> Result<ExitCode
             let ws = find(config, name)?;
             println!("{}", serde_json::to_string_pretty(&ws.azureml_config())?);
             Ok(ExitCode::SUCCESS)
+        }
+        WorkspaceCommand::Remove { name } => {
+            find(config, name)?;
+            bail!(
+                "workspace '{name}' is part of the config file: remove its [workspaces.{name}] table there, \
+                 then `azbroker reload`"
+            )
         }
     }
 }

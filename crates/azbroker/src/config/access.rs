@@ -173,7 +173,7 @@ pub fn profile_access(s: &Section<'_>, p: &mut Problems) -> ProfileAccessConfig 
     ProfileAccessConfig { users, groups, resources, remote }
 }
 
-fn group_ref(raw: &str) -> GroupRef {
+pub(super) fn group_ref(raw: &str) -> GroupRef {
     raw.parse().map_or_else(|_| GroupRef::Name(raw.to_owned()), GroupRef::Gid)
 }
 

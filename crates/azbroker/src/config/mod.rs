@@ -8,8 +8,9 @@ mod dialects;
 mod kinds;
 mod reader;
 pub mod redact;
+pub mod self_service;
 pub mod trust;
-mod workspaces;
+pub(crate) mod workspaces;
 
 pub use dialects::DialectConfig;
 
@@ -58,6 +59,8 @@ pub struct ServerConfig {
     /// HTTPS listener, secrets, Arc and link-local settings.
     pub dialects: DialectConfig,
     pub hardening: Hardening,
+    /// Shared machines: personal logins and profiles (`self_service`).
+    pub self_service: self_service::SelfService,
 }
 
 #[derive(Debug, Clone)]
@@ -245,6 +248,7 @@ fn default_server() -> ServerConfig {
         client_wait: azbroker_core::DEFAULT_CLIENT_WAIT,
         dialects: DialectConfig::default(),
         hardening: Hardening::default(),
+        self_service: self_service::SelfService::default(),
     }
 }
 
@@ -279,8 +283,9 @@ fn server_section(s: Option<Section<'_>>, p: &mut Problems) -> ServerConfig {
     let Some(s) = s else { return cfg };
     let keys =
         ["listen", "runtime_dir", "state_dir", "default_profile", "identity_header_file", "client_wait"];
-    s.only(&[&keys[..], dialects::KEYS, access::SERVER_KEYS].concat(), p);
+    s.only(&[&keys[..], dialects::KEYS, access::SERVER_KEYS, self_service::KEYS].concat(), p);
     cfg.hardening = access::hardening(&s, p);
+    cfg.self_service = self_service::parse(&s, p);
     cfg.dialects = dialects::parse(&s, p, cfg.hardening.allow_non_loopback);
     if s.contains("listen") {
         let allow = cfg.hardening.allow_non_loopback;
@@ -355,6 +360,10 @@ fn fingerprint(section: &Section<'_>, extra: &str) -> String {
     azbroker_core::secret::sha256_hex(text.as_bytes())
 }
 
+/// Why a config may not name a login or profile `_u<uid>...`.
+pub(crate) const RESERVED: &str =
+    "names of the form _u<uid> are reserved for the personal logins and profiles of self-service users";
+
 fn logins_section(s: Option<Section<'_>>, p: &mut Problems) -> BTreeMap<ProfileName, Login> {
     let mut out = BTreeMap::new();
     let Some(s) = s else { return out };
@@ -363,6 +372,10 @@ fn logins_section(s: Option<Section<'_>>, p: &mut Problems) -> BTreeMap<ProfileN
             p.push(&l.path, "login names may contain only letters, digits, '-', '_' and '.'");
             continue;
         };
+        if azbroker_core::personal::is_reserved(&name) {
+            p.push(&l.path, RESERVED);
+            continue;
+        }
         let kind_name = l.required_str("kind", p);
         let tenant = l.parsed("tenant", p, TenantId::parse);
         let kind = kind_name.and_then(|k| kinds::parse(k, &l, p));
@@ -402,6 +415,10 @@ fn profiles_section(
             p.push(&ps.path, "profile names may contain only letters, digits, '-', '_' and '.'");
             continue;
         };
+        if azbroker_core::personal::is_reserved(&name) {
+            p.push(&ps.path, RESERVED);
+            continue;
+        }
         let login_name = ps.required_str("login", p);
         let login = login_name.and_then(|l| {
             let found = ProfileName::parse(l).ok().and_then(|n| logins.get(&n));

@@ -397,3 +397,33 @@ fn client_wait_defaults_to_20s_and_is_bounded() {
         assert!(e.problems.iter().any(|p| p.contains("server.client_wait")), "{bad}: {:?}", e.problems);
     }
 }
+
+#[test]
+fn self_service_is_off_by_default_and_parsed_with_its_limits() {
+    let c = Config::parse(FULL, None).unwrap();
+    assert!(!c.server.self_service.enabled);
+    let text = "[server]\nself_service = true\nself_service_groups = [\"hub\", \"1234\"]\n\
+                self_service_max_workspaces = 3\nself_service_sign_ins_per_hour = 5\n";
+    let s = Config::parse(text, None).unwrap().server.self_service;
+    assert!(s.enabled);
+    assert_eq!(s.groups, vec![access::GroupRef::Name("hub".into()), access::GroupRef::Gid(1234)]);
+    assert_eq!((s.max_workspaces, s.sign_ins_per_hour), (3, 5));
+    let err =
+        Config::parse("[server]\nself_service_max_workspaces = 0\nself_service_groups = [\"x\"]\n", None)
+            .unwrap_err();
+    let text = err.problems.join("\n");
+    assert!(text.contains("self_service_max_workspaces") && text.contains("out of range"), "{text}");
+    assert!(text.contains("has no effect unless self_service = true"), "{text}");
+}
+
+#[test]
+fn personal_profile_names_are_reserved() {
+    let text = "[logins._u1000]\nkind = \"user\"\n\n[logins.me]\nkind = \"user\"\n\n\
+                [profiles._u1001]\nlogin = \"me\"\n";
+    let err = Config::parse(text, None).unwrap_err();
+    let problems = err.problems.join("\n");
+    assert!(problems.contains("logins._u1000") && problems.contains("reserved"), "{problems}");
+    assert!(problems.contains("profiles._u1001"), "{problems}");
+    // Names that merely look alike stay allowed.
+    Config::parse("[logins._user]\nkind = \"user\"\n\n[profiles.u1001]\nlogin = \"_user\"\n", None).unwrap();
+}

@@ -61,6 +61,10 @@ pub fn section(
             p.push(&w.path, "workspace names may contain only letters, digits, '-', '_' and '.'");
             continue;
         };
+        if azbroker_core::personal::is_reserved(&name) {
+            p.push(&w.path, super::RESERVED);
+            continue;
+        }
         if profiles.contains_key(&ws_name) {
             p.push(
                 &w.path,

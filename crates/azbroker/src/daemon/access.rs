@@ -144,6 +144,23 @@ pub fn describe(access: &ProfileAccess) -> String {
     format!("users: {users}; {resources}")
 }
 
+/// The groups whose members may use self-service (empty: every local user), or `None` when
+/// `self_service` is off. A group that does not exist is an error, not "everyone".
+pub fn self_service_gids(config: &Config) -> anyhow::Result<Option<Vec<u32>>> {
+    let s = &config.server.self_service;
+    if !s.enabled {
+        return Ok(None);
+    }
+    let mut gids = Vec::new();
+    for g in &s.groups {
+        match gid_of(g) {
+            Some(gid) => gids.push(gid),
+            None => anyhow::bail!("server.self_service_groups: no group '{}' on this system", show(g)),
+        }
+    }
+    Ok(Some(gids))
+}
+
 fn uid_of(name: &str) -> Option<u32> {
     User::from_name(name).ok().flatten().map(|u| u.uid.as_raw())
 }

@@ -13,7 +13,7 @@ use azbroker_core::admin_api::{
     RotateOutcome, TenantInfo,
 };
 use azbroker_server::AppState;
-use azbroker_server::admin::AdminHooks;
+use azbroker_server::admin::{AdminHooks, SelfServiceHooks};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{runtime, secrets};
@@ -63,8 +63,17 @@ impl AdminHooks for ServeHooks {
     fn status(&self) -> DaemonStatus {
         let (config_file, logins, profile_logins) = {
             let config = runtime::config(&self.app);
-            let profile_logins: Vec<(String, String)> =
-                config.profiles.values().map(|p| (p.name.to_string(), p.login.to_string())).collect();
+            let rt = self.app.runtime();
+            let personal = rt.directory().personal();
+            let profile_logins: Vec<(String, String)> = config
+                .profiles
+                .values()
+                .map(|p| (p.name.to_string(), p.login.to_string()))
+                .chain(personal.profile_names().filter_map(|p| {
+                    let owner = personal.owner(p)?;
+                    Some((p.to_string(), azbroker_core::personal::profile_name(owner, None).to_string()))
+                }))
+                .collect();
             let config_file = config.origin.as_ref().map(|p| p.display().to_string());
             (config_file, self.logins.statuses(&config), profile_logins)
         };
@@ -110,5 +119,9 @@ impl AdminHooks for ServeHooks {
     fn tenants(&self, login: String) -> BoxFuture<'static, Result<Vec<TenantInfo>, AdminError>> {
         let users = self.logins.users.clone();
         Box::pin(async move { users.tenants(&login).await })
+    }
+
+    fn self_service(&self) -> Option<&dyn SelfServiceHooks> {
+        runtime::config(&self.app).server.self_service.enabled.then_some(self as &dyn SelfServiceHooks)
     }
 }

@@ -16,11 +16,19 @@ use azbroker_server::redirect::LoopbackRedirect;
 use url::Url;
 
 use crate::config::{Config, LoginKind};
+use crate::daemon::personal::Personal;
 use crate::daemon::sources;
+use azbroker_core::personal::is_reserved;
 
 /// The user logins, wired to the engine.
 pub struct LoginService {
     pub users: Arc<UserLogins>,
+    /// Shared machines: every user's personal login and workspaces.
+    pub personal: Arc<Personal>,
+    /// Tenant discovery for personal workspaces.
+    pub arm: ArmClient,
+    /// What generations are built with.
+    pub client: EntraClient,
 }
 
 impl LoginService {
@@ -38,7 +46,8 @@ impl LoginService {
         let arm_url = arm_override.unwrap_or(&config.cloud.arm_endpoint).clone();
         let arm =
             ArmClient::new(arm_url).map_err(anyhow::Error::msg).context("cannot set up the ARM client")?;
-        let users = UserLogins::new(client.clone(), store, arm, Arc::new(LoopbackRedirect));
+        let users = UserLogins::new(client.clone(), store, arm.clone(), Arc::new(LoopbackRedirect));
+        let personal = Arc::new(Personal::load(&config.server.state_dir)?);
         {
             let engine = engine.clone();
             users.on_event(move |login, event| match event {
@@ -46,21 +55,25 @@ impl LoginService {
                 LoginEvent::SignedOut => engine.forget(Some(login)),
             });
         }
-        let service = Self { users };
+        let service = Self { users, personal, arm, client: client.clone() };
         service.apply(config);
         Ok(service)
     }
 
     /// Takes a (re)loaded config's user logins.
     pub fn apply(&self, config: &Config) {
-        self.users.set_logins(sources::user_logins(config));
+        let mut logins = sources::user_logins(config);
+        if config.server.self_service.enabled {
+            logins.extend(self.personal.user_logins());
+        }
+        self.users.set_logins(logins);
     }
 
     /// Every login's state for `status`: user logins from the store, the others as configured.
     pub fn statuses(&self, config: &Config) -> Vec<LoginStatus> {
         let mut users: HashMap<String, LoginStatus> =
             self.users.statuses().into_iter().map(|s| (s.name.clone(), s)).collect();
-        config
+        let mut out: Vec<LoginStatus> = config
             .logins
             .values()
             .map(|l| match (&l.kind, users.remove(l.name.as_str())) {
@@ -77,6 +90,11 @@ impl LoginService {
                     last_error: None,
                 },
             })
-            .collect()
+            .collect();
+        // Personal logins of a shared machine (an administrator sees them all).
+        let mut personal: Vec<LoginStatus> = users.into_values().filter(|s| is_reserved(&s.name)).collect();
+        personal.sort_by(|a, b| a.name.cmp(&b.name));
+        out.extend(personal);
+        out
     }
 }

@@ -15,6 +15,8 @@ pub(crate) mod listeners;
 pub(crate) mod local_authority;
 pub(crate) mod logins;
 pub(crate) mod owned_dir;
+pub(crate) mod personal;
+pub(crate) mod personal_hooks;
 pub(crate) mod profile_listeners;
 pub(crate) mod readiness;
 pub(crate) mod runtime;

@@ -36,6 +36,12 @@ pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) 
     let signals = Signals::install().context("cannot install signal handlers")?;
     state::ensure_private_dir(&config.server.state_dir)?;
     OwnedDir::prepare(&config.server.runtime_dir, OwnedDir::runtime_dir_mode(&config))?;
+    if config.server.self_service.enabled && paths::is_system() {
+        // Local users must reach the admin socket inside (each request is authorised by uid).
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&config.server.runtime_dir, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("cannot open {} to local users", config.server.runtime_dir.display()))?;
+    }
     let runtime_secrets = secrets::load_all(&config)?;
 
     let local = super::local_authority::start_if(args.local_authority, &mut config).await?;
@@ -45,11 +51,12 @@ pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) 
     let engine = Engine::new(config.refresh.clone(), Vec::new());
     let arm = local.as_ref().map(|l| Url::parse(&l.arm_url())).transpose()?;
     let logins = Arc::new(LoginService::start(&config, &client, arm.as_ref(), &engine)?);
-    let generation =
+    let mut generation =
         runtime::build(config.clone(), &client, &logins.users).map_err(|problems| ConfigError {
             origin: config.origin.as_ref().map_or("built-in defaults".into(), |p| p.display().to_string()),
             problems,
         })?;
+    logins.personal.extend(&mut generation.spec, &config, &logins.users);
     let admin_gid = generation.admin_gid;
     for warning in &generation.warnings {
         tracing::warn!("{warning}");
@@ -80,6 +87,11 @@ pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) 
     if let (Some(gid), Origin::Config) = (admin_gid, admin_origin) {
         admin::share_with_group(&admin_path, gid)
             .with_context(|| format!("cannot give group {gid} access to {}", admin_path.display()))?;
+    }
+    let self_service = access::self_service_gids(&config)?;
+    if let (Some(_), Origin::Config) = (&self_service, admin_origin) {
+        admin::open_to_everyone(&admin_path)
+            .with_context(|| format!("cannot let local users connect to {}", admin_path.display()))?;
     }
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -131,12 +143,27 @@ pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) 
             pid: std::process::id(),
             listeners: bound.iter().map(ToString::to_string).collect(),
         };
-        let policy = PeerPolicy::new(vec![paths::current_uid()], admin_gid.into_iter().collect());
+        let mut policy = PeerPolicy::new(vec![paths::current_uid()], admin_gid.into_iter().collect());
+        if let Some(gids) = self_service {
+            policy = policy.with_self_service(gids);
+        }
         let router = admin::admin_router(AdminState::new(app.clone(), hooks.clone(), info, policy));
         let (cancel, limits) = (cancel.clone(), config.server.hardening.limits.clone());
         tasks.spawn(async move {
             if let Err(e) = admin::serve_unix(admin_listener, router, limits, cancel).await {
                 tracing::error!(error = %e, "admin socket failed");
+            }
+        });
+    }
+    if config.server.self_service.enabled {
+        let (app, logins, cancel) = (app.clone(), logins.clone(), cancel.clone());
+        tasks.spawn(async move {
+            let mut every = tokio::time::interval(super::personal_hooks::SWEEP_EVERY);
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    _ = every.tick() => super::personal_hooks::sweep_deleted_users(&app, &logins).await,
+                }
             }
         });
     }
@@ -264,7 +291,9 @@ fn apply_reload(
         return Err(vec!["the daemon runs on built-in defaults (no config file); nothing to reload".into()]);
     };
     let next = Arc::new(Config::load(Some(&origin)).map_err(|e| rejected(e.problems))?);
-    let generation = runtime::build(next.clone(), client, &logins.users).map_err(rejected)?;
+    let _order = logins.personal.publish_lock();
+    let mut generation = runtime::build(next.clone(), client, &logins.users).map_err(rejected)?;
+    logins.personal.extend(&mut generation.spec, &next, &logins.users);
     let mut warnings = Vec::new();
     if next.server.listen != current.server.listen
         || next.profiles.values().map(|p| &p.listen).ne(current.profiles.values().map(|p| &p.listen))
