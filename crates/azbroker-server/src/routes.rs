@@ -59,6 +59,10 @@ pub(crate) enum ListenerKind {
     LinkLocal,
     /// HTTPS: Service Fabric on `/msi/token`.
     ServiceFabric,
+    /// HTTP on a container-facing address (`container_listen`, bound here): the dialects that
+    /// carry a secret, served only with a client key; any peer, and `Host` may name this address
+    /// or `host.docker.internal`.
+    Container(std::net::SocketAddr),
 }
 
 /// Something a route serves once the guards have passed.
@@ -77,6 +81,11 @@ pub fn router(state: AppState, listener_profile: Option<ProfileName>) -> Router 
 /// as a local peer.
 pub fn link_local_router(state: AppState) -> Router {
     build(RouteCtx { app: state, listener_profile: None, kind: ListenerKind::LinkLocal })
+}
+
+/// The router for a `container_listen` address (`addr`, as bound): requests need a client key.
+pub fn container_router(state: AppState, addr: std::net::SocketAddr) -> Router {
+    build(RouteCtx { app: state, listener_profile: None, kind: ListenerKind::Container(addr) })
 }
 
 /// The router for the HTTPS listener: Service Fabric on `/msi/token`, plus health.
@@ -99,16 +108,27 @@ fn build(ctx: RouteCtx) -> Router {
                 CloudShell::PATH,
                 get(guarded::<dialect::Token<CloudShell>>).post(guarded::<dialect::Token<CloudShell>>),
             )
-            .route(ArcDialect::PATH, get(guarded::<ArcToken>))
             .route(native::PATH, post(guarded::<dialect::Token<Native>>));
-        for path in ImdsV2::PATHS {
-            canonical = canonical.route(path, any(guarded::<ImdsV2>));
+        if let ListenerKind::Container(_) = kind {
+            // Neither carries a secret, so neither can carry a client key.
+            canonical = canonical.route(ArcDialect::PATH, any(guarded::<KeyOnly>));
+            for path in ImdsV2::PATHS {
+                canonical = canonical.route(path, any(guarded::<KeyOnly>));
+            }
+        } else {
+            canonical = canonical.route(ArcDialect::PATH, get(guarded::<ArcToken>));
+            for path in ImdsV2::PATHS {
+                canonical = canonical.route(path, any(guarded::<ImdsV2>));
+            }
         }
+    }
+    if !matches!(kind, ListenerKind::Container(_)) {
+        // Per-profile counters are for the host's users, not for containers.
+        canonical = canonical.route("/metrics", get(guarded::<Metrics>));
     }
     let canonical = canonical
         .route("/healthz", get(guarded::<Healthz>))
         .route("/readyz", get(guarded::<Readyz>))
-        .route("/metrics", get(guarded::<Metrics>))
         .method_not_allowed_fallback(guarded::<MethodNotAllowed>)
         .fallback(guarded::<NotFound>)
         .with_state(ctx);
@@ -119,7 +139,11 @@ fn build(ctx: RouteCtx) -> Router {
 async fn guarded<E: Endpoint>(State(ctx): State<Arc<RouteCtx>>, req: Request) -> Response {
     // The one load of the config generation this request will see to its end.
     let rt = ctx.app.runtime();
-    match guard::check(&req, rt.allow_remote(), ctx.kind == ListenerKind::LinkLocal) {
+    let checked = match ctx.kind {
+        ListenerKind::Container(addr) => guard::check_container(&req, addr),
+        kind => guard::check(&req, rt.allow_remote(), kind == ListenerKind::LinkLocal),
+    };
+    match checked {
         Ok(()) => E::call(ctx, rt, req).await,
         Err(error) => {
             ctx.app.metrics().denial(error.kind());
@@ -173,6 +197,18 @@ impl Endpoint for NotFound {
             return dialect::refuse(ctx.kind, req.uri().path(), &RequestError::BadPath(what));
         }
         body::error(StatusCode::NOT_FOUND, "not_found", "No such endpoint on this broker")
+    }
+}
+
+/// A secret-less dialect on a container listener: refused in that dialect's shape, saying to use
+/// the App Service variables of a client key.
+struct KeyOnly;
+
+impl Endpoint for KeyOnly {
+    async fn call(ctx: Arc<RouteCtx>, _rt: Arc<Runtime>, req: Request) -> Response {
+        let error = RequestError::Key(crate::keys::KeyRefusal::Secretless);
+        ctx.app.metrics().denial(error.kind());
+        dialect::refuse(ctx.kind, req.uri().path(), &error)
     }
 }
 

@@ -33,6 +33,11 @@ impl Netns {
         ns
     }
 
+    /// The namespace's name (for `ip ... netns NAME`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// `program` run inside the namespace, with no environment at all.
     pub fn command(&self, program: impl AsRef<Path>) -> Command {
         let mut cmd = Command::new("ip");
@@ -152,7 +157,7 @@ impl Drop for NsDaemon {
 }
 
 /// An absolute path for `program` (there is no PATH inside `env -i`).
-fn absolute(program: &Path) -> PathBuf {
+pub fn absolute(program: &Path) -> PathBuf {
     if program.is_absolute() {
         return program.to_owned();
     }

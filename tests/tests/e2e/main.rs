@@ -3,6 +3,7 @@
 
 mod admin;
 mod clients;
+mod containers;
 mod dialects;
 mod hardening;
 mod lifecycle;

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use axum::extract::Request;
 use axum::response::Response;
+use azbroker_core::keys::KeyEntry;
 use azbroker_core::{
     CacheState, Caller, Freshness, Grant, ProfileName, Resource, TenantCandidate, TenantMatch,
 };
@@ -24,6 +25,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::authorize::{authorize, requester};
 use crate::error::RequestError;
+use crate::keys;
 use crate::query::QueryParams;
 use crate::routes::{Endpoint, ListenerKind, RouteCtx};
 use crate::runtime::Runtime;
@@ -62,6 +64,10 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// True when [`Dialect::parse`] checks a secret (identity header, MSI secret): only such
     /// dialects can serve a caller from another host (`allow_remote_callers`).
     const SECRET: bool = false;
+
+    /// The header that carries the dialect's secret, where a client key is accepted too
+    /// ([`crate::keys`]); `None` for the secret-less dialects.
+    const SECRET_HEADER: Option<&'static str> = None;
 
     /// True when the dialect's clients may name a tenant, so the tenant ids of its grants are
     /// remembered for matching (the native API).
@@ -115,14 +121,19 @@ impl<D: Dialect> Endpoint for Token<D> {
 /// Parse, select, fetch, encode — and the request's log lines, written here once for all dialects.
 pub(crate) async fn serve_token<D: Dialect>(ctx: &RouteCtx, rt: &Runtime, req: Request) -> Response {
     let started = Instant::now();
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let uid = parts.extensions.get::<Caller>().map(|c| c.uid);
+    if let Err(error) = keys::authenticate::<D>(ctx, rt, &mut parts) {
+        return respond::<D>(ctx, (uid, None), started, Err(Failed::bare(error)));
+    }
+    let key = keys::of(&parts).cloned();
+    let who = (uid, key.as_deref());
     let body = match read_body::<D>(ctx, &parts, body).await {
         Ok(body) => body,
-        Err(error) => return respond::<D>(ctx, uid, started, Err(Failed::bare(error))),
+        Err(error) => return respond::<D>(ctx, who, started, Err(Failed::bare(error))),
     };
     let outcome = obtain::<D>(ctx, rt, &parts, &body).await;
-    respond::<D>(ctx, uid, started, outcome)
+    respond::<D>(ctx, who, started, outcome)
 }
 
 /// The head checks, then the body (none unless the dialect reads one), bounded.
@@ -141,15 +152,21 @@ async fn read_body<D: Dialect>(
 }
 
 /// The answer, the audit line of a grant or the warning of a policy denial, and the request log.
+/// `who`: the caller's uid, and the client key it presented.
 fn respond<D: Dialect>(
     ctx: &RouteCtx,
-    uid: Option<u32>,
+    who: (Option<u32>, Option<&KeyEntry>),
     started: Instant,
     outcome: Result<Served<'_>, Failed>,
 ) -> Response {
+    let (uid, key) = who;
+    let key_name = key.map(|k| k.record.name.as_str());
     match outcome {
         Ok(served) => {
-            audit(D::NAME, uid, &served.profile, &served.request.resource, &served.grant);
+            if let Some(key) = key {
+                key.usage.granted(azbroker_core::unix_now());
+            }
+            audit(D::NAME, (uid, key_name), &served.profile, &served.request.resource, &served.grant);
             let response = D::success(&served.request, &served.grant);
             let log = RequestLog {
                 dialect: D::NAME,
@@ -166,6 +183,7 @@ fn respond<D: Dialect>(
             if let RequestError::Denied(denial) = &failed.error {
                 tracing::warn!(
                     uid,
+                    key = key_name,
                     profile = failed.profile.as_ref().map(ProfileName::as_str),
                     dialect = D::NAME,
                     resource = failed.resource.as_ref().map(Resource::as_str),
@@ -259,7 +277,9 @@ pub(crate) fn parse_with_secret<'r>(
     expected: SecretId,
     selectors: &[&'static str],
 ) -> Result<TokenRequest<'r>, RequestError> {
-    require_secret(state, &parts.headers, header, expected)?;
+    if keys::of(parts).is_none() {
+        require_secret(state, &parts.headers, header, expected)?;
+    }
     reject_forwarded(&parts.headers)?;
     parse_v1_query(parts.uri.query(), selectors)
 }
@@ -352,9 +372,14 @@ async fn fetch<D: Dialect>(
     profile: &ProfileName,
     request: &TokenRequest<'_>,
 ) -> Result<Grant, RequestError> {
-    let link_local = ctx.kind == ListenerKind::LinkLocal;
-    let who = requester(&parts.extensions, link_local, D::SECRET);
-    authorize(&ctx.app, rt, profile, who, &request.resource).await?;
+    match keys::of(parts) {
+        Some(key) => keys::authorize(rt, key, profile, &request.resource)?,
+        None => {
+            let link_local = ctx.kind == ListenerKind::LinkLocal;
+            let who = requester(&parts.extensions, link_local, D::SECRET);
+            authorize(&ctx.app, rt, profile, who, &request.resource).await?;
+        }
+    }
     let binding = rt.binding(profile)?;
     let grant = ctx.app.engine().get_token_for(binding, &request.resource, &request.freshness).await?;
     if D::LEARNS_TENANTS {
@@ -377,6 +402,10 @@ async fn by_tenant<D: Dialect>(
     let preferred = select_profile(ctx, rt, parts, request).ok();
     let learned: Vec<(&ProfileName, Option<String>)> =
         rt.profiles().keys().map(|name| (name, rt.learned_tid(name))).collect();
+    // A key's request can only ever be matched to the key's own profile.
+    let key_profile = keys::of(parts).map(|k| &k.profile);
+    let learned = learned.into_iter().filter(|(name, _)| key_profile.is_none_or(|k| k == *name));
+    let learned: Vec<_> = learned.collect();
     let candidates = learned.iter().filter_map(|(name, tid)| {
         let binding = rt.profiles().get(*name)?;
         Some(TenantCandidate { name, tenant: &binding.tenant, learned: tid.as_deref() })
@@ -404,6 +433,21 @@ pub(crate) fn select_profile(
     request: &TokenRequest<'_>,
 ) -> Result<ProfileName, RequestError> {
     let path_profile = parts.extensions.get::<PathProfile>();
+    if let Some(key) = keys::of(parts) {
+        let explicit = path_profile.is_some() || ctx.listener_profile.is_some() || request.selector.is_some();
+        let chosen = explicit
+            .then(|| {
+                select::profile(
+                    rt,
+                    path_profile,
+                    ctx.listener_profile.as_ref(),
+                    request.selector.as_ref(),
+                    None,
+                )
+            })
+            .transpose()?;
+        return keys::pin(key, chosen);
+    }
     let uid = parts.extensions.get::<Caller>().map(|c| c.uid);
     select::profile(rt, path_profile, ctx.listener_profile.as_ref(), request.selector.as_ref(), uid)
 }
@@ -414,7 +458,7 @@ pub const AUDIT_TARGET: &str = "azbroker::audit";
 /// The one info-level audit line per token grant — never the token, only its short hash.
 pub(crate) fn audit(
     dialect: &'static str,
-    uid: Option<u32>,
+    (uid, key): (Option<u32>, Option<&str>),
     profile: &ProfileName,
     resource: &Resource,
     grant: &Grant,
@@ -422,6 +466,7 @@ pub(crate) fn audit(
     tracing::info!(
         target: AUDIT_TARGET,
         uid,
+        key,
         profile = %profile,
         dialect,
         resource = %resource,
