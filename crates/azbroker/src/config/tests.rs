@@ -391,3 +391,14 @@ fn client_wait_defaults_to_20s_and_is_bounded() {
         assert!(e.problems.iter().any(|p| p.contains("server.client_wait")), "{bad}: {:?}", e.problems);
     }
 }
+
+#[test]
+fn container_listen_needs_no_allow_non_loopback_but_one_address() {
+    let c = Config::parse("[server]\ncontainer_listen = [\"172.17.0.1:50342\"]\n", None).unwrap();
+    assert_eq!(c.server.dialects.container_listen, vec!["172.17.0.1:50342".parse().unwrap()]);
+    assert!(Config::parse("", None).unwrap().server.dialects.container_listen.is_empty());
+    let err = Config::parse("[server]\ncontainer_listen = [\"0.0.0.0:50342\", \"x\"]\n", None).unwrap_err();
+    let all = err.problems.join("\n");
+    assert!(all.contains("server.container_listen[0]") && all.contains("unspecified"), "{all}");
+    assert!(all.contains("server.container_listen[1]"), "{all}");
+}
