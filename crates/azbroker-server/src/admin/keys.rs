@@ -2,7 +2,7 @@
 //! binary (the state file, the listeners a key is printed for) and reach it through
 //! [`super::AdminHooks`]; the listing is read from the runtime in force, which holds the keys.
 
-use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use azbroker_core::admin_api::{AdminError, KeyCreate, KeyList};
@@ -12,11 +12,8 @@ use http::StatusCode;
 use super::{AdminState, error};
 use crate::body;
 
-pub(super) async fn create(
-    State(state): State<AdminState>,
-    request: Result<Json<KeyCreate>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Ok(Json(request)) = request else {
+pub(super) async fn create(State(state): State<AdminState>, raw: Bytes) -> Response {
+    let Ok(request) = serde_json::from_slice::<KeyCreate>(&raw) else {
         return error(&AdminError::BadRequest(
             "the body must be JSON: {\"name\":..,\"profile\":..,\"resources\":[..],\"ttl_secs\":..}"
                 .to_owned(),
