@@ -14,7 +14,7 @@ use azbroker_tests::{binary, free_port, repo_root};
 use serde_json::Value;
 
 use super::clients::run;
-use super::link_local::{Netns, NsCloud, absolute};
+use super::link_local::{Netns, NsCloud, absolute, terminate};
 use super::*;
 
 const HOST_ADDR: &str = "169.254.100.1";
@@ -134,13 +134,8 @@ impl HostDaemon {
     }
 
     fn stop(&mut self) {
-        let mut child = self.child.take().expect("running");
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "daemon did not stop after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let status = terminate(self.child.take().expect("running"));
+        assert!(status.success(), "{status}:\n{}", self.log());
     }
 }
 

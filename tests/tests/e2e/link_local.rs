@@ -134,16 +134,20 @@ impl NsDaemon {
 
     /// SIGTERM, then the exit status (bounded wait).
     pub fn stop(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("running");
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "daemon did not stop after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
+        terminate(self.child.take().expect("running"))
+    }
+}
+
+/// SIGTERM to a daemon, then its exit status (bounded wait).
+pub fn terminate(mut child: Child) -> std::process::ExitStatus {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
         }
+        assert!(Instant::now() < deadline, "daemon did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -280,6 +280,7 @@ fn apply_reload(
     let generation = runtime::build(next.clone(), client, &logins.users).map_err(rejected)?;
     let mut warnings = Vec::new();
     if next.server.listen != current.server.listen
+        || next.server.dialects.container_listen != current.server.dialects.container_listen
         || next.profiles.values().map(|p| &p.listen).ne(current.profiles.values().map(|p| &p.listen))
     {
         tracing::warn!("listener changes take effect at the next restart");
