@@ -183,3 +183,17 @@ async fn a_container_listener_serves_keys_only_and_names_its_hosts() {
     let r = send(&plain, with_key(&format!("/msi/token?{Q}"), &key)).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn a_config_reload_keeps_the_keys_and_their_counters() {
+    let st = state();
+    let key = add_key(&st, "dev", "fabrikam", None, None);
+    let app = app(st.clone());
+    assert_eq!(send(&app, with_key(&format!("/msi/token?{Q}"), &key)).await.status, StatusCode::OK);
+    let before = st.runtime().generation();
+    st.set_allow_remote(false);
+    assert!(st.runtime().generation() > before, "a new generation was published");
+    let r = send(&app, with_key(&format!("/msi/token?{Q}"), &key)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(st.runtime().keys().entries()[0].usage.grants(), 2);
+}
