@@ -400,12 +400,14 @@ async fn by_tenant<D: Dialect>(
     tenant: &str,
 ) -> Result<(ProfileName, Option<Grant>), RequestError> {
     let preferred = select_profile(ctx, rt, parts, request).ok();
-    let learned: Vec<(&ProfileName, Option<String>)> =
-        rt.profiles().keys().map(|name| (name, rt.learned_tid(name))).collect();
     // A key's request can only ever be matched to the key's own profile.
     let key_profile = keys::of(parts).map(|k| &k.profile);
-    let learned = learned.into_iter().filter(|(name, _)| key_profile.is_none_or(|k| k == *name));
-    let learned: Vec<_> = learned.collect();
+    let learned: Vec<(&ProfileName, Option<String>)> = rt
+        .profiles()
+        .keys()
+        .filter(|name| key_profile.is_none_or(|k| k == *name))
+        .map(|name| (name, rt.learned_tid(name)))
+        .collect();
     let candidates = learned.iter().filter_map(|(name, tid)| {
         let binding = rt.profiles().get(*name)?;
         Some(TenantCandidate { name, tenant: &binding.tenant, learned: tid.as_deref() })
