@@ -39,18 +39,23 @@ pub(crate) struct KeyStore {
     loopback: Vec<SocketAddr>,
 }
 
+/// Loads the state file in `state_dir` (none yet: no keys) and publishes its keys; at start,
+/// before any listener serves.
+pub(crate) fn publish_stored(state_dir: &Path, app: &AppState) -> Result<()> {
+    let records = read(&state_dir.join(KEYS_FILE))?;
+    app.publish_keys(key_set(records, &KeySet::default()));
+    Ok(())
+}
+
 impl KeyStore {
-    /// Loads the state file in `state_dir` (none yet: no keys) and publishes its keys.
-    pub(crate) fn start(
+    /// The store of the keys [`publish_stored`] published, for `key create` / `key revoke`.
+    pub(crate) fn new(
         state_dir: &Path,
         app: &AppState,
         container: Vec<SocketAddr>,
         loopback: Vec<SocketAddr>,
-    ) -> Result<Self> {
-        let path = state_dir.join(KEYS_FILE);
-        let records = read(&path)?;
-        app.publish_keys(key_set(records, &KeySet::default()));
-        Ok(Self { path, lock: Mutex::new(()), app: app.clone(), container, loopback })
+    ) -> Self {
+        Self { path: state_dir.join(KEYS_FILE), lock: Mutex::new(()), app: app.clone(), container, loopback }
     }
 
     /// `key create`: checks the request against the runtime in force, mints the key, stores its

@@ -58,6 +58,7 @@ pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) 
     }
     let app = AppState::new(engine.clone(), generation.spec, runtime_secrets)?;
     app.set_group_resolver(access::group_resolver());
+    super::keys::publish_stored(&config.server.state_dir, &app)?;
 
     let (listeners, origin) = match activated.token_listeners(&config)? {
         Some(l) => (l, Origin::Systemd),
@@ -128,8 +129,7 @@ pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) 
         .collect();
     let loopback =
         sockets.iter().filter(|(_, profile, _)| profile.is_none()).map(|(addr, _, _)| *addr).collect();
-    let keys = KeyStore::start(&config.server.state_dir, &app, container, loopback)
-        .inspect_err(|_| cancel.cancel())?;
+    let keys = KeyStore::new(&config.server.state_dir, &app, container, loopback);
     let hooks = Arc::new(ServeHooks {
         reload_tx,
         fixed: status_info::fixed_fields(&config, &sockets, &extras.bound, (&admin_shown, admin_origin)),
