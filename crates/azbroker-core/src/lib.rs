@@ -8,6 +8,7 @@
 pub mod admin_api;
 pub mod engine;
 pub mod error;
+pub mod keys;
 pub mod login;
 pub mod metrics;
 pub mod names;

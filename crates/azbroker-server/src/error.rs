@@ -63,12 +63,15 @@ pub(crate) enum RequestError {
         retry_after_secs: u64,
     },
     Engine(EngineError),
+    /// A client key refused the request, or a container listener wanted one.
+    Key(crate::keys::KeyRefusal),
 }
 
 impl RequestError {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::NotLoopback | Self::Denied(_) | Self::Unavailable(_) => StatusCode::FORBIDDEN,
+            Self::Key(k) => k.status(),
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::Engine(EngineError::Upstream(e)) => upstream_status(e),
@@ -98,6 +101,8 @@ impl RequestError {
     pub(crate) fn code(&self) -> &'static str {
         match self {
             Self::NotLoopback | Self::Denied(_) | Self::Unavailable(_) => "forbidden",
+            Self::Key(k) if k.status() == StatusCode::UNAUTHORIZED => "unauthorized",
+            Self::Key(_) => "forbidden",
             Self::RateLimited { .. } => "throttled",
             Self::Unauthorized { .. } => "unauthorized",
             Self::Engine(EngineError::Upstream(UpstreamError::InvalidResource { .. })) => "invalid_resource",
@@ -111,6 +116,7 @@ impl RequestError {
     /// Human-readable text naming the problem.
     pub(crate) fn description(&self) -> Cow<'static, str> {
         match self {
+            Self::Key(k) => k.to_string().into(),
             Self::NotLoopback => "Only clients on this machine (loopback) are served".into(),
             Self::BadHost => {
                 "The Host header must name this machine (localhost, 127.0.0.1, [::1] or 169.254.169.254)"
@@ -179,6 +185,7 @@ impl RequestError {
     pub(crate) fn kind(&self) -> &'static str {
         match self {
             Self::NotLoopback => "not_loopback",
+            Self::Key(k) => k.kind(),
             Self::BadHost => "bad_host",
             Self::MissingMetadata => "missing_metadata",
             Self::Unauthorized { .. } => "unauthorized",

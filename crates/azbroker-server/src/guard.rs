@@ -18,6 +18,27 @@ use crate::error::RequestError;
 /// The link-local IMDS address, which clients that cannot be redirected put in `Host`.
 const IMDS_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
 
+/// The checks of a container listener bound at `listener`: any peer (the client key is the
+/// authority), and a `Host` that names this machine, the listener's address or
+/// `host.docker.internal`.
+pub(crate) fn check_container(req: &Request, listener: SocketAddr) -> Result<(), RequestError> {
+    if peer(req).is_none() {
+        return Err(RequestError::NotLoopback);
+    }
+    let ok = |authority: &str| is_local_authority(authority) || names_listener(authority, listener);
+    check_hosts(req, ok)
+}
+
+/// `host.docker.internal` or the listener's own address, with or without a port.
+fn names_listener(authority: &str, listener: SocketAddr) -> bool {
+    let Some(host) = strip_port(authority) else { return false };
+    if host.eq_ignore_ascii_case("host.docker.internal") {
+        return true;
+    }
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    host.parse::<IpAddr>().is_ok_and(|ip| ip == listener.ip())
+}
+
 /// Checks the peer and the host the request is addressed to. `allow_remote`
 /// (`allow_non_loopback`) admits other peers (the access policy still applies); `link_local`: the
 /// listener is the 169.254.169.254 one, where that address is a local peer too.
@@ -26,15 +47,20 @@ pub(crate) fn check(req: &Request, allow_remote: bool, link_local: bool) -> Resu
         Some(addr) if allow_remote || is_local_peer(addr.ip(), link_local) => {}
         _ => return Err(RequestError::NotLoopback),
     }
+    check_hosts(req, is_local_authority)
+}
+
+/// One `Host` at most, and it (and an absolute request target's authority) accepted by `ok`.
+fn check_hosts(req: &Request, ok: impl Fn(&str) -> bool) -> Result<(), RequestError> {
     let mut hosts = req.headers().get_all(HOST).iter();
     if let Some(host) = hosts.next() {
-        let ok = host.to_str().is_ok_and(is_local_authority);
-        if !ok || hosts.next().is_some() {
+        let accepted = host.to_str().is_ok_and(&ok);
+        if !accepted || hosts.next().is_some() {
             return Err(RequestError::BadHost);
         }
     }
     if let Some(authority) = req.uri().authority()
-        && !is_local_authority(authority.as_str())
+        && !ok(authority.as_str())
     {
         return Err(RequestError::BadHost);
     }

@@ -62,6 +62,10 @@ pub(crate) enum ListenerKind {
     LinkLocal,
     /// HTTPS: Service Fabric on `/msi/token`.
     ServiceFabric,
+    /// HTTP on a container-facing address (`container_listen`, bound here): the dialects that
+    /// carry a secret, served only with a client key; any peer, and `Host` may name this address
+    /// or `host.docker.internal`.
+    Container(std::net::SocketAddr),
 }
 
 /// Something a route serves once the guards have passed.
@@ -80,6 +84,11 @@ pub fn router(state: AppState, listener_profile: Option<ProfileName>) -> Routes 
 /// as a local peer.
 pub fn link_local_router(state: AppState) -> Routes {
     Routes::new(RouteCtx { app: state, listener_profile: None, kind: ListenerKind::LinkLocal })
+}
+
+/// The routes of a `container_listen` address (`addr`, as bound): requests need a client key.
+pub fn container_router(state: AppState, addr: std::net::SocketAddr) -> Routes {
+    Routes::new(RouteCtx { app: state, listener_profile: None, kind: ListenerKind::Container(addr) })
 }
 
 /// The routes of the HTTPS listener: Service Fabric on `/msi/token`, plus health.
@@ -137,6 +146,7 @@ enum Route {
     Native,
     ImdsV2,
     ServiceFabric,
+    KeyOnly,
     Healthz,
     Readyz,
     Metrics,
@@ -150,10 +160,15 @@ impl Route {
         let get = *method == Method::GET || *method == Method::HEAD;
         let post = *method == Method::POST;
         let when = |allowed: bool, route: Route| if allowed { route } else { Route::MethodNotAllowed };
+        let container = matches!(kind, ListenerKind::Container(_));
         match path {
             "/healthz" => return when(get, Route::Healthz),
             "/readyz" => return when(get, Route::Readyz),
-            "/metrics" => return when(get, Route::Metrics),
+            // Per-profile counters are for the host's users, not for containers.
+            "/metrics" if !container => return when(get, Route::Metrics),
+            // Neither carries a secret, so neither can carry a client key.
+            ArcDialect::PATH if container => return Route::KeyOnly,
+            p if container && ImdsV2::PATHS.contains(&p) => return Route::KeyOnly,
             _ => {}
         }
         if kind == ListenerKind::ServiceFabric {
@@ -183,7 +198,11 @@ async fn dispatch(ctx: Arc<RouteCtx>, mut req: Request) -> Response {
     let refused = canonicalize(&mut req).err();
     // The one load of the config generation this request will see to its end.
     let rt = ctx.app.runtime();
-    if let Err(error) = guard::check(&req, rt.allow_remote(), ctx.kind == ListenerKind::LinkLocal) {
+    let checked = match ctx.kind {
+        ListenerKind::Container(addr) => guard::check_container(&req, addr),
+        kind => guard::check(&req, rt.allow_remote(), kind == ListenerKind::LinkLocal),
+    };
+    if let Err(error) = checked {
         ctx.app.metrics().denial(error.kind());
         tracing::debug!(
             peer = ?guard::peer(&req),
@@ -206,6 +225,7 @@ async fn dispatch(ctx: Arc<RouteCtx>, mut req: Request) -> Response {
         Route::Native => dialect::Token::<Native>::call(ctx, rt, req).await,
         Route::ImdsV2 => ImdsV2::call(ctx, rt, req).await,
         Route::ServiceFabric => dialect::Token::<ServiceFabric>::call(ctx, rt, req).await,
+        Route::KeyOnly => KeyOnly::call(ctx, rt, req).await,
         Route::Healthz => Healthz::call(ctx, rt, req).await,
         Route::Readyz => Readyz::call(ctx, rt, req).await,
         Route::Metrics => Metrics::call(ctx, rt, req).await,
@@ -221,6 +241,18 @@ async fn dispatch(ctx: Arc<RouteCtx>, mut req: Request) -> Response {
 /// Marks a request whose path was refused by [`canonicalize`]: what the path holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BadPath(pub(crate) &'static str);
+
+/// A secret-less dialect on a container listener: refused in that dialect's shape, saying to use
+/// the App Service variables of a client key.
+struct KeyOnly;
+
+impl Endpoint for KeyOnly {
+    async fn call(ctx: Arc<RouteCtx>, _rt: Arc<Runtime>, req: Request) -> Response {
+        let error = RequestError::Key(crate::keys::KeyRefusal::Secretless);
+        ctx.app.metrics().denial(error.kind());
+        dialect::refuse(ctx.kind, req.uri().path(), &error)
+    }
+}
 
 /// Rewrites the request path to its canonical form; a no-op (no allocation) when it already is.
 /// Refuses, leaving the request alone, a path holding `%2F`, `%5C`, a backslash or `..`.

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 
+use azbroker_core::keys::KeySet;
 use azbroker_core::{
     AccessPolicy, CacheState, Directory, EngineError, Grant, ProfileBinding, ProfileName, SelectError,
     Selection,
@@ -90,6 +91,9 @@ pub struct Runtime {
     /// Tenant ids (`tid`) seen in tokens per profile, for the native API's tenant matching.
     tids: RwLock<HashMap<ProfileName, String>>,
     daemon: Arc<dyn Any + Send + Sync>,
+    /// The client keys (`azbroker key create`): inherited by each new generation, replaced whole
+    /// by [`crate::AppState::publish_keys`].
+    keys: Arc<KeySet>,
 }
 
 impl fmt::Debug for Runtime {
@@ -136,7 +140,30 @@ impl Runtime {
             profiles,
             tids: RwLock::new(HashMap::new()),
             daemon: spec.daemon,
+            keys: previous.map(|p| p.keys.clone()).unwrap_or_default(),
         })
+    }
+
+    /// Generation `generation`: this one's configuration with the client keys `keys`.
+    pub(crate) fn with_keys(&self, generation: u64, keys: Arc<KeySet>) -> Self {
+        let tids = self.tids.read().unwrap_or_else(PoisonError::into_inner).clone();
+        Self {
+            generation,
+            directory: self.directory.clone(),
+            policy: self.policy.clone(),
+            rate_limiter: self.rate_limiter.clone(),
+            allow_remote: self.allow_remote,
+            admin_gid: self.admin_gid,
+            profiles: self.profiles.clone(),
+            tids: RwLock::new(tids),
+            daemon: self.daemon.clone(),
+            keys,
+        }
+    }
+
+    /// The client keys this generation accepts.
+    pub fn keys(&self) -> &Arc<KeySet> {
+        &self.keys
     }
 
     /// Counts up from 1 with every published config.

@@ -7,7 +7,7 @@
 //! loads it once ([`AppState::runtime`]) and keeps that snapshot to its end.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -31,6 +31,8 @@ struct Inner {
     runtime: ArcSwap<Runtime>,
     /// The last generation number handed out.
     generation: AtomicU64,
+    /// Held while a generation is built and published, so a reload and a key change never race.
+    publishing: Mutex<()>,
     secrets: RwLock<RuntimeSecrets>,
     groups: GroupCache,
     ready: AtomicBool,
@@ -52,6 +54,7 @@ impl AppState {
                 engine,
                 runtime: ArcSwap::from_pointee(runtime),
                 generation: AtomicU64::new(1),
+                publishing: Mutex::new(()),
                 secrets: RwLock::new(secrets),
                 groups: GroupCache::default(),
                 ready: AtomicBool::new(false),
@@ -67,6 +70,7 @@ impl AppState {
     /// the new profiles warm (entries of unchanged keys stay). On error nothing changes.
     /// Callers serialise publications (the daemon's reload loop is the only one).
     pub fn publish(&self, spec: RuntimeSpec) -> Result<Arc<Runtime>, RuntimeError> {
+        let _publishing = self.inner.publishing.lock().unwrap_or_else(PoisonError::into_inner);
         let previous = self.runtime();
         let generation = self.inner.generation.load(Ordering::Acquire) + 1;
         let next = Arc::new(Runtime::build(generation, spec, Some(&previous))?);
@@ -74,6 +78,18 @@ impl AppState {
         self.inner.runtime.store(next.clone());
         self.inner.engine.set_profiles(&next.profiles().values().cloned().collect::<Vec<_>>());
         Ok(next)
+    }
+
+    /// Publishes the configuration in force with the client keys `keys` as the next generation
+    /// (one swap): a created key works, and a revoked one stops working, for every request that
+    /// starts after this returns.
+    pub fn publish_keys(&self, keys: azbroker_core::keys::KeySet) -> Arc<Runtime> {
+        let _publishing = self.inner.publishing.lock().unwrap_or_else(PoisonError::into_inner);
+        let generation = self.inner.generation.load(Ordering::Acquire) + 1;
+        let next = Arc::new(self.runtime().with_keys(generation, Arc::new(keys)));
+        self.inner.generation.store(generation, Ordering::Release);
+        self.inner.runtime.store(next.clone());
+        next
     }
 
     /// The runtime of the generation in force now: load it once per request and keep it.

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use cli::args::{Cli, Command};
-use cli::{admin_commands, commands, completions, doctor, login_commands, refresh, workspace_commands};
+use cli::{admin_commands, commands, completions, doctor, key, login_commands, refresh, workspace_commands};
 use config::{Config, ConfigError};
 use daemon::{activation, scrub, serve, telemetry};
 
@@ -78,6 +78,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tenants(args) => block_on(login_commands::tenants(&config, &args)),
         Command::Workspace(cmd) => block_on(workspace_commands::run(&config, &cmd)),
         Command::Refresh(args) => block_on(refresh::run(&config, &args)),
+        Command::Key(cmd) => block_on(key::run(&config, &cmd)),
         Command::Doctor(_) | Command::Completions(_) | Command::Man => unreachable!("handled above"),
     }
 }

@@ -33,6 +33,11 @@ impl Netns {
         ns
     }
 
+    /// The namespace's name (for `ip ... netns NAME`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// `program` run inside the namespace, with no environment at all.
     pub fn command(&self, program: impl AsRef<Path>) -> Command {
         let mut cmd = Command::new("ip");
@@ -134,16 +139,20 @@ impl NsDaemon {
 
     /// SIGTERM, then the exit status (bounded wait).
     pub fn stop(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("running");
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "daemon did not stop after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
+        terminate(self.child.take().expect("running"))
+    }
+}
+
+/// SIGTERM to a daemon, then its exit status (bounded wait).
+pub fn terminate(mut child: Child) -> std::process::ExitStatus {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
         }
+        assert!(Instant::now() < deadline, "daemon did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -4,6 +4,7 @@
 mod abuse;
 mod admin;
 mod clients;
+mod containers;
 mod dialects;
 mod exhaustion;
 mod hardening;

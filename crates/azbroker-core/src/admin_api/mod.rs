@@ -11,11 +11,13 @@
 //! status code. Of a token it carries only the short hash; the one answer with secrets in it
 //! ([`SecretValues`]) redacts them in `Debug`.
 
+mod keys;
 mod login;
 mod personal;
 mod secrets;
 mod status;
 
+pub use keys::{DEFAULT_KEY_TTL_SECS, KeyCreate, KeyCreated, KeyInfo, KeyList};
 pub use login::{
     FlowStart, FlowState, FlowStatus, LoginMethod, LoginRequest, LoginState, LoginStatus, TenantInfo,
     TenantNeedingSignIn,

@@ -153,6 +153,8 @@ pub enum SocketKind {
     ImdsLinkLocal,
     /// This admin API.
     Admin,
+    /// Token requests from containers, with a client key (`container_listen`).
+    Container,
 }
 
 impl SocketKind {
@@ -163,6 +165,7 @@ impl SocketKind {
             Self::Https => "https",
             Self::ImdsLinkLocal => "imds-link-local",
             Self::Admin => "admin",
+            Self::Container => "container",
         }
     }
 }

@@ -16,6 +16,7 @@
 //! Requests and answers are the types of `azbroker_core::admin_api`, which the CLI reads back;
 //! [`status_of`] is the one place an [`AdminError`] becomes an HTTP status.
 
+mod keys;
 mod logins;
 mod peer;
 mod personal;
@@ -35,8 +36,8 @@ use axum::routing::{delete, get, post};
 use azbroker_core::BoxFuture;
 use azbroker_core::Secret;
 use azbroker_core::admin_api::{
-    AdminError, DaemonStatus, FlowStart, FlowStatus, LoginRequest, ReloadAnswer, SecretValues, Status,
-    TenantInfo,
+    AdminError, DaemonStatus, FlowStart, FlowStatus, KeyCreate, KeyCreated, KeyInfo, LoginRequest,
+    ReloadAnswer, SecretValues, Status, TenantInfo,
 };
 pub use azbroker_core::admin_api::{DaemonInfo, ReloadOutcome, ReloadRejected, RotateOutcome};
 use http::StatusCode;
@@ -105,6 +106,18 @@ pub trait AdminHooks: Send + Sync + 'static {
     fn logout(&self, login: String) -> BoxFuture<'static, Result<bool, AdminError>> {
         let _ = login;
         Box::pin(async { Err(unsupported()) })
+    }
+
+    /// Mints a client key (`azbroker key create`): stores its hash, publishes it, returns it once.
+    fn create_key(&self, request: KeyCreate) -> BoxFuture<'static, Result<KeyCreated, AdminError>> {
+        let _ = request;
+        Box::pin(async { Err(AdminError::Unsupported("this daemon does not keep client keys".to_owned())) })
+    }
+
+    /// Revokes a client key by name, at once (`azbroker key revoke`).
+    fn revoke_key(&self, name: String) -> BoxFuture<'static, Result<KeyInfo, AdminError>> {
+        let _ = name;
+        Box::pin(async { Err(AdminError::Unsupported("this daemon does not keep client keys".to_owned())) })
     }
 
     /// The tenants the login's user can reach.
@@ -211,6 +224,8 @@ pub fn admin_router(state: AdminState) -> Router {
         .route("/v1/logins/{login}/tenants", get(logins::tenants))
         .route("/v1/refresh", post(refresh::refresh))
         .merge(personal::routes())
+        .route("/v1/keys", get(keys::list).post(keys::create))
+        .route("/v1/keys/{name}", delete(keys::revoke))
         .route(
             "/metrics",
             get(|State(s): State<AdminState>| async move { crate::metrics::response(&s.app).await }),

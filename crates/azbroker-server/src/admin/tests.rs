@@ -494,3 +494,37 @@ async fn without_self_service_other_users_are_told_it_is_off() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(body["error_description"].as_str().unwrap().contains("self-service is off"), "{body}");
 }
+
+#[tokio::test]
+async fn keys_are_listed_without_key_or_hash_and_changed_by_administrators_only() {
+    use azbroker_core::keys::{self, KeyEntry, KeyRecord, KeySet};
+    let st = admin(Arc::new(Hooks::default()));
+    let key = keys::generate();
+    let hash = keys::hash(key.expose().as_bytes());
+    let record = KeyRecord {
+        name: "dev".into(),
+        profile: "fabrikam".into(),
+        resources: None,
+        hash: hash.clone(),
+        created: 1,
+        expires: None,
+        revoked: false,
+    };
+    st.app().publish_keys(KeySet::new(vec![Arc::new(KeyEntry::new(record, Arc::default()).unwrap())]));
+    let (status, body) = call(as_peer(st.clone(), 1000), "GET", "/v1/keys").await;
+    assert_eq!(status, StatusCode::OK);
+    let list: azbroker_core::admin_api::KeyList = serde_json::from_value(body.clone()).unwrap();
+    assert_eq!((list.keys[0].name.as_str(), list.keys[0].state.as_str()), ("dev", "valid"));
+    let text = body.to_string();
+    assert!(!text.contains(key.expose()) && !text.contains(&hash), "{text}");
+    // The default hooks keep no keys; a stranger is refused before any route.
+    let create = r#"{"name":"x","profile":"fabrikam"}"#;
+    let (status, body) = call_with(as_peer(st.clone(), 1000), "POST", "/v1/keys", create).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::NOT_IMPLEMENTED, Some("not_supported")));
+    let (status, _) = call_with(as_peer(st.clone(), 1000), "POST", "/v1/keys", "{").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = call_with(as_peer(st.clone(), 4242), "POST", "/v1/keys", create).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = call(as_peer(st, 4242), "DELETE", "/v1/keys/dev").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}

@@ -30,6 +30,7 @@ impl Dialect for AppService {
     const NAME: &'static str = "app_service";
     const PATH: &'static str = "/msi/token";
     const SECRET: bool = true;
+    const SECRET_HEADER: Option<&'static str> = Some(IDENTITY_HEADER);
 
     fn parse<'r>(
         state: &AppState,

@@ -57,6 +57,7 @@ impl Dialect for AzureMl {
     const NAME: &'static str = "azure_ml";
     const PATH: &'static str = "/msi/auth";
     const SECRET: bool = true;
+    const SECRET_HEADER: Option<&'static str> = Some(SECRET_HEADER);
 
     fn parse<'r>(
         state: &AppState,

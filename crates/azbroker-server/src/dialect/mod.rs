@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use axum::extract::Request;
 use axum::response::Response;
+use azbroker_core::keys::KeyEntry;
 use azbroker_core::{
     CacheState, Caller, Freshness, Grant, ProfileName, Resource, TenantCandidate, TenantMatch,
 };
@@ -25,6 +26,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use crate::authorize::{authorize, requester};
 use crate::denial_log::{self, Verdict};
 use crate::error::RequestError;
+use crate::keys;
 use crate::query::QueryParams;
 use crate::routes::{Endpoint, ListenerKind, RouteCtx};
 use crate::runtime::Runtime;
@@ -63,6 +65,10 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// True when [`Dialect::parse`] checks a secret (identity header, MSI secret): only such
     /// dialects can serve a caller from another host (`allow_remote_callers`).
     const SECRET: bool = false;
+
+    /// The header that carries the dialect's secret, where a client key is accepted too
+    /// ([`crate::keys`]); `None` for the secret-less dialects.
+    const SECRET_HEADER: Option<&'static str> = None;
 
     /// True when the dialect's clients may name a tenant, so the tenant ids of its grants are
     /// remembered for matching (the native API).
@@ -116,14 +122,19 @@ impl<D: Dialect> Endpoint for Token<D> {
 /// Parse, select, fetch, encode — and the request's log lines, written here once for all dialects.
 pub(crate) async fn serve_token<D: Dialect>(ctx: &RouteCtx, rt: &Runtime, req: Request) -> Response {
     let started = Instant::now();
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let uid = parts.extensions.get::<Caller>().map(|c| c.uid);
+    if let Err(error) = keys::authenticate::<D>(ctx, rt, &mut parts) {
+        return respond::<D>(ctx, (uid, None), started, Err(Failed::bare(error)));
+    }
+    let key = keys::of(&parts).cloned();
+    let who = (uid, key.as_deref());
     let body = match read_body::<D>(ctx, rt, &parts, body).await {
         Ok(body) => body,
-        Err(error) => return respond::<D>(ctx, uid, started, Err(Failed::bare(error))),
+        Err(error) => return respond::<D>(ctx, who, started, Err(Failed::bare(error))),
     };
     let outcome = obtain::<D>(ctx, rt, &parts, &body).await;
-    respond::<D>(ctx, uid, started, outcome)
+    respond::<D>(ctx, who, started, outcome)
 }
 
 /// The head checks, then the body (none unless the dialect reads one), bounded. A caller no
@@ -138,23 +149,32 @@ async fn read_body<D: Dialect>(
     if D::BODY_LIMIT == 0 {
         return Ok(Default::default());
     }
-    let who = requester(&parts.extensions, ctx.kind == ListenerKind::LinkLocal, D::SECRET);
-    crate::authorize::may_use_some_profile(&ctx.app, rt, who).await?;
+    // A client key (checked on the head before this) is its holder's authority, not the uid.
+    if keys::of(parts).is_none() {
+        let who = requester(&parts.extensions, ctx.kind == ListenerKind::LinkLocal, D::SECRET);
+        crate::authorize::may_use_some_profile(&ctx.app, rt, who).await?;
+    }
     axum::body::to_bytes(body, D::BODY_LIMIT)
         .await
         .map_err(|_| RequestError::BadBody("request body too large or unreadable"))
 }
 
 /// The answer, the audit line of a grant or the warning of a policy denial, and the request log.
+/// `who`: the caller's uid, and the client key it presented.
 fn respond<D: Dialect>(
     ctx: &RouteCtx,
-    uid: Option<u32>,
+    who: (Option<u32>, Option<&KeyEntry>),
     started: Instant,
     outcome: Result<Served<'_>, Failed>,
 ) -> Response {
+    let (uid, key) = who;
+    let key_name = key.map(|k| k.record.name.as_str());
     match outcome {
         Ok(served) => {
-            audit(D::NAME, uid, &served.profile, &served.request.resource, &served.grant);
+            if let Some(key) = key {
+                key.usage.granted(azbroker_core::unix_now());
+            }
+            audit(D::NAME, (uid, key_name), &served.profile, &served.request.resource, &served.grant);
             let response = D::success(&served.request, &served.grant);
             let log = RequestLog {
                 dialect: D::NAME,
@@ -176,6 +196,7 @@ fn respond<D: Dialect>(
                 }
                 tracing::warn!(
                     uid,
+                    key = key_name,
                     profile = failed.profile.as_ref().map(ProfileName::as_str),
                     dialect = D::NAME,
                     resource = failed.resource.as_ref().map(Resource::as_str),
@@ -269,7 +290,9 @@ pub(crate) fn parse_with_secret<'r>(
     expected: SecretId,
     selectors: &[&'static str],
 ) -> Result<TokenRequest<'r>, RequestError> {
-    require_secret(state, &parts.headers, header, expected)?;
+    if keys::of(parts).is_none() {
+        require_secret(state, &parts.headers, header, expected)?;
+    }
     reject_forwarded(&parts.headers)?;
     parse_v1_query(parts.uri.query(), selectors)
 }
@@ -362,9 +385,14 @@ async fn fetch<D: Dialect>(
     profile: &ProfileName,
     request: &TokenRequest<'_>,
 ) -> Result<Grant, RequestError> {
-    let link_local = ctx.kind == ListenerKind::LinkLocal;
-    let who = requester(&parts.extensions, link_local, D::SECRET);
-    authorize(&ctx.app, rt, profile, who, &request.resource).await?;
+    match keys::of(parts) {
+        Some(key) => keys::authorize(rt, key, profile, &request.resource)?,
+        None => {
+            let link_local = ctx.kind == ListenerKind::LinkLocal;
+            let who = requester(&parts.extensions, link_local, D::SECRET);
+            authorize(&ctx.app, rt, profile, who, &request.resource).await?;
+        }
+    }
     let binding = rt.binding(profile)?;
     // Case variants of one resource share one entry and one upstream call; the answer still
     // echoes the client's own string.
@@ -388,12 +416,15 @@ async fn by_tenant<D: Dialect>(
     tenant: &str,
 ) -> Result<(ProfileName, Option<Grant>), RequestError> {
     let preferred = select_profile(ctx, rt, parts, request).ok();
-    // Another user's personal profiles are never candidates.
+    // Another user's personal profiles are never candidates, and a key's request can only ever
+    // be matched to the key's own profile.
     let uid = parts.extensions.get::<Caller>().map(|c| c.uid);
+    let key_profile = keys::of(parts).map(|k| &k.profile);
     let learned: Vec<(&ProfileName, Option<String>)> = rt
         .profiles()
         .keys()
         .filter(|name| rt.directory().owner(name).is_none_or(|owner| Some(owner) == uid))
+        .filter(|name| key_profile.is_none_or(|k| k == *name))
         .map(|name| (name, rt.learned_tid(name)))
         .collect();
     let candidates = learned.iter().filter_map(|(name, tid)| {
@@ -423,6 +454,21 @@ pub(crate) fn select_profile(
     request: &TokenRequest<'_>,
 ) -> Result<ProfileName, RequestError> {
     let path_profile = parts.extensions.get::<PathProfile>();
+    if let Some(key) = keys::of(parts) {
+        let explicit = path_profile.is_some() || ctx.listener_profile.is_some() || request.selector.is_some();
+        let chosen = explicit
+            .then(|| {
+                select::profile(
+                    rt,
+                    path_profile,
+                    ctx.listener_profile.as_ref(),
+                    request.selector.as_ref(),
+                    None,
+                )
+            })
+            .transpose()?;
+        return keys::pin(key, chosen);
+    }
     let uid = parts.extensions.get::<Caller>().map(|c| c.uid);
     select::profile(rt, path_profile, ctx.listener_profile.as_ref(), request.selector.as_ref(), uid)
 }
@@ -434,6 +480,8 @@ pub const AUDIT_TARGET: &str = "azbroker::audit";
 #[derive(Debug, Clone, Copy)]
 pub struct AuditRecord<'a> {
     pub uid: Option<u32>,
+    /// The name of the client key presented, if any (never the key).
+    pub key: Option<&'a str>,
     pub profile: &'a str,
     pub dialect: &'static str,
     pub resource: &'a str,
@@ -459,7 +507,7 @@ pub fn set_audit_writer(writer: AuditWriter) -> bool {
 /// The one info-level audit line per token grant — never the token, only its short hash.
 pub(crate) fn audit(
     dialect: &'static str,
-    uid: Option<u32>,
+    (uid, key): (Option<u32>, Option<&str>),
     profile: &ProfileName,
     resource: &Resource,
     grant: &Grant,
@@ -469,6 +517,7 @@ pub(crate) fn audit(
     {
         write(&AuditRecord {
             uid,
+            key,
             profile: profile.as_str(),
             dialect,
             resource: resource.as_str(),
@@ -480,6 +529,7 @@ pub(crate) fn audit(
     tracing::info!(
         target: AUDIT_TARGET,
         uid,
+        key,
         profile = %profile,
         dialect,
         resource = %resource,

@@ -42,6 +42,7 @@ impl Dialect for Native {
     const BODY_LIMIT: usize = 16 * 1024;
     /// The bearer key is a secret: a remote caller that got this far presented it.
     const SECRET: bool = true;
+    const SECRET_HEADER: Option<&'static str> = Some("Authorization");
     const LEARNS_TENANTS: bool = true;
 
     /// Key, proxy headers and api-version, before the body is read.
@@ -55,6 +56,8 @@ impl Dialect for Native {
                     missing: presented.is_none(),
                 });
             }
+            // A client key was checked already (`crate::keys::authenticate`).
+            Some(_) if crate::keys::of(parts).is_some() => {}
             Some(k) if !state.secret_matches(SecretId::NativeKey, k) => {
                 return Err(RequestError::Unauthorized { header: "Authorization", missing: false });
             }
@@ -92,6 +95,7 @@ impl Dialect for Native {
 pub(crate) fn error_body(error: &RequestError) -> Response {
     let status = match error {
         RequestError::NotLoopback | RequestError::Unauthorized { .. } => error.status(),
+        RequestError::Key(k) if k.status() == StatusCode::UNAUTHORIZED => error.status(),
         RequestError::BadHost
         | RequestError::Forwarded { .. }
         | RequestError::TooManyParams

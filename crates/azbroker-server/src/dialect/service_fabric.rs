@@ -31,6 +31,7 @@ impl Dialect for ServiceFabric {
     const NAME: &'static str = "service_fabric";
     const PATH: &'static str = "/msi/token";
     const SECRET: bool = true;
+    const SECRET_HEADER: Option<&'static str> = Some(SECRET_HEADER);
 
     fn parse<'r>(
         state: &AppState,

@@ -13,6 +13,7 @@ mod cloud_shell;
 mod conn;
 mod fuzz;
 mod imds;
+mod keys;
 mod metrics;
 mod native;
 mod policy;

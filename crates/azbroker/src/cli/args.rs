@@ -61,6 +61,9 @@ pub enum Command {
     Refresh(RefreshArgs),
     /// Check the setup (config, directories, listeners, clock, your shell's variables) and say what to fix.
     Doctor(DoctorArgs),
+    /// Client keys for containers: create (prints the client environment once), list, revoke.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Print a shell completion script (e.g. `azbroker completions bash > /etc/bash_completion.d/azbroker`).
     Completions(CompletionsArgs),
     /// Print the man page (roff), e.g. `azbroker man | man -l -`.
@@ -206,6 +209,54 @@ pub enum Dialect {
     Azd,
     /// The App Service pair plus the Azure ML trio: every SDK and azureml-core together.
     All,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Mint a key bound to one profile (and resources) and print the client environment with it.
+    Create(KeyCreateArgs),
+    /// List the keys: name, profile, resources, expiry, last use, grants (never the key).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key; it stops working at once.
+    Revoke { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct KeyCreateArgs {
+    /// A name for the key (shown by `key list` and in audit lines).
+    pub name: String,
+    /// The profile the key gets tokens of (and no other).
+    #[arg(long)]
+    pub profile: String,
+    /// A resource the key may get tokens for (repeatable; default: the profile's allowed_resources, else any).
+    #[arg(long)]
+    pub resource: Vec<String>,
+    /// Lifetime, e.g. 12h (the default), 30m, 7d; 0 = until revoked.
+    #[arg(long, value_name = "DURATION")]
+    pub ttl: Option<String>,
+    /// What to print.
+    #[arg(long, value_enum, default_value_t = KeyFormat::Sh)]
+    pub format: KeyFormat,
+    /// The daemon's address as containers reach it (default: the first container_listen address).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyFormat {
+    /// `export IDENTITY_ENDPOINT=... IDENTITY_HEADER=...` lines.
+    Sh,
+    /// `docker run` flags.
+    Docker,
+    /// A compose service's `extra_hosts` and `environment`.
+    Compose,
+    /// A devcontainer.json fragment (`containerEnv`, `runArgs`).
+    Devcontainer,
+    /// The variables as a JSON object.
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

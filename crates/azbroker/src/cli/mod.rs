@@ -12,6 +12,7 @@ pub(crate) mod client_env;
 pub(crate) mod commands;
 pub(crate) mod completions;
 pub(crate) mod doctor;
+pub(crate) mod key;
 pub(crate) mod login_commands;
 pub(crate) mod personal_commands;
 pub(crate) mod refresh;

@@ -17,6 +17,7 @@ pub const KEYS: &[&str] = &[
     "arc_group",
     "imds_link_local",
     "force_link_local",
+    "container_listen",
 ];
 
 #[derive(Debug, Clone)]
@@ -34,6 +35,8 @@ pub struct DialectConfig {
     pub imds_link_local: bool,
     /// Start the link-local mode even when something already answers on 169.254.169.254:80.
     pub force_link_local: bool,
+    /// Container-facing listeners (a bridge's gateway address): served only with a client key.
+    pub container_listen: Vec<SocketAddr>,
 }
 
 impl Default for DialectConfig {
@@ -46,6 +49,7 @@ impl Default for DialectConfig {
             arc_group: None,
             imds_link_local: false,
             force_link_local: false,
+            container_listen: Vec::new(),
         }
     }
 }
@@ -69,7 +73,20 @@ pub fn parse(s: &Section<'_>, p: &mut Problems, allow_non_loopback: bool) -> Dia
     });
     cfg.imds_link_local = s.bool("imds_link_local", p).unwrap_or(false);
     cfg.force_link_local = s.bool("force_link_local", p).unwrap_or(false);
+    cfg.container_listen = s.parsed_list("container_listen", p, container_addr);
     cfg
+}
+
+/// A `container_listen` address: any local address but the unspecified one (which would serve
+/// every network this machine is on). Needs no `allow_non_loopback`: only client keys are served.
+fn container_addr(raw: &str) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = raw.parse().map_err(|_| "not an IP:port address".to_owned())?;
+    if addr.ip().is_unspecified() {
+        return Err("must be one local address (a container bridge's gateway, e.g. docker0's 172.17.0.1), \
+                    not the unspecified address"
+            .to_owned());
+    }
+    Ok(addr)
 }
 
 /// The gid of group `name` (or a numeric gid as given), from `/etc/group`.

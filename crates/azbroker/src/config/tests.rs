@@ -427,3 +427,14 @@ fn personal_profile_names_are_reserved() {
     // Names that merely look alike stay allowed.
     Config::parse("[logins._user]\nkind = \"user\"\n\n[profiles.u1001]\nlogin = \"_user\"\n", None).unwrap();
 }
+
+#[test]
+fn container_listen_needs_no_allow_non_loopback_but_one_address() {
+    let c = Config::parse("[server]\ncontainer_listen = [\"172.17.0.1:50342\"]\n", None).unwrap();
+    assert_eq!(c.server.dialects.container_listen, vec!["172.17.0.1:50342".parse().unwrap()]);
+    assert!(Config::parse("", None).unwrap().server.dialects.container_listen.is_empty());
+    let err = Config::parse("[server]\ncontainer_listen = [\"0.0.0.0:50342\", \"x\"]\n", None).unwrap_err();
+    let all = err.problems.join("\n");
+    assert!(all.contains("server.container_listen[0]") && all.contains("unspecified"), "{all}");
+    assert!(all.contains("server.container_listen[1]"), "{all}");
+}

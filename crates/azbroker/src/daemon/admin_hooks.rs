@@ -9,14 +9,15 @@ use std::time::Duration;
 
 use azbroker_core::BoxFuture;
 use azbroker_core::admin_api::{
-    AdminError, DaemonStatus, FlowStart, FlowStatus, LoginRequest, ReloadOutcome, ReloadRejected,
-    RotateOutcome, TenantInfo,
+    AdminError, DaemonStatus, FlowStart, FlowStatus, KeyCreate, KeyCreated, KeyInfo, LoginRequest,
+    ReloadOutcome, ReloadRejected, RotateOutcome, TenantInfo,
 };
 use azbroker_server::AppState;
 use azbroker_server::admin::{AdminHooks, SelfServiceHooks};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{runtime, secrets};
+use crate::daemon::keys::KeyStore;
 use crate::daemon::logins::LoginService;
 use crate::daemon::profile_listeners::ProfileListeners;
 use crate::daemon::serve::ReloadRequest;
@@ -32,6 +33,8 @@ pub(crate) struct ServeHooks {
     pub(crate) logins: Arc<LoginService>,
     /// The listeners of profiles without `listen` of their own (opened again by each reload).
     pub(crate) profile_listeners: ProfileListeners,
+    /// Client keys: the state file, and the listeners `key create` prints.
+    pub(crate) keys: Arc<KeyStore>,
 }
 
 impl AdminHooks for ServeHooks {
@@ -116,6 +119,16 @@ impl AdminHooks for ServeHooks {
         Box::pin(async move { users.logout(&login).await })
     }
 
+    fn create_key(&self, request: KeyCreate) -> BoxFuture<'static, Result<KeyCreated, AdminError>> {
+        let keys = self.keys.clone();
+        Box::pin(async move { blocking(move || keys.create(request)).await })
+    }
+
+    fn revoke_key(&self, name: String) -> BoxFuture<'static, Result<KeyInfo, AdminError>> {
+        let keys = self.keys.clone();
+        Box::pin(async move { blocking(move || keys.revoke(&name)).await })
+    }
+
     fn tenants(&self, login: String) -> BoxFuture<'static, Result<Vec<TenantInfo>, AdminError>> {
         let users = self.logins.users.clone();
         Box::pin(async move { users.tenants(&login).await })
@@ -124,4 +137,13 @@ impl AdminHooks for ServeHooks {
     fn self_service(&self) -> Option<&dyn SelfServiceHooks> {
         runtime::config(&self.app).server.self_service.enabled.then_some(self as &dyn SelfServiceHooks)
     }
+}
+
+/// Runs a key-file change off the runtime threads (it writes and fsyncs).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, AdminError> + Send + 'static,
+) -> Result<T, AdminError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AdminError::Unavailable(format!("the key change did not finish: {e}")))?
 }

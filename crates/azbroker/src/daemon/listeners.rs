@@ -56,6 +56,20 @@ pub async fn start(
         }
     }
     extras.arc = start_arc(config, app, cancel, tasks).await;
+    for addr in &d.container_listen {
+        let listener = TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr} (container_listen: is it an address of this machine, e.g. docker0's?)")
+        })?;
+        let bound = listener.local_addr()?;
+        extras.bound.push((bound, SocketKind::Container));
+        let router = azbroker_server::container_router(app.clone(), bound);
+        let server = Server::new(router, config.server.hardening.limits.clone(), cancel.clone());
+        tasks.spawn(async move {
+            if let Err(e) = server.serve_tcp(listener).await {
+                tracing::error!(error = %e, "container listener failed");
+            }
+        });
+    }
     if d.imds_link_local {
         let (listener, state) = link_local::setup(d.force_link_local).await?;
         extras.bound.push((listener.local_addr()?, SocketKind::ImdsLinkLocal));

@@ -10,6 +10,7 @@ pub(crate) mod access;
 pub(crate) mod activation;
 pub(crate) mod admin_hooks;
 pub(crate) mod bound_file;
+pub(crate) mod keys;
 pub(crate) mod link_local;
 pub(crate) mod listeners;
 pub(crate) mod local_authority;

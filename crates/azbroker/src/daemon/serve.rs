@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use azbroker_core::admin_api::SocketKind;
 use azbroker_core::{Engine, ProfileName};
 use azbroker_server::admin::{self, AdminState, DaemonInfo, PeerPolicy, ReloadOutcome};
 use azbroker_server::{AppState, Server};
@@ -25,6 +26,7 @@ use crate::cli::args::ServeArgs;
 use crate::config::{Config, ConfigError};
 use crate::daemon::activation::Activated;
 use crate::daemon::admin_hooks::ServeHooks;
+use crate::daemon::keys::KeyStore;
 use crate::daemon::logins::LoginService;
 use crate::daemon::owned_dir::OwnedDir;
 use crate::daemon::profile_listeners::ProfileListeners;
@@ -63,6 +65,7 @@ pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) 
     }
     let app = AppState::new(engine.clone(), generation.spec, runtime_secrets)?;
     app.set_group_resolver(access::group_resolver());
+    super::keys::publish_stored(&config.server.state_dir, &app)?;
 
     let (listeners, origin) = match activated.token_listeners(&config)? {
         Some(l) => (l, Origin::Systemd),
@@ -130,12 +133,22 @@ pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) 
             None => tracing::warn!("--watch-config: no config file in use, nothing to watch"),
         }
     }
+    let container = extras
+        .bound
+        .iter()
+        .filter(|(_, kind)| *kind == SocketKind::Container)
+        .map(|(addr, _)| *addr)
+        .collect();
+    let loopback =
+        sockets.iter().filter(|(_, profile, _)| profile.is_none()).map(|(addr, _, _)| *addr).collect();
+    let keys = KeyStore::new(&config.server.state_dir, &app, container, loopback);
     let hooks = Arc::new(ServeHooks {
         reload_tx,
         fixed: status_info::fixed_fields(&config, &sockets, &extras.bound, (&admin_shown, admin_origin)),
         app: app.clone(),
         logins: logins.clone(),
         profile_listeners,
+        keys: Arc::new(keys),
     });
     {
         let info = DaemonInfo {
@@ -296,6 +309,7 @@ fn apply_reload(
     logins.personal.extend(&mut generation.spec, &next, &logins.users);
     let mut warnings = Vec::new();
     if next.server.listen != current.server.listen
+        || next.server.dialects.container_listen != current.server.dialects.container_listen
         || next.profiles.values().map(|p| &p.listen).ne(current.profiles.values().map(|p| &p.listen))
     {
         tracing::warn!("listener changes take effect at the next restart");

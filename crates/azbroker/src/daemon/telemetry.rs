@@ -79,6 +79,10 @@ fn write_audit(line: &mut String, record: &azbroker_server::AuditRecord<'_>) -> 
     if let Some(uid) = record.uid {
         write!(line, " uid={uid}")?;
     }
+    if let Some(key) = record.key {
+        line.push_str(" key=");
+        push_debug_str(line, key);
+    }
     // `%` fields are written as they display; plain `&str` fields as `{:?}` quotes them.
     for (name, value, quoted) in [
         ("profile", record.profile, false),
@@ -376,11 +380,14 @@ mod tests {
 
     #[test]
     fn the_direct_audit_line_is_the_events_line() {
-        for (uid, profile, resource) in
-            [(Some(1000u32), "fab-1", "https://vault.azure.net/"), (None, "contoso", "api://a\"b c/.default")]
-        {
+        for (uid, key, profile, resource) in [
+            (Some(1000u32), None, "fab-1", "https://vault.azure.net/"),
+            (None, Some("dev-container"), "contoso", "api://a\"b c/.default"),
+            (Some(0), Some("odd \"name\""), "contoso", "https://management.azure.com/"),
+        ] {
             let record = azbroker_server::AuditRecord {
                 uid,
+                key,
                 profile,
                 dialect: "app-service",
                 resource,
@@ -391,6 +398,7 @@ mod tests {
                 tracing::info!(
                     target: azbroker_server::AUDIT_TARGET,
                     uid = record.uid,
+                    key = record.key,
                     profile = %record.profile,
                     dialect = record.dialect,
                     resource = %record.resource,

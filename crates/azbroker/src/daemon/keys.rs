@@ -1,0 +1,247 @@
+//! Client keys on the daemon's side: the state file (`state_dir/client-keys.json`, 0600, written
+//! atomically, holding each key's SHA-256 and metadata, never a key), loading it at start, and
+//! `key create` / `key revoke` from the admin socket. Every change is written, then published as
+//! a new runtime with the same config and the new key set (one swap), under one lock, so two
+//! changes never lose each other and a revoked key stops working as the call returns.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use anyhow::{Context, Result};
+use azbroker_core::admin_api::{AdminError, DEFAULT_KEY_TTL_SECS, KeyCreate, KeyCreated, KeyInfo};
+use azbroker_core::keys::{self, KeyEntry, KeyRecord, KeySet, KeyState, KeyUsage};
+use azbroker_core::{ProfileName, Resource, unix_now};
+use azbroker_server::AppState;
+use serde::{Deserialize, Serialize};
+
+use crate::daemon::runtime;
+use crate::daemon::state::write_private;
+
+/// The state file's name in `state_dir`.
+pub const KEYS_FILE: &str = "client-keys.json";
+
+/// The state file's contents.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct KeysFile {
+    keys: Vec<KeyRecord>,
+}
+
+/// The daemon's client keys: where they are stored and where clients reach the daemon.
+pub(crate) struct KeyStore {
+    path: PathBuf,
+    /// Held across write and publish.
+    lock: Mutex<()>,
+    app: AppState,
+    /// `container_listen` and the loopback listeners, as bound, for what `key create` prints.
+    container: Vec<SocketAddr>,
+    loopback: Vec<SocketAddr>,
+}
+
+/// Loads the state file in `state_dir` (none yet: no keys) and publishes its keys; at start,
+/// before any listener serves.
+pub(crate) fn publish_stored(state_dir: &Path, app: &AppState) -> Result<()> {
+    let records = read(&state_dir.join(KEYS_FILE))?;
+    app.publish_keys(key_set(records, &KeySet::default()));
+    Ok(())
+}
+
+impl KeyStore {
+    /// The store of the keys [`publish_stored`] published, for `key create` / `key revoke`.
+    pub(crate) fn new(
+        state_dir: &Path,
+        app: &AppState,
+        container: Vec<SocketAddr>,
+        loopback: Vec<SocketAddr>,
+    ) -> Self {
+        Self { path: state_dir.join(KEYS_FILE), lock: Mutex::new(()), app: app.clone(), container, loopback }
+    }
+
+    /// `key create`: checks the request against the runtime in force, mints the key, stores its
+    /// hash, publishes it; the answer is the only place the key ever appears.
+    pub(crate) fn create(&self, request: KeyCreate) -> Result<KeyCreated, AdminError> {
+        let _held = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let rt = self.app.runtime();
+        check_name(&request.name)?;
+        let profile =
+            ProfileName::parse(&request.profile).ok().filter(|p| rt.profiles().contains_key(p)).ok_or_else(
+                || AdminError::UnknownProfile(format!("'{}' is not a configured profile", request.profile)),
+            )?;
+        let resources = resources(&request, &profile, &runtime::config(&self.app))?;
+        let now = unix_now();
+        let current = rt.keys();
+        if let Some(live) = current
+            .entries()
+            .iter()
+            .find(|k| k.record.name == request.name && k.state(now) == KeyState::Valid)
+        {
+            return Err(AdminError::BadRequest(format!(
+                "a key named '{}' exists (profile '{}'); revoke it first (`azbroker key revoke {}`) or pick another name",
+                live.record.name, live.record.profile, live.record.name
+            )));
+        }
+        let key = keys::generate();
+        let record = KeyRecord {
+            name: request.name.clone(),
+            profile: profile.to_string(),
+            resources,
+            hash: keys::hash(key.expose().as_bytes()),
+            created: now,
+            expires: match request.ttl_secs.unwrap_or(DEFAULT_KEY_TTL_SECS) {
+                0 => None,
+                ttl => Some(now.saturating_add(ttl)),
+            },
+            revoked: false,
+        };
+        let mut records: Vec<KeyRecord> =
+            current.entries().iter().map(|k| k.record.clone()).filter(|r| r.name != request.name).collect();
+        records.push(record);
+        let published = self.store(records, current)?;
+        let info = published.entries().iter().find(|k| k.record.name == request.name).map(|k| k.info(now));
+        let info = info.ok_or_else(|| AdminError::Unavailable("the new key did not publish".to_owned()))?;
+        tracing::info!(key = %request.name, profile = %profile, "client key created");
+        Ok(KeyCreated {
+            key,
+            info,
+            container_listeners: self.container.iter().map(ToString::to_string).collect(),
+            listeners: self.loopback.iter().map(ToString::to_string).collect(),
+        })
+    }
+
+    /// `key revoke NAME`: marks it revoked, stores and publishes; it fails from the next request on.
+    pub(crate) fn revoke(&self, name: &str) -> Result<KeyInfo, AdminError> {
+        let _held = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = self.app.runtime().keys().clone();
+        if !current.entries().iter().any(|k| k.record.name == name) {
+            return Err(AdminError::NotFound(format!(
+                "no client key is named '{name}' (see `azbroker key list`)"
+            )));
+        }
+        let records = current
+            .entries()
+            .iter()
+            .map(|k| KeyRecord { revoked: k.record.revoked || k.record.name == name, ..k.record.clone() })
+            .collect();
+        let published = self.store(records, &current)?;
+        tracing::info!(key = %name, "client key revoked");
+        let now = unix_now();
+        let info = published.entries().iter().find(|k| k.record.name == name).map(|k| k.info(now));
+        info.ok_or_else(|| AdminError::NotFound(format!("no client key is named '{name}'")))
+    }
+
+    /// Writes `records`, then publishes them (usage counters carried over from `current`).
+    fn store(&self, records: Vec<KeyRecord>, current: &KeySet) -> Result<Arc<KeySet>, AdminError> {
+        let file = KeysFile { keys: records };
+        let bytes = serde_json::to_vec_pretty(&file)
+            .map_err(|e| AdminError::Unavailable(format!("cannot encode the key file: {e}")))?;
+        write_private(&self.path, &bytes).map_err(|e| {
+            AdminError::Unavailable(format!("cannot write {}: {e:#}; nothing changed", self.path.display()))
+        })?;
+        let published = self.app.publish_keys(key_set(file.keys, current));
+        Ok(published.keys().clone())
+    }
+}
+
+/// The key set of `records`, sharing the usage counters of the same keys in `previous`.
+fn key_set(records: Vec<KeyRecord>, previous: &KeySet) -> KeySet {
+    let usage: BTreeMap<&str, &Arc<KeyUsage>> =
+        previous.entries().iter().map(|k| (k.record.hash.as_str(), &k.usage)).collect();
+    let entries = records
+        .into_iter()
+        .filter_map(|record| {
+            let counters = usage.get(record.hash.as_str()).map_or_else(Arc::default, |u| Arc::clone(u));
+            let name = record.name.clone();
+            let entry = KeyEntry::new(record, counters);
+            if entry.is_none() {
+                tracing::warn!(key = %name, "client key entry is damaged (hash, profile or resource); ignored");
+            }
+            entry.map(Arc::new)
+        })
+        .collect();
+    KeySet::new(entries)
+}
+
+fn read(path: &Path) -> Result<Vec<KeyRecord>> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let file: KeysFile = serde_json::from_slice(&bytes).with_context(|| {
+                format!("{} is not a client key file; move it away to start with no keys", path.display())
+            })?;
+            Ok(file.keys)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Names are what `key list`, `key revoke` and the audit lines show: short and plain.
+fn check_name(name: &str) -> Result<(), AdminError> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if name.is_empty() || name.len() > 64 || !name.chars().all(plain) {
+        return Err(AdminError::BadRequest(format!(
+            "key name '{name}': use 1 to 64 letters, digits, '-', '_' or '.'"
+        )));
+    }
+    Ok(())
+}
+
+/// The key's resource list: as asked (each within the profile's `allowed_resources`, if any),
+/// else the profile's `allowed_resources`, else `None` (any).
+fn resources(
+    request: &KeyCreate,
+    profile: &ProfileName,
+    config: &crate::config::Config,
+) -> Result<Option<Vec<String>>, AdminError> {
+    let allowed = config.profiles.get(profile).and_then(|p| p.access.resources.as_ref());
+    if request.resources.is_empty() {
+        return Ok(allowed.map(|list| list.iter().map(|r| r.as_str().to_owned()).collect()));
+    }
+    let mut out = Vec::new();
+    for raw in &request.resources {
+        let resource = Resource::parse(raw).map_err(|e| AdminError::InvalidResource(e.to_string()))?;
+        if let Some(list) = allowed
+            && !azbroker_core::ResourceAllowList::new(list).allows(&resource)
+        {
+            return Err(AdminError::BadRequest(format!(
+                "profile '{profile}' does not allow resource '{raw}' (its allowed_resources); a key cannot widen them"
+            )));
+        }
+        out.push(resource.as_str().to_owned());
+    }
+    Ok(Some(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_plain() {
+        for ok in ["dev", "ci.build-1", "A_b"] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a b", "x/y", "é", &"n".repeat(65)] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn usage_counters_follow_the_key_across_sets() {
+        let key = keys::generate();
+        let record = KeyRecord {
+            name: "dev".into(),
+            profile: "fab".into(),
+            resources: None,
+            hash: keys::hash(key.expose().as_bytes()),
+            created: 1,
+            expires: None,
+            revoked: false,
+        };
+        let first = key_set(vec![record.clone()], &KeySet::default());
+        first.entries()[0].usage.granted(5);
+        let second = key_set(vec![KeyRecord { revoked: true, ..record }], &first);
+        assert_eq!(second.entries()[0].usage.grants(), 1);
+        assert_eq!(second.entries()[0].state(6), KeyState::Revoked);
+    }
+}
