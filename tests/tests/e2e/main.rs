@@ -2,6 +2,7 @@
 //! clients against the real daemon. One test binary; modules by topic.
 
 mod admin;
+mod autostart;
 mod clients;
 mod dialects;
 mod hardening;

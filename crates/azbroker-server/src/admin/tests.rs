@@ -453,3 +453,13 @@ fn every_secret_id_has_its_own_field() {
         assert_eq!(secret_value(&values, *id).unwrap().expose(), format!("value-{n}"));
     }
 }
+
+#[tokio::test]
+async fn stop_is_a_change_and_a_daemon_without_the_hook_says_so() {
+    let state = admin(Arc::new(Hooks::default()));
+    let (status, body) = call(as_peer(state.clone(), 1000), "POST", "/v1/stop").await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(body["error"], "not_supported");
+    let (status, _) = call(as_peer(state, 1001), "POST", "/v1/stop").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "another user may not stop the daemon");
+}

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use azbroker_core::admin_api::{
     Exports, LoginHealth, LoginState, ReloadAnswer, RotateOutcome, SocketInfo, SocketOrigin, Status,
+    StopAnswer,
 };
 
 use crate::cli::admin_client::AdminClient;
@@ -27,6 +28,32 @@ pub async fn status(config: &Config, args: &StatusArgs) -> Result<ExitCode> {
     } else {
         print!("{}", render_status(&status));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How long `azbroker stop` waits for the daemon to be gone: its drain time and a margin.
+const STOP_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `azbroker stop`: asks the daemon to stop (it drains in-flight requests, as on SIGTERM) and
+/// waits until its admin socket no longer answers. No daemon running is not an error.
+pub async fn stop(config: &Config) -> Result<ExitCode> {
+    let admin = AdminClient::new(config);
+    if let Err(e) = admin.health().await {
+        println!("no daemon is running ({e:#})");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let answer: StopAnswer = match admin.post_empty("/v1/stop").await? {
+        Ok(answer) => answer,
+        Err(refused) => bail!("the daemon did not stop: {refused}"),
+    };
+    let deadline = std::time::Instant::now() + STOP_WITHIN;
+    while admin.health().await.is_ok() {
+        if std::time::Instant::now() >= deadline {
+            bail!("the daemon (pid {}) still answers {STOP_WITHIN:?} after it was asked to stop", answer.pid);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    println!("stopped the daemon (pid {})", answer.pid);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -156,6 +183,9 @@ fn render_status(s: &Status) -> String {
     );
     if let Some(cfg) = &s.daemon.config {
         let _ = writeln!(out, "config:    {cfg}");
+    }
+    if let Some(by) = s.daemon.started_by {
+        let _ = writeln!(out, "started:   {}", by.describe());
     }
     if s.daemon.sockets.is_empty() {
         let _ = writeln!(out, "listeners: {}", s.info.listeners.join(", "));
