@@ -150,6 +150,22 @@ impl AdminClient {
     }
 }
 
+/// The Entra ID authority host and the Resource Manager endpoint the running daemon uses — the
+/// embedded local authority's under `--local-authority` — or, when no daemon answers (or it
+/// does not say), the config's. Never starts a daemon.
+pub async fn endpoints_in_use(config: &Config) -> (url::Url, url::Url) {
+    let status: Option<azbroker_core::admin_api::Status> =
+        AdminClient::new(config).get("/v1/status").await.ok().and_then(Result::ok);
+    let daemon = status.map(|s| s.daemon);
+    let pick = |reported: Option<&String>, configured: &url::Url| {
+        reported.and_then(|u| url::Url::parse(u).ok()).unwrap_or_else(|| configured.clone())
+    };
+    (
+        pick(daemon.as_ref().and_then(|d| d.authority_host.as_ref()), &config.cloud.authority_host),
+        pick(daemon.as_ref().and_then(|d| d.arm_endpoint.as_ref()), &config.cloud.arm_endpoint),
+    )
+}
+
 /// A success body as `T`, any other as the daemon's refusal.
 fn decode<T: DeserializeOwned>(status: StatusCode, bytes: &[u8]) -> Result<Answer<T>> {
     if status.is_success() {

@@ -46,15 +46,24 @@ pub async fn stop(config: &Config) -> Result<ExitCode> {
         Ok(answer) => answer,
         Err(refused) => bail!("the daemon did not stop: {refused}"),
     };
+    // Gone means: the admin socket no longer answers and the process has exited.
     let deadline = std::time::Instant::now() + STOP_WITHIN;
-    while admin.health().await.is_ok() {
+    while admin.health().await.is_ok() || is_running(answer.pid) {
         if std::time::Instant::now() >= deadline {
-            bail!("the daemon (pid {}) still answers {STOP_WITHIN:?} after it was asked to stop", answer.pid);
+            bail!("the daemon (pid {}) still runs {STOP_WITHIN:?} after it was asked to stop", answer.pid);
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     println!("stopped the daemon (pid {})", answer.pid);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether process `pid` still runs (an exited one waiting to be reaped does not).
+fn is_running(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // The state follows the command name, which is in parentheses and may itself hold any byte.
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, None | Some('Z' | 'X'))
 }
 
 pub async fn reload(config: &Config) -> Result<ExitCode> {
@@ -238,6 +247,20 @@ fn render_status(s: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_running_process_is_told_from_an_absent_or_reaped_one() {
+        assert!(is_running(std::process::id()));
+        assert!(!is_running(u32::MAX), "no such process");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        // Exited but not reaped yet: a zombie, which no longer runs.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while is_running(child.id()) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(!is_running(child.id()));
+        child.wait().unwrap();
+    }
 
     #[test]
     fn status_table_shows_profiles_entries_and_counters() {
