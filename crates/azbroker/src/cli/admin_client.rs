@@ -62,6 +62,11 @@ impl AdminClient {
         Self { path: socket_path(config) }
     }
 
+    /// A client for the admin socket at `path` (e.g. the system daemon's).
+    pub fn at(path: PathBuf) -> Self {
+        Self { path }
+    }
+
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Answer<T>> {
         let (status, bytes) = self.call(Method::GET, path, Bytes::new()).await?;
         decode(status, &bytes)

@@ -4,7 +4,8 @@
 //! the daemon has written `runtime_dir/listeners.json` and answers on its admin socket.
 //!
 //! - Only for the caller's own config: never as root, never for a config file that belongs to
-//!   someone else (root's or another user's); built-in defaults are the caller's own.
+//!   someone else (root's or another user's); built-in defaults are the caller's own. Never
+//!   while a system daemon answers on `/run/azbroker/admin.sock`.
 //! - One daemon for concurrent first commands: an exclusive `flock` on `runtime_dir/autostart.lock`
 //!   is held from the health check to readiness, and the health check is repeated under it.
 //! - The daemon keeps none of the caller's descriptors: stdin is `/dev/null`, stdout and stderr
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::cli::admin_client::AdminClient;
+use crate::cli::admin_client::{ADMIN_SOCKET, AdminClient};
 use crate::config::Config;
 use crate::daemon::owned_dir::OwnedDir;
 use crate::paths;
@@ -54,6 +55,11 @@ pub async fn ensure(config: &Config, enabled: bool) -> Result<()> {
     }
     if let Some(why) = not_the_callers(config) {
         tracing::debug!("no autostart: {why}");
+        return Ok(());
+    }
+    // A system daemon serves this machine: the command's own error says how to reach it.
+    if AdminClient::at(Path::new(paths::SYSTEM_RUNTIME_DIR).join(ADMIN_SOCKET)).health().await.is_ok() {
+        tracing::debug!("no autostart: a system daemon answers in {}", paths::SYSTEM_RUNTIME_DIR);
         return Ok(());
     }
     let runtime = OwnedDir::prepare(&config.server.runtime_dir, OwnedDir::runtime_dir_mode(config))?;
