@@ -207,9 +207,12 @@ impl Daemon {
         bail!("daemon not ready within {limit:?}:\n{}", self.log())
     }
 
-    /// Runs `azbroker --config <this config> ARGS` and returns its output.
+    /// Runs `azbroker --config <this config> ARGS` and returns its output. Never autostarts a
+    /// daemon: this harness starts and stops its own (the autostart tests run the binary directly).
     pub fn cli(&self, args: &[&str]) -> Result<Output> {
-        Ok(Command::new(binary()).arg("--config").arg(&self.config_path).args(args).output()?)
+        let mut cmd = Command::new(binary());
+        cmd.arg("--config").arg(&self.config_path).args(args).env("AZBROKER_NO_AUTOSTART", "1");
+        Ok(cmd.output()?)
     }
 
     /// `azbroker env ARGS --format dotenv`, parsed into pairs.

@@ -135,6 +135,12 @@ impl FakeEntra {
         self.inner.state.users().add(username, tenants);
     }
 
+    /// Makes `subscription_id` live in `tenant`, so the unauthenticated ARM challenge names it
+    /// (tests, and the daemon's `--local-authority` demo subscription).
+    pub fn register_subscription(&self, subscription_id: &str, tenant: &str) {
+        self.inner.state.register_subscription(subscription_id, tenant);
+    }
+
     /// Approves every device code as `username` at its first poll (`None`: wait for
     /// [`Self::approve_device_code`]).
     pub fn auto_approve_device_codes(&self, username: Option<&str>) {

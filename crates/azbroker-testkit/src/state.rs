@@ -15,7 +15,6 @@ use tokio_util::sync::CancellationToken;
 use crate::fault::{Fault, FaultQueue};
 use crate::keys::SigningKey;
 use crate::scope::normalise_resource;
-#[cfg(feature = "testing")]
 use crate::tenant::tenant_guid;
 use crate::users::Users;
 
@@ -190,7 +189,6 @@ impl State {
             .is_some_and(|v| v.iter().any(|(i, s)| i == issuer && s == subject))
     }
 
-    #[cfg(feature = "testing")]
     pub(crate) fn register_subscription(&self, subscription_id: &str, tenant: &str) {
         self.config().subscriptions.insert(subscription_id.to_ascii_lowercase(), tenant_guid(tenant));
     }

@@ -160,11 +160,4 @@ impl FakeEntra {
     fn federation_issuer(&self) -> String {
         format!("{}/federation", self.state().authority)
     }
-
-    // ---- ARM ----
-
-    /// Makes `subscription_id` live in `tenant`, so the unauthenticated ARM challenge names it.
-    pub fn register_subscription(&self, subscription_id: &str, tenant: &str) {
-        self.state().register_subscription(subscription_id, tenant);
-    }
 }

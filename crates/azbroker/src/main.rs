@@ -11,7 +11,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use cli::args::{Cli, Command};
-use cli::{admin_commands, commands, completions, doctor, key, login_commands, refresh, workspace_commands};
+use cli::{
+    admin_commands, autostart, commands, completions, doctor, key, login_commands, refresh,
+    workspace_commands,
+};
 use config::{Config, ConfigError};
 use daemon::{activation, scrub, serve, telemetry};
 
@@ -57,8 +60,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         _ => {}
     }
     let config = Config::load(cli.config.as_deref())?;
+    // The commands a newcomer types first start the daemon when none answers (`cli::autostart`).
+    let autostart = !cli.no_autostart;
     match cli.command {
         Command::Serve(args) => {
+            autostart::detach_if_autostarted();
             scrub::reexec_if_needed(&config)?;
             // Before any thread exists: it clears LISTEN_FDS for child processes.
             let activated = activation::Activated::from_env()?;
@@ -66,14 +72,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.block_on(serve::run(config, args, activated))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Env(args) => block_on(commands::env(&config, &args)),
-        Command::Run(args) => block_on(commands::run(&config, &args)),
-        Command::Token(args) => block_on(commands::token(&config, &args)),
+        Command::Env(args) => block_on(async {
+            autostart::ensure(&config, autostart).await?;
+            commands::env(&config, &args).await
+        }),
+        Command::Run(args) => block_on(async {
+            autostart::ensure(&config, autostart).await?;
+            commands::run(&config, &args).await
+        }),
+        Command::Token(args) => block_on(async {
+            autostart::ensure(&config, autostart).await?;
+            commands::token(&config, &args).await
+        }),
         Command::CheckConfig => commands::check_config(&config),
-        Command::Status(args) => block_on(admin_commands::status(&config, &args)),
+        Command::Status(args) => block_on(async {
+            autostart::ensure(&config, autostart).await?;
+            admin_commands::status(&config, &args).await
+        }),
+        Command::Stop => block_on(admin_commands::stop(&config)),
         Command::Reload => block_on(admin_commands::reload(&config)),
         Command::RotateSecrets => block_on(admin_commands::rotate_secrets(&config)),
-        Command::Login(args) => block_on(login_commands::login(&config, &args)),
+        Command::Login(args) => block_on(async {
+            autostart::ensure(&config, autostart).await?;
+            login_commands::login(&config, &args).await
+        }),
         Command::Logout(args) => block_on(login_commands::logout(&config, &args)),
         Command::Tenants(args) => block_on(login_commands::tenants(&config, &args)),
         Command::Workspace(cmd) => block_on(workspace_commands::run(&config, &cmd)),

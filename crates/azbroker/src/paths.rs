@@ -62,6 +62,9 @@ pub fn default_state_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(format!("/tmp/azbroker-state-{}", current_uid())))
 }
 
+/// A system (root) daemon's runtime directory, where its admin socket is.
+pub const SYSTEM_RUNTIME_DIR: &str = "/run/azbroker";
+
 /// Default runtime directory: `$RUNTIME_DIRECTORY` under systemd, `/run/azbroker` as root, else
 /// `$XDG_RUNTIME_DIR/azbroker`, else `/tmp/azbroker-run-<uid>` — which another user may have made
 /// first, so the daemon uses no runtime or state directory before `daemon::owned_dir` verified it.
@@ -70,7 +73,7 @@ pub fn default_runtime_dir() -> PathBuf {
         return d;
     }
     if is_system() {
-        return PathBuf::from("/run/azbroker");
+        return PathBuf::from(SYSTEM_RUNTIME_DIR);
     }
     std::env::var_os("XDG_RUNTIME_DIR")
         .filter(|v| !v.is_empty())

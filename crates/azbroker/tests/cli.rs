@@ -4,8 +4,15 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// `azbroker --config CONFIG ARGS`, never autostarting a daemon (these tests run as any user).
 fn azbroker(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_azbroker")).arg("--config").arg(config).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_azbroker"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("AZBROKER_NO_AUTOSTART", "1")
+        .output()
+        .unwrap()
 }
 
 /// A stand-in for a running daemon on `run/admin.sock`: its `GET /v1/status` lists `auto`, the

@@ -100,8 +100,13 @@ fn status_without_a_daemon_says_how_to_fix_it() {
     let config = dir.path().join("c.toml");
     std::fs::write(&config, format!("[server]\nruntime_dir = \"{}\"\n", dir.path().join("run").display()))
         .unwrap();
-    let out =
-        Command::new(azbroker_tests::binary()).arg("--config").arg(&config).arg("status").output().unwrap();
+    let out = Command::new(azbroker_tests::binary())
+        .arg("--config")
+        .arg(&config)
+        .arg("status")
+        .env("AZBROKER_NO_AUTOSTART", "1")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(stderr(&out).contains("is `azbroker serve` running"), "{}", stderr(&out));
 }

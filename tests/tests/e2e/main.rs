@@ -3,6 +3,7 @@
 
 mod abuse;
 mod admin;
+mod autostart;
 mod clients;
 mod containers;
 mod dialects;

@@ -89,3 +89,54 @@ async fn workspace_add_discovers_the_tenant_and_survives_restart() {
     let out = daemon.cli(&["workspace", "config", "nope"]).unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not configured"));
 }
+
+/// The offline first minute: under `--local-authority`, `workspace add` discovers the tenant from
+/// the local authority's own ARM and `doctor` compares clocks with that authority — never the
+/// config's endpoints (here a closed loopback port, standing in for "no network").
+#[test]
+fn with_a_local_authority_workspace_add_and_doctor_stay_on_the_machine() {
+    const LOCAL_SUBSCRIPTION: &str = "00000000-0000-4000-8000-00000000a2b0";
+    let offline = "http://127.0.0.1:1";
+    let body = format!(
+        "[cloud]\nauthority_host = \"{offline}\"\narm_endpoint = \"{offline}\"\n\n[logins.me]\nkind = \"user\"\n"
+    );
+    let daemon = Daemon::start(&body, &["--local-authority"]).expect("daemon starts");
+    let status: Value = serde_json::from_str(&ok(&daemon.cli(&["status", "--json"]).unwrap())).unwrap();
+    let local = status["authority_host"].as_str().expect("status names the authority in use").to_owned();
+    assert!(local.starts_with("http://127.0.0.1:") && !local.starts_with(offline), "{local}");
+    assert_eq!(status["arm_endpoint"], status["authority_host"], "the local authority plays ARM too");
+
+    let out = daemon
+        .cli(&[
+            "workspace",
+            "add",
+            "--name",
+            "demo",
+            "--login",
+            "me",
+            "--subscription",
+            LOCAL_SUBSCRIPTION,
+            "--resource-group",
+            "rg",
+            "--workspace",
+            "ws",
+        ])
+        .unwrap();
+    let text = ok(&out);
+    let guid = tenant_guid("local.azbroker.invalid");
+    assert!(text.contains(&format!("is in tenant {guid}")), "{text}");
+    let config = std::fs::read_to_string(&daemon.config_path).unwrap();
+    assert!(config.contains("[workspaces.demo]") && config.contains(&guid), "{config}");
+
+    let out = daemon.cli(&["doctor", "--json"]).unwrap();
+    let findings: Value = serde_json::from_slice(&out.stdout).expect("doctor JSON");
+    let clock = findings
+        .as_array()
+        .or_else(|| findings["findings"].as_array())
+        .and_then(|all| all.iter().find(|f| f["check"] == "clock"))
+        .unwrap_or_else(|| panic!("a clock finding: {findings}"))
+        .clone();
+    let host = local.trim_end_matches('/');
+    assert_eq!(clock["level"], "ok", "{clock}");
+    assert!(clock["message"].as_str().unwrap().contains(host), "{clock}");
+}

@@ -26,7 +26,7 @@ pub use personal::{PersonalWorkspace, WorkspaceRemoved, WorkspaceRequest};
 pub use secrets::SecretValues;
 pub use status::{
     AppServiceExports, DaemonInfo, DaemonStatus, Exports, ImdsExports, LoginHealth, SocketInfo, SocketKind,
-    SocketOrigin, Status, UpstreamErrorInfo, UpstreamHealth,
+    SocketOrigin, StartedBy, Status, UpstreamErrorInfo, UpstreamHealth,
 };
 
 use serde::{Deserialize, Serialize};
@@ -154,6 +154,14 @@ pub struct RotateOutcome {
     pub unchanged: Vec<String>,
     /// How long the previous values stay valid.
     pub grace_secs: u64,
+}
+
+/// The answer to `POST /v1/stop`: the daemon accepted to stop and drains its in-flight requests
+/// now; it is gone once its admin socket is (the CLI waits for that).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopAnswer {
+    /// The stopping daemon's process id.
+    pub pid: u32,
 }
 
 /// The answer to `POST /v1/logins/{login}/logout`: `{"status": "signed_out", "had_state": ...}`.

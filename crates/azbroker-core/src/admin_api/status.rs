@@ -51,6 +51,39 @@ pub struct DaemonStatus {
     /// What clients export to reach the first general listener; `null` when there is none.
     #[serde(default)]
     pub exports: Option<Exports>,
+    /// Who started the daemon (socket activation, a CLI command's autostart, by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<StartedBy>,
+    /// The Entra ID authority host in use (the local authority's with `--local-authority`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority_host: Option<String>,
+    /// The Resource Manager endpoint in use for tenant discovery (the local authority's own ARM
+    /// with `--local-authority`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arm_endpoint: Option<String>,
+}
+
+/// Who started the running daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartedBy {
+    /// The service manager, on the first connection to a socket it holds (socket activation).
+    Systemd,
+    /// A CLI command that found no daemon (`azbroker login`, `token`, `env`, `run`, `status`).
+    Autostart,
+    /// Someone ran `azbroker serve` (or a unit without socket activation).
+    Manual,
+}
+
+impl StartedBy {
+    /// What `azbroker status` says.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Systemd => "socket activation (systemd)",
+            Self::Autostart => "autostarted by the CLI (stop it with `azbroker stop`)",
+            Self::Manual => "started by hand (`azbroker serve`)",
+        }
+    }
 }
 
 /// A login with its state and the health of its profiles upstream.

@@ -97,6 +97,9 @@ fn full_status() -> Status {
                 imds: ImdsExports { authority_host: "http://127.0.0.1:50342".into() },
                 per_profile: "insert /p/PROFILE".into(),
             }),
+            started_by: Some(StartedBy::Autostart),
+            authority_host: Some("http://127.0.0.1:41234/".into()),
+            arm_endpoint: Some("http://127.0.0.1:41234/".into()),
         },
     }
 }
@@ -107,6 +110,8 @@ fn status_round_trips_with_the_keys_scripts_read() {
     assert_eq!(v["version"], "0.1.0");
     assert_eq!(v["listeners"][0], "127.0.0.1:50342");
     assert_eq!(v["config"], "/etc/azbroker/config.toml");
+    assert_eq!(v["started_by"], "autostart");
+    assert_eq!(v["authority_host"], "http://127.0.0.1:41234/");
     assert_eq!(v["entries"][0]["token_hash"], "ab12cd34");
     assert_eq!(v["stats"]["hits"], 5);
     assert_eq!(v["logins"][0]["name"], "me", "a login's own fields sit beside its health");

@@ -37,7 +37,7 @@ use azbroker_core::BoxFuture;
 use azbroker_core::Secret;
 use azbroker_core::admin_api::{
     AdminError, DaemonStatus, FlowStart, FlowStatus, KeyCreate, KeyCreated, KeyInfo, LoginRequest,
-    ReloadAnswer, SecretValues, Status, TenantInfo,
+    ReloadAnswer, SecretValues, Status, StopAnswer, TenantInfo,
 };
 pub use azbroker_core::admin_api::{DaemonInfo, ReloadOutcome, ReloadRejected, RotateOutcome};
 use http::StatusCode;
@@ -63,6 +63,12 @@ pub trait AdminHooks: Send + Sync + 'static {
     /// re-reads them, stores them, and installs them with a grace period for the old values.
     fn rotate_secrets(&self) -> BoxFuture<'static, Result<RotateOutcome, AdminError>> {
         Box::pin(async { Err(AdminError::RotateFailed("this daemon cannot rotate its secrets".to_owned())) })
+    }
+
+    /// Begins a graceful stop (`azbroker stop`): the daemon drains in-flight requests and exits,
+    /// as on SIGTERM. Answers before the daemon is gone.
+    fn stop(&self) -> Result<StopAnswer, AdminError> {
+        Err(AdminError::Unsupported("this daemon cannot be stopped over its admin socket".to_owned()))
     }
 
     /// What the binary adds to `GET /v1/status` (config origin, logins, sockets, exports). Must
@@ -218,6 +224,7 @@ pub fn admin_router(state: AdminState) -> Router {
         .route("/v1/reload", post(reload))
         .route("/v1/secrets", get(secrets))
         .route("/v1/rotate-secrets", post(rotate_secrets))
+        .route("/v1/stop", post(stop))
         .route("/v1/logins/{login}/flows", post(logins::start))
         .route("/v1/logins/{login}/flows/{id}", get(logins::status).merge(delete(logins::cancel)))
         .route("/v1/logins/{login}/logout", post(logins::logout))
@@ -334,6 +341,13 @@ async fn secrets(State(state): State<AdminState>) -> Response {
 async fn rotate_secrets(State(state): State<AdminState>) -> Response {
     match state.hooks.rotate_secrets().await {
         Ok(outcome) => body::json(StatusCode::OK, &outcome, 256),
+        Err(e) => error(&e),
+    }
+}
+
+async fn stop(State(state): State<AdminState>) -> Response {
+    match state.hooks.stop() {
+        Ok(answer) => body::json(StatusCode::OK, &answer, 64),
         Err(e) => error(&e),
     }
 }

@@ -528,3 +528,13 @@ async fn keys_are_listed_without_key_or_hash_and_changed_by_administrators_only(
     let (status, _) = call(as_peer(st, 4242), "DELETE", "/v1/keys/dev").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn stop_is_a_change_and_a_daemon_without_the_hook_says_so() {
+    let state = admin(Arc::new(Hooks::default()));
+    let (status, body) = call(as_peer(state.clone(), 1000), "POST", "/v1/stop").await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(body["error"], "not_supported");
+    let (status, _) = call(as_peer(state, 1001), "POST", "/v1/stop").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "another user may not stop the daemon");
+}

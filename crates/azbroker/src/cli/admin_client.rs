@@ -72,6 +72,11 @@ impl AdminClient {
         me != 0 && std::fs::metadata(&self.path).is_ok_and(|m| m.uid() == 0)
     }
 
+    /// A client for the admin socket at `path` (e.g. the system daemon's).
+    pub fn at(path: PathBuf) -> Self {
+        Self { path }
+    }
+
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Answer<T>> {
         let (status, bytes) = self.call(Method::GET, path, Bytes::new()).await?;
         decode(status, &bytes)
@@ -166,6 +171,22 @@ impl AdminClient {
 /// the system daemon's. Either is still checked by [`check_owner`] before use.
 fn choose_socket(own: PathBuf, system: &Path, me: u32) -> PathBuf {
     if me != 0 && !own.exists() && system.exists() { system.to_owned() } else { own }
+}
+
+/// The Entra ID authority host and the Resource Manager endpoint the running daemon uses — the
+/// embedded local authority's under `--local-authority` — or, when no daemon answers (or it
+/// does not say), the config's. Never starts a daemon.
+pub async fn endpoints_in_use(config: &Config) -> (url::Url, url::Url) {
+    let status: Option<azbroker_core::admin_api::Status> =
+        AdminClient::new(config).get("/v1/status").await.ok().and_then(Result::ok);
+    let daemon = status.map(|s| s.daemon);
+    let pick = |reported: Option<&String>, configured: &url::Url| {
+        reported.and_then(|u| url::Url::parse(u).ok()).unwrap_or_else(|| configured.clone())
+    };
+    (
+        pick(daemon.as_ref().and_then(|d| d.authority_host.as_ref()), &config.cloud.authority_host),
+        pick(daemon.as_ref().and_then(|d| d.arm_endpoint.as_ref()), &config.cloud.arm_endpoint),
+    )
 }
 
 /// A success body as `T`, any other as the daemon's refusal.

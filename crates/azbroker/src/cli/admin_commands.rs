@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use azbroker_core::admin_api::{
     Exports, LoginHealth, LoginState, ReloadAnswer, RotateOutcome, SocketInfo, SocketOrigin, Status,
+    StopAnswer,
 };
 
 use crate::cli::admin_client::AdminClient;
@@ -28,6 +29,41 @@ pub async fn status(config: &Config, args: &StatusArgs) -> Result<ExitCode> {
         print!("{}", render_status(&status));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long `azbroker stop` waits for the daemon to be gone: its drain time and a margin.
+const STOP_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `azbroker stop`: asks the daemon to stop (it drains in-flight requests, as on SIGTERM) and
+/// waits until its admin socket no longer answers. No daemon running is not an error.
+pub async fn stop(config: &Config) -> Result<ExitCode> {
+    let admin = AdminClient::new(config);
+    if let Err(e) = admin.health().await {
+        println!("no daemon is running ({e:#})");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let answer: StopAnswer = match admin.post_empty("/v1/stop").await? {
+        Ok(answer) => answer,
+        Err(refused) => bail!("the daemon did not stop: {refused}"),
+    };
+    // Gone means: the admin socket no longer answers and the process has exited.
+    let deadline = std::time::Instant::now() + STOP_WITHIN;
+    while admin.health().await.is_ok() || is_running(answer.pid) {
+        if std::time::Instant::now() >= deadline {
+            bail!("the daemon (pid {}) still runs {STOP_WITHIN:?} after it was asked to stop", answer.pid);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    println!("stopped the daemon (pid {})", answer.pid);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Whether process `pid` still runs (an exited one waiting to be reaped does not).
+fn is_running(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // The state follows the command name, which is in parentheses and may itself hold any byte.
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, None | Some('Z' | 'X'))
 }
 
 pub async fn reload(config: &Config) -> Result<ExitCode> {
@@ -157,6 +193,9 @@ fn render_status(s: &Status) -> String {
     if let Some(cfg) = &s.daemon.config {
         let _ = writeln!(out, "config:    {cfg}");
     }
+    if let Some(by) = s.daemon.started_by {
+        let _ = writeln!(out, "started:   {}", by.describe());
+    }
     if s.daemon.sockets.is_empty() {
         let _ = writeln!(out, "listeners: {}", s.info.listeners.join(", "));
     } else {
@@ -208,6 +247,20 @@ fn render_status(s: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_running_process_is_told_from_an_absent_or_reaped_one() {
+        assert!(is_running(std::process::id()));
+        assert!(!is_running(u32::MAX), "no such process");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        // Exited but not reaped yet: a zombie, which no longer runs.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while is_running(child.id()) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(!is_running(child.id()));
+        child.wait().unwrap();
+    }
 
     #[test]
     fn status_table_shows_profiles_entries_and_counters() {

@@ -19,6 +19,10 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
 
+    /// Never start the daemon in the background when none answers (also AZBROKER_NO_AUTOSTART=1).
+    #[arg(long, global = true, env = "AZBROKER_NO_AUTOSTART", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_autostart: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -43,6 +47,8 @@ pub enum Command {
     CheckConfig,
     /// Show the running daemon's profiles, cached tokens and counters (asks the admin socket).
     Status(StatusArgs),
+    /// Stop the running daemon (gracefully, over its admin socket).
+    Stop,
     /// Make the running daemon re-read its config file (like SIGHUP, but reports the outcome).
     Reload,
     /// Give the running daemon new runtime secrets (identity header, ...); the old values keep

@@ -8,6 +8,7 @@
 pub(crate) mod admin_client;
 pub(crate) mod admin_commands;
 pub(crate) mod args;
+pub(crate) mod autostart;
 pub(crate) mod client_env;
 pub(crate) mod commands;
 pub(crate) mod completions;

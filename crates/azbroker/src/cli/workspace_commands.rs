@@ -89,12 +89,12 @@ async fn add(config: &Config, args: &WorkspaceAddArgs) -> Result<ExitCode> {
     let tenant = match &args.tenant {
         Some(t) => t.clone(),
         None => {
-            let arm = ArmClient::new(config.cloud.arm_endpoint.clone()).map_err(anyhow::Error::msg)?;
+            // The daemon's ARM: under `--local-authority` the local authority's own, so this
+            // works offline.
+            let (_, endpoint) = crate::cli::admin_client::endpoints_in_use(config).await;
+            let arm = ArmClient::new(endpoint.clone()).map_err(anyhow::Error::msg)?;
             let tenant = arm.discover_tenant(&subscription).await.with_context(|| {
-                format!(
-                    "cannot discover the tenant of subscription {subscription} from {}",
-                    config.cloud.arm_endpoint
-                )
+                format!("cannot discover the tenant of subscription {subscription} from {endpoint}")
             })?;
             println!("Subscription {subscription} is in tenant {tenant}.");
             tenant

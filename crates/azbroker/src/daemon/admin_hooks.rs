@@ -10,11 +10,12 @@ use std::time::Duration;
 use azbroker_core::BoxFuture;
 use azbroker_core::admin_api::{
     AdminError, DaemonStatus, FlowStart, FlowStatus, KeyCreate, KeyCreated, KeyInfo, LoginRequest,
-    ReloadOutcome, ReloadRejected, RotateOutcome, TenantInfo,
+    ReloadOutcome, ReloadRejected, RotateOutcome, StopAnswer, TenantInfo,
 };
 use azbroker_server::AppState;
 use azbroker_server::admin::{AdminHooks, SelfServiceHooks};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use super::{runtime, secrets};
 use crate::daemon::keys::KeyStore;
@@ -35,6 +36,8 @@ pub(crate) struct ServeHooks {
     pub(crate) profile_listeners: ProfileListeners,
     /// Client keys: the state file, and the listeners `key create` prints.
     pub(crate) keys: Arc<KeyStore>,
+    /// Fired by `POST /v1/stop` (`azbroker stop`); the signal loop then stops as on SIGTERM.
+    pub(crate) stop: CancellationToken,
 }
 
 impl AdminHooks for ServeHooks {
@@ -63,6 +66,12 @@ impl AdminHooks for ServeHooks {
         })
     }
 
+    fn stop(&self) -> Result<StopAnswer, AdminError> {
+        tracing::info!("stop asked for on the admin socket");
+        self.stop.cancel();
+        Ok(StopAnswer { pid: std::process::id() })
+    }
+
     fn status(&self) -> DaemonStatus {
         let (config_file, logins, profile_logins) = {
             let config = runtime::config(&self.app);
@@ -87,6 +96,9 @@ impl AdminHooks for ServeHooks {
             upstream: status_info::upstream(&metrics),
             sockets: self.fixed.sockets.iter().cloned().chain(self.profile_listeners.sockets()).collect(),
             exports: self.fixed.exports.clone(),
+            started_by: Some(self.fixed.started_by),
+            authority_host: Some(self.fixed.authority_host.clone()),
+            arm_endpoint: Some(self.fixed.arm_endpoint.clone()),
         }
     }
 

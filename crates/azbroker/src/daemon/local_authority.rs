@@ -32,6 +32,8 @@ mod enabled {
     const LOCAL_DEMO_USER: &str = "demo@local.azbroker.invalid";
     /// The tenant of the demo user and the demo service principal.
     const LOCAL_TENANT: &str = "local.azbroker.invalid";
+    /// A subscription in that tenant, for trying `azbroker workspace add` offline.
+    pub(crate) const LOCAL_SUBSCRIPTION: &str = "00000000-0000-4000-8000-00000000a2b0";
 
     /// The running local authority; it stops on [`LocalAuthority::shutdown`] or when dropped.
     pub(crate) struct LocalAuthority(FakeEntra);
@@ -67,6 +69,7 @@ mod enabled {
             "LOCAL AUTHORITY MODE: tokens are signed by a key generated at start and are NOT valid in Azure"
         );
         local.add_user(LOCAL_DEMO_USER, &[LOCAL_TENANT]);
+        local.register_subscription(LOCAL_SUBSCRIPTION, LOCAL_TENANT);
         local.auto_approve_device_codes(Some(LOCAL_DEMO_USER));
         local.set_browser_user(Some(LOCAL_DEMO_USER));
         // With no config file the built-in user login `me` stays (sign in as the demo user with

@@ -100,6 +100,15 @@ impl OwnedDir {
         if paths::is_system() || config.server.hardening.admin_group.is_some() { 0o755 } else { 0o700 }
     }
 
+    /// Opens (creating it 0600 when absent) the file `name` in this directory for appending —
+    /// never through a symbolic link. For lock and log files, which are not replaced whole.
+    pub fn open_append(&self, name: &str) -> Result<File> {
+        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_APPEND | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = openat(self.dir.as_fd(), name, flags, Mode::from_bits_truncate(0o600))
+            .with_context(|| format!("cannot open {}", self.path.join(name).display()))?;
+        Ok(File::from(fd))
+    }
+
     /// Atomically replaces `name` in this directory with `bytes` at `mode`: a temporary file made
     /// with `O_CREAT|O_EXCL|O_NOFOLLOW` relative to the open directory, fsync, `renameat`, fsync of
     /// the directory. Never follows a symbolic link; returns the file's path.

@@ -302,6 +302,10 @@ impl SelfServiceHooks for ServeHooks {
             upstream: status_info::upstream(&metrics),
             sockets: self.fixed.sockets.clone(),
             exports: self.fixed.exports.clone(),
+            // Public facts every user needs (`workspace add`, `doctor` ask for the endpoints).
+            started_by: Some(self.fixed.started_by),
+            authority_host: Some(self.fixed.authority_host.clone()),
+            arm_endpoint: Some(self.fixed.arm_endpoint.clone()),
         }
     }
 }

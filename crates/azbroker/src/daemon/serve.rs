@@ -144,11 +144,21 @@ pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) 
     let keys = KeyStore::new(&config.server.state_dir, &app, container, loopback);
     let hooks = Arc::new(ServeHooks {
         reload_tx,
-        fixed: status_info::fixed_fields(&config, &sockets, &extras.bound, (&admin_shown, admin_origin)),
+        fixed: status_info::fixed_fields(
+            &config,
+            &sockets,
+            &extras.bound,
+            (&admin_shown, admin_origin),
+            (
+                authority.as_ref().unwrap_or(&config.cloud.authority_host),
+                arm.as_ref().unwrap_or(&config.cloud.arm_endpoint),
+            ),
+        ),
         app: app.clone(),
         logins: logins.clone(),
         profile_listeners,
         keys: Arc::new(keys),
+        stop: CancellationToken::new(),
     });
     {
         let info = DaemonInfo {
@@ -259,6 +269,7 @@ async fn wait_for_signals(
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
+            () = hooks.stop.cancelled() => break,
             _ = hup.recv() => {
                 let _ = reload(app, client, hooks);
             }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use azbroker_core::admin_api::{
-    AppServiceExports, Exports, ImdsExports, LoginHealth, LoginStatus, SocketInfo, SocketKind,
+    AppServiceExports, Exports, ImdsExports, LoginHealth, LoginStatus, SocketInfo, SocketKind, StartedBy,
     UpstreamErrorInfo, UpstreamHealth,
 };
 use azbroker_core::{ProfileMetrics, ProfileName};
@@ -16,11 +16,27 @@ use crate::config::Config;
 
 pub use azbroker_core::admin_api::SocketOrigin as Origin;
 
-/// What is fixed at start: the sockets (token listeners and the admin socket) and the exports.
+/// What is fixed at start: the sockets (token listeners and the admin socket), the exports, who
+/// started the daemon and the upstream endpoints in use.
 #[derive(Debug, Clone)]
 pub struct Fixed {
     pub sockets: Vec<SocketInfo>,
     pub exports: Option<Exports>,
+    pub started_by: StartedBy,
+    pub authority_host: String,
+    pub arm_endpoint: String,
+}
+
+/// Who started this daemon: systemd when it handed over a socket, the CLI's autostart when it
+/// said so in the environment it gave the daemon, else someone by hand.
+pub fn started_by(activated: bool) -> StartedBy {
+    if activated {
+        StartedBy::Systemd
+    } else if crate::cli::autostart::is_autostarted() {
+        StartedBy::Autostart
+    } else {
+        StartedBy::Manual
+    }
 }
 
 /// The sockets and exports, fixed at start.
@@ -29,7 +45,9 @@ pub fn fixed_fields(
     listeners: &[(SocketAddr, Option<ProfileName>, Origin)],
     extra: &[(SocketAddr, SocketKind)],
     admin: (&Path, Origin),
+    upstream: (&url::Url, &url::Url),
 ) -> Fixed {
+    let activated = admin.1 == Origin::Systemd || listeners.iter().any(|(.., o)| *o == Origin::Systemd);
     let mut sockets: Vec<SocketInfo> = listeners
         .iter()
         .map(|(addr, profile, origin)| SocketInfo {
@@ -52,7 +70,13 @@ pub fn fixed_fields(
         profile: None,
         origin: admin.1,
     });
-    Fixed { sockets, exports: exports(config, listeners) }
+    Fixed {
+        sockets,
+        exports: exports(config, listeners),
+        started_by: started_by(activated),
+        authority_host: upstream.0.to_string(),
+        arm_endpoint: upstream.1.to_string(),
+    }
 }
 
 /// What a client exports, per dialect, for the first general listener (the one `azbroker env`
@@ -123,7 +147,9 @@ mod tests {
             &[(addr, None, Origin::Systemd)],
             &[("127.0.0.1:50343".parse().unwrap(), SocketKind::Https)],
             (Path::new("/run/azbroker/admin.sock"), Origin::Config),
+            (&c.cloud.authority_host, &c.cloud.arm_endpoint),
         );
+        assert_eq!(f.started_by, StartedBy::Systemd, "a socket from systemd means socket activation");
         let exports = f.exports.unwrap();
         assert_eq!(exports.app_service.identity_endpoint, "http://127.0.0.1:50999/msi/token");
         assert!(exports.app_service.identity_header.contains("azbroker env"));

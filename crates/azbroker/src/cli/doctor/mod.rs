@@ -222,10 +222,12 @@ async fn listeners(config: &Config) -> Vec<Finding> {
     out
 }
 
-/// The local clock against the authority host's `Date` header.
+/// The local clock against the `Date` header of the authority host in use (the running daemon's,
+/// so the local authority's under `--local-authority`; else the config's).
 async fn clock(config: &Config) -> Finding {
     const CHECK: &str = "clock";
-    let host = &config.cloud.authority_host;
+    let (host, _) = crate::cli::admin_client::endpoints_in_use(config).await;
+    let host = &host;
     let http = match reqwest::Client::builder().timeout(PROBE_TIMEOUT).build() {
         Ok(h) => h,
         Err(e) => {
