@@ -23,11 +23,11 @@ use crate::state::AppState;
 /// the kernel reported counts as local whatever its address. `with_secret`: the request passed
 /// its dialect's secret check.
 pub(crate) fn requester<'a>(
-    extensions: &'a http::Extensions,
+    caller: Option<&'a Caller>,
+    extensions: &http::Extensions,
     link_local: bool,
     with_secret: bool,
 ) -> Requester<'a> {
-    let caller = extensions.get::<Caller>();
     let remote = caller.is_none()
         && crate::guard::peer_of(extensions)
             .is_some_and(|peer| !crate::guard::is_local_peer(peer.ip(), link_local));

@@ -8,9 +8,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use axum::extract::ConnectInfo;
 use axum::extract::Request;
-use axum::extract::connect_info::MockConnectInfo;
 use http::header::HOST;
 
 use crate::error::RequestError;
@@ -73,11 +71,9 @@ pub(crate) fn peer(req: &Request) -> Option<SocketAddr> {
     peer_of(req.extensions())
 }
 
-/// The peer address among a request's extensions (real or, in tests, mock connect info).
+/// The peer address of a request with these extensions (see [`crate::conn::peer`]).
 pub(crate) fn peer_of(ext: &http::Extensions) -> Option<SocketAddr> {
-    ext.get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0)
-        .or_else(|| ext.get::<MockConnectInfo<SocketAddr>>().map(|m| m.0))
+    crate::conn::peer(ext)
 }
 
 /// A loopback peer, or 169.254.169.254 on the link-local listener (where that address is ours).

@@ -36,7 +36,9 @@ use http::{Request, StatusCode};
 use http_body_util::Limited;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::any::Any;
 use std::future::Future;
+use std::task::Poll;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio_rustls::TlsAcceptor;
@@ -476,11 +478,34 @@ async fn handle<S: Routing, I: Clone + Send + Sync + 'static>(
             limits.body_read_timeout,
         ))
     });
-    req.extensions_mut().insert(ConnectInfo(info));
-    if let Some(caller) = caller {
-        req.extensions_mut().insert(caller);
+    // A TCP connection's peer and user travel with the request's task ([`Connection`]), which
+    // spares every request an extension map (three allocations and their frees); other streams
+    // (the admin socket's `PeerCred`) carry theirs as extensions.
+    match (&info as &dyn Any).downcast_ref::<SocketAddr>() {
+        Some(&peer) => {
+            answer(limits, CONNECTION.scope(Connection { peer, caller }, inner.router.serve(req))).await
+        }
+        None => {
+            req.extensions_mut().insert(ConnectInfo(info));
+            if let Some(caller) = caller {
+                req.extensions_mut().insert(caller);
+            }
+            answer(limits, inner.router.serve(req)).await
+        }
     }
-    match tokio::time::timeout(limits.request_timeout, inner.router.serve(req)).await {
+}
+
+/// `answer` under [`Limits::request_timeout`]. A cache hit answers on its first poll: no timer is
+/// armed for it (a clock read, a timer entry and its drop per request).
+async fn answer(
+    limits: &Limits,
+    answer: impl Future<Output = axum::response::Response>,
+) -> axum::response::Response {
+    tokio::pin!(answer);
+    if let Poll::Ready(response) = std::future::poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx))).await {
+        return response;
+    }
+    match tokio::time::timeout(limits.request_timeout, answer).await {
         Ok(response) => response,
         Err(_) => body::error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -488,4 +513,32 @@ async fn handle<S: Routing, I: Clone + Send + Sync + 'static>(
             "The broker did not answer in time; retry shortly",
         ),
     }
+}
+
+/// The TCP connection a request arrived on: its peer and, when the kernel said, its local user.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Connection {
+    pub(crate) peer: SocketAddr,
+    pub(crate) caller: Option<Caller>,
+}
+
+tokio::task_local! {
+    /// Set for the whole of a request's answer by [`handle`] (TCP streams only).
+    static CONNECTION: Connection;
+}
+
+/// The request's local user: its connection's, else (a router driven without one: tests, the
+/// admin socket) the [`Caller`] extension.
+pub(crate) fn caller(ext: &http::Extensions) -> Option<Caller> {
+    CONNECTION.try_with(|c| c.caller).unwrap_or_else(|_| ext.get::<Caller>().copied())
+}
+
+/// The request's peer address: its connection's, else the connect-info extension (real, or the
+/// tests' mock). `None` — refused by the guards — when there is neither.
+pub(crate) fn peer(ext: &http::Extensions) -> Option<SocketAddr> {
+    CONNECTION.try_with(|c| Some(c.peer)).unwrap_or_else(|_| {
+        ext.get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0)
+            .or_else(|| ext.get::<axum::extract::connect_info::MockConnectInfo<SocketAddr>>().map(|m| m.0))
+    })
 }

@@ -16,7 +16,7 @@ use std::sync::Arc as Shared;
 
 use axum::extract::Request;
 use axum::response::Response;
-use azbroker_core::{Caller, Grant};
+use azbroker_core::Grant;
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::request::Parts;
 use http::{HeaderValue, StatusCode};
@@ -86,7 +86,7 @@ async fn challenge(ctx: &RouteCtx, keys: Shared<crate::ArcKeys>, req: Request) -
     if let Err(error) = Arc::parse(&ctx.app, &parts, &[]) {
         return Arc::error(&error);
     }
-    let uid = parts.extensions.get::<Caller>().map(|c| c.uid);
+    let uid = crate::conn::caller(&parts.extensions).map(|c| c.uid);
     let issued = tokio::task::spawn_blocking(move || keys.issue(uid)).await;
     let path = match issued {
         Ok(Ok(path)) => path,

@@ -16,9 +16,7 @@ use std::time::Instant;
 use axum::extract::Request;
 use axum::response::Response;
 use azbroker_core::keys::KeyEntry;
-use azbroker_core::{
-    CacheState, Caller, Freshness, Grant, ProfileName, Resource, TenantCandidate, TenantMatch,
-};
+use azbroker_core::{CacheState, Freshness, Grant, ProfileName, Resource, TenantCandidate, TenantMatch};
 use http::header::{FORWARDED, RETRY_AFTER};
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -123,7 +121,7 @@ impl<D: Dialect> Endpoint for Token<D> {
 pub(crate) async fn serve_token<D: Dialect>(ctx: &RouteCtx, rt: &Runtime, req: Request) -> Response {
     let started = Instant::now();
     let (mut parts, body) = req.into_parts();
-    let uid = parts.extensions.get::<Caller>().map(|c| c.uid);
+    let uid = crate::conn::caller(&parts.extensions).map(|c| c.uid);
     if let Err(error) = keys::authenticate::<D>(ctx, rt, &mut parts) {
         return respond::<D>(ctx, (uid, None), started, Err(Failed::bare(error)));
     }
@@ -151,7 +149,9 @@ async fn read_body<D: Dialect>(
     }
     // A client key (checked on the head before this) is its holder's authority, not the uid.
     if keys::of(parts).is_none() {
-        let who = requester(&parts.extensions, ctx.kind == ListenerKind::LinkLocal, D::SECRET);
+        let caller = crate::conn::caller(&parts.extensions);
+        let who =
+            requester(caller.as_ref(), &parts.extensions, ctx.kind == ListenerKind::LinkLocal, D::SECRET);
         crate::authorize::may_use_some_profile(&ctx.app, rt, who).await?;
     }
     axum::body::to_bytes(body, D::BODY_LIMIT)
@@ -389,7 +389,8 @@ async fn fetch<D: Dialect>(
         Some(key) => keys::authorize(rt, key, profile, &request.resource)?,
         None => {
             let link_local = ctx.kind == ListenerKind::LinkLocal;
-            let who = requester(&parts.extensions, link_local, D::SECRET);
+            let caller = crate::conn::caller(&parts.extensions);
+            let who = requester(caller.as_ref(), &parts.extensions, link_local, D::SECRET);
             authorize(&ctx.app, rt, profile, who, &request.resource).await?;
         }
     }
@@ -418,7 +419,7 @@ async fn by_tenant<D: Dialect>(
     let preferred = select_profile(ctx, rt, parts, request).ok();
     // Another user's personal profiles are never candidates, and a key's request can only ever
     // be matched to the key's own profile.
-    let uid = parts.extensions.get::<Caller>().map(|c| c.uid);
+    let uid = crate::conn::caller(&parts.extensions).map(|c| c.uid);
     let key_profile = keys::of(parts).map(|k| &k.profile);
     let learned: Vec<(&ProfileName, Option<String>)> = rt
         .profiles()
@@ -469,7 +470,7 @@ pub(crate) fn select_profile(
             .transpose()?;
         return keys::pin(key, chosen);
     }
-    let uid = parts.extensions.get::<Caller>().map(|c| c.uid);
+    let uid = crate::conn::caller(&parts.extensions).map(|c| c.uid);
     select::profile(rt, path_profile, ctx.listener_profile.as_ref(), request.selector.as_ref(), uid)
 }
 

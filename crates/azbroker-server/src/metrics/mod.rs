@@ -27,7 +27,7 @@ use arc_swap::ArcSwap;
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::response::Response;
-use azbroker_core::{Caller, FastMap, ProfileName, UPSTREAM_LATENCY_BUCKETS};
+use azbroker_core::{FastMap, ProfileName, UPSTREAM_LATENCY_BUCKETS};
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, StatusCode};
 
@@ -123,7 +123,7 @@ pub(crate) struct Metrics;
 
 impl Endpoint for Metrics {
     async fn call(ctx: Arc<RouteCtx>, rt: Arc<Runtime>, req: Request) -> Response {
-        let uid = req.extensions().get::<Caller>().map(|c| c.uid);
+        let uid = crate::conn::caller(req.extensions()).map(|c| c.uid);
         if !is_admin(&ctx.app, &rt, uid).await {
             ctx.app.metrics().denial("metrics_forbidden");
             tracing::debug!(uid, "/metrics refused to a caller who is not an administrator");

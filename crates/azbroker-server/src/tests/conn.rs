@@ -4,14 +4,13 @@
 
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
 use axum::routing::{get, post};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::{Caller, Limits, Server};
+use crate::{Limits, Server};
 
 /// A router that reports what the connection code attached to the request.
 fn echo() -> Router {
@@ -20,8 +19,8 @@ fn echo() -> Router {
             "/who",
             get(|req: axum::extract::Request| async move {
                 let uid =
-                    req.extensions().get::<Caller>().map(|c| c.uid.to_string()).unwrap_or("none".into());
-                let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.to_string());
+                    crate::conn::caller(req.extensions()).map(|c| c.uid.to_string()).unwrap_or("none".into());
+                let peer = crate::conn::peer(req.extensions()).map(|p| p.to_string());
                 format!("{uid} {}", peer.unwrap_or_default())
             }),
         )

@@ -77,7 +77,8 @@ fn write_audit(line: &mut String, record: &azbroker_server::AuditRecord<'_>) -> 
     line.push_str(azbroker_server::AUDIT_TARGET);
     line.push_str(": token granted");
     if let Some(uid) = record.uid {
-        write!(line, " uid={uid}")?;
+        line.push_str(" uid=");
+        push_u32(line, uid);
     }
     if let Some(key) = record.key {
         line.push_str(" key=");
@@ -102,6 +103,23 @@ fn write_audit(line: &mut String, record: &azbroker_server::AuditRecord<'_>) -> 
     }
     line.push('\n');
     Ok(())
+}
+
+/// `n` in decimal, as `{}` writes it, without the formatting machinery (on every grant).
+fn push_u32(line: &mut String, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[at..] {
+        line.push(char::from(d));
+    }
 }
 
 /// What `{:?}` writes for `value`, without the per-char walk when nothing needs escaping.
@@ -411,6 +429,15 @@ mod tests {
             write_audit(&mut direct, &record).unwrap();
             assert!(direct.ends_with('\n'));
             assert_eq!(direct.trim_end().split_once(' ').unwrap().1, default, "{direct}");
+        }
+    }
+
+    #[test]
+    fn uids_are_written_as_display_writes_them() {
+        for n in [0, 7, 10, 65_534, 1_000_000, u32::MAX] {
+            let mut s = String::new();
+            push_u32(&mut s, n);
+            assert_eq!(s, n.to_string());
         }
     }
 
