@@ -11,7 +11,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use crate::names::{ProfileName, Resource};
@@ -23,10 +22,7 @@ pub const KEY_PREFIX: &str = "azbk_";
 
 /// A new random key: the prefix and 32 random bytes, base64url without padding.
 pub fn generate() -> Secret {
-    let mut buf = [0u8; 32];
-    // The system RNG failing is not recoverable for a credential broker.
-    aws_lc_rs::rand::fill(&mut buf).expect("system random number generator is available");
-    Secret::new(format!("{KEY_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)))
+    Secret::new(format!("{KEY_PREFIX}{}", Secret::random(32).expose()))
 }
 
 /// The lowercase hex SHA-256 of a key: what the state file and the runtime keep.

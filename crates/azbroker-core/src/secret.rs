@@ -17,6 +17,16 @@ impl Secret {
         Self(Arc::new(Zeroizing::new(value.into())))
     }
 
+    /// `bytes` bytes from the system random number generator, base64url without padding (header-,
+    /// URL- and file-name-safe): keys, runtime secrets, PKCE verifiers, `state` values.
+    pub fn random(bytes: usize) -> Self {
+        use base64::Engine as _;
+        let mut buf = Zeroizing::new(vec![0u8; bytes]);
+        // The system RNG failing is not recoverable for a credential broker.
+        aws_lc_rs::rand::fill(&mut buf).expect("system random number generator is available");
+        Self::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&*buf))
+    }
+
     /// The secret value. Every caller is a place where the secret leaves our control.
     pub fn expose(&self) -> &str {
         self.0.as_str()

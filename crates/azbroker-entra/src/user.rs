@@ -341,11 +341,7 @@ fn account_of(id_token: &str) -> Option<Account> {
 
 /// A random base64url string of `bytes` random bytes (PKCE verifiers, `state`).
 pub(crate) fn random_string(bytes: usize) -> Secret {
-    use base64::Engine as _;
-    let mut buf = zeroize::Zeroizing::new(vec![0u8; bytes]);
-    // The system RNG failing is not recoverable for a credential broker.
-    aws_lc_rs::rand::fill(&mut buf).expect("system random number generator is available");
-    Secret::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&*buf))
+    Secret::random(bytes)
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use azbroker_core::Secret;
-use base64::Engine as _;
 
 use crate::daemon::owned_dir::OwnedDir;
 
@@ -73,10 +72,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// 32 random bytes, base64url without padding (43 characters, header- and URL-safe).
 pub fn random_token() -> String {
-    let mut buf = [0u8; 32];
-    // The system RNG failing is not recoverable for a credential broker.
-    aws_lc_rs::rand::fill(&mut buf).expect("system random number generator is available");
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+    Secret::random(32).expose().to_owned()
 }
 
 #[cfg(test)]
