@@ -11,7 +11,7 @@ if [[ $(dpkg-query -W -f='${Status}' azbroker 2>/dev/null) == *" installed" ]]; 
   exit 1
 fi
 packaging/build-deb.sh --dev
-deb=$(ls -t target/debian/azbroker_*.deb | head -1)
+deb=$(ls -t target/debian/azbroker_*.deb | sed -n 1p)
 passed=0 failed=0
 check() {
   local what=$1; shift
@@ -20,7 +20,7 @@ check() {
 }
 dpkg -i "$deb" >/dev/null
 trap 'dpkg --purge azbroker >/dev/null 2>&1 || true' EXIT
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | sed -n 1p)
 check "azbroker --version prints $version" bash -c "[[ \$(/usr/bin/azbroker --version) == 'azbroker $version' ]]"
 for f in /usr/lib/systemd/system/azbroker.service /usr/lib/systemd/system/azbroker.socket \
   /usr/lib/systemd/user/azbroker.service /usr/lib/systemd/user/azbroker.socket \
