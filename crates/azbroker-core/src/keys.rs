@@ -51,6 +51,30 @@ pub struct KeyRecord {
     pub expires: Option<u64>,
     #[serde(default)]
     pub revoked: bool,
+    /// Unix seconds of the revocation (absent in files written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<u64>,
+}
+
+/// How long a key that expired or was revoked stays in the state file (and in `key list`, so its
+/// end can still be seen); after that it is dropped, so the file does not grow without bound.
+pub const KEY_RETENTION_SECS: u64 = 7 * 86_400;
+
+impl KeyRecord {
+    /// When the key stopped working, if it has by `now` (a revocation without a date counts as
+    /// `now`).
+    pub fn ended(&self, now: u64) -> Option<u64> {
+        if self.revoked {
+            return Some(self.revoked_at.unwrap_or(now));
+        }
+        self.expires.filter(|&end| now >= end)
+    }
+
+    /// Whether the state file keeps this record at `now`: a live key always, an ended one for
+    /// [`KEY_RETENTION_SECS`].
+    pub fn retained(&self, now: u64) -> bool {
+        self.ended(now).is_none_or(|end| now.saturating_sub(end) < KEY_RETENTION_SECS)
+    }
 }
 
 /// How a key's use went: last use (unix seconds, 0 = never) and grants served.
@@ -207,6 +231,7 @@ mod tests {
             created: 1,
             expires: Some(100),
             revoked: false,
+            revoked_at: None,
         }
     }
 
@@ -238,5 +263,22 @@ mod tests {
         let mut damaged = record(&key, None);
         damaged.hash = "zz".into();
         assert!(KeyEntry::new(damaged, Arc::default()).is_none());
+    }
+
+    #[test]
+    fn ended_keys_are_kept_for_the_retention_then_dropped() {
+        let key = generate();
+        let expiring = record(&key, None); // expires at 100
+        assert_eq!(expiring.ended(99), None);
+        assert!(expiring.retained(99) && expiring.retained(100 + KEY_RETENTION_SECS - 1));
+        assert!(!expiring.retained(100 + KEY_RETENTION_SECS));
+        let forever = KeyRecord { expires: None, ..record(&key, None) };
+        assert!(forever.retained(u64::MAX));
+        let revoked = KeyRecord { revoked: true, revoked_at: Some(50), ..forever.clone() };
+        assert_eq!(revoked.ended(60), Some(50));
+        assert!(revoked.retained(49 + KEY_RETENTION_SECS) && !revoked.retained(50 + KEY_RETENTION_SECS));
+        let undated = KeyRecord { revoked: true, ..forever };
+        assert_eq!(undated.ended(7), Some(7));
+        assert!(undated.retained(u64::MAX), "an undated revocation is dated on the next write, not dropped");
     }
 }

@@ -509,6 +509,7 @@ async fn keys_are_listed_without_key_or_hash_and_changed_by_administrators_only(
         created: 1,
         expires: None,
         revoked: false,
+        revoked_at: None,
     };
     st.app().publish_keys(KeySet::new(vec![Arc::new(KeyEntry::new(record, Arc::default()).unwrap())]));
     let (status, body) = call(as_peer(st.clone(), 1000), "GET", "/v1/keys").await;

@@ -32,6 +32,7 @@ fn add_key(
         created: 1,
         expires,
         revoked: false,
+        revoked_at: None,
     };
     entries.push(Arc::new(KeyEntry::new(record, Arc::default()).unwrap()));
     st.publish_keys(KeySet::new(entries));

@@ -41,10 +41,29 @@ pub(crate) struct KeyStore {
 
 /// Loads the state file in `state_dir` (none yet: no keys) and publishes its keys; at start,
 /// before any listener serves.
+/// Records past [`keys::KEY_RETENTION_SECS`] are dropped from the file here.
 pub(crate) fn publish_stored(state_dir: &Path, app: &AppState) -> Result<()> {
-    let records = read(&state_dir.join(KEYS_FILE))?;
+    let path = state_dir.join(KEYS_FILE);
+    let stored = read(&path)?;
+    let count = stored.len();
+    let records = prune(stored, unix_now());
+    if records.len() != count {
+        let bytes = serde_json::to_vec_pretty(&KeysFile { keys: records.clone() })?;
+        write_private(&path, &bytes)?;
+        tracing::info!(dropped = count - records.len(), "ended client keys past their retention dropped");
+    }
     app.publish_keys(key_set(records, &KeySet::default()));
     Ok(())
+}
+
+/// `records` without those whose retention after expiry or revocation is over, each undated
+/// revocation dated `now` (so it goes one retention later).
+fn prune(records: Vec<KeyRecord>, now: u64) -> Vec<KeyRecord> {
+    records
+        .into_iter()
+        .filter(|r| r.retained(now))
+        .map(|r| KeyRecord { revoked_at: r.revoked_at.or(r.revoked.then_some(now)), ..r })
+        .collect()
 }
 
 impl KeyStore {
@@ -93,6 +112,7 @@ impl KeyStore {
                 ttl => Some(now.saturating_add(ttl)),
             },
             revoked: false,
+            revoked_at: None,
         };
         let mut records: Vec<KeyRecord> =
             current.entries().iter().map(|k| k.record.clone()).filter(|r| r.name != request.name).collect();
@@ -121,7 +141,10 @@ impl KeyStore {
         let records = current
             .entries()
             .iter()
-            .map(|k| KeyRecord { revoked: k.record.revoked || k.record.name == name, ..k.record.clone() })
+            .map(|k| match k.record.name == name && !k.record.revoked {
+                true => KeyRecord { revoked: true, revoked_at: Some(unix_now()), ..k.record.clone() },
+                false => k.record.clone(),
+            })
             .collect();
         let published = self.store(records, &current)?;
         tracing::info!(key = %name, "client key revoked");
@@ -131,8 +154,9 @@ impl KeyStore {
     }
 
     /// Writes `records`, then publishes them (usage counters carried over from `current`).
+    /// Ended records past their retention are dropped on the way.
     fn store(&self, records: Vec<KeyRecord>, current: &KeySet) -> Result<Arc<KeySet>, AdminError> {
-        let file = KeysFile { keys: records };
+        let file = KeysFile { keys: prune(records, unix_now()) };
         let bytes = serde_json::to_vec_pretty(&file)
             .map_err(|e| AdminError::Unavailable(format!("cannot encode the key file: {e}")))?;
         write_private(&self.path, &bytes).map_err(|e| {
@@ -237,11 +261,50 @@ mod tests {
             created: 1,
             expires: None,
             revoked: false,
+            revoked_at: None,
         };
         let first = key_set(vec![record.clone()], &KeySet::default());
         first.entries()[0].usage.granted(5);
         let second = key_set(vec![KeyRecord { revoked: true, ..record }], &first);
         assert_eq!(second.entries()[0].usage.grants(), 1);
         assert_eq!(second.entries()[0].state(6), KeyState::Revoked);
+    }
+
+    #[test]
+    fn the_state_file_drops_keys_past_their_retention_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = unix_now();
+        let day = 86_400;
+        let record = |name: &str, expires: Option<u64>, revoked: bool, revoked_at: Option<u64>| KeyRecord {
+            name: name.into(),
+            profile: "fab".into(),
+            resources: None,
+            hash: keys::hash(name.as_bytes()),
+            created: now - 30 * day,
+            expires,
+            revoked,
+            revoked_at,
+        };
+        let stored = vec![
+            record("live", None, false, None),
+            record("expired-long-ago", Some(now - 8 * day), false, None),
+            record("expired-yesterday", Some(now - day), false, None),
+            record("revoked-long-ago", None, true, Some(now - 8 * day)),
+            record("revoked-undated", None, true, None),
+        ];
+        let path = dir.path().join(KEYS_FILE);
+        std::fs::write(&path, serde_json::to_vec(&KeysFile { keys: stored }).unwrap()).unwrap();
+        let engine = azbroker_core::Engine::new(azbroker_core::EngineConfig::default(), vec![]);
+        let directory = azbroker_core::Directory::new([], None, Default::default()).unwrap();
+        let spec =
+            azbroker_server::RuntimeSpec::new(directory, azbroker_core::AccessPolicy::unrestricted(), vec![]);
+        let app = AppState::new(engine, spec, azbroker_server::RuntimeSecrets::default()).unwrap();
+        publish_stored(dir.path(), &app).unwrap();
+        let names = |records: &[KeyRecord]| records.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
+        let kept = read(&path).unwrap();
+        assert_eq!(names(&kept), ["live", "expired-yesterday", "revoked-undated"]);
+        assert!(kept[2].revoked_at.is_some_and(|at| at >= now), "the undated revocation is dated now");
+        let published: Vec<_> = app.runtime().keys().entries().iter().map(|k| k.record.clone()).collect();
+        assert_eq!(names(&published), names(&kept));
     }
 }
