@@ -55,9 +55,21 @@ impl Machine {
 
     /// An IMDS request with a `/p/{profile}` prefix sent by `user`'s own process (curl).
     fn imds_as(&self, user: &LocalUser, profile: &str) -> (u16, Value) {
-        let url = self.daemon.url(&format!(
-            "/p/{profile}/metadata/identity/oauth2/token?api-version=2018-02-01&resource={VAULT}"
-        ));
+        self.imds_at(user, &self.daemon.url(&format!("/p/{profile}")))
+    }
+
+    /// What `azbroker env --profile PROFILE --dialect imds` prints for `user`: the host alone.
+    fn imds_host(&self, user: &LocalUser, profile: &str) -> String {
+        let out = self.run(user, &["env", "--profile", profile, "--dialect", "imds", "--format", "json"]);
+        assert!(out.status.success(), "env as {}: {}", user.name, text(&out.stderr));
+        let vars: Value = serde_json::from_slice(&out.stdout).expect("env --format json");
+        vars["AZURE_POD_IDENTITY_AUTHORITY_HOST"].as_str().expect("the IMDS host").to_owned()
+    }
+
+    /// An IMDS request to `host` (no prefix) sent by `user`'s own process; status 0 when nothing
+    /// answers.
+    fn imds_at(&self, user: &LocalUser, host: &str) -> (u16, Value) {
+        let url = format!("{host}/metadata/identity/oauth2/token?api-version=2018-02-01&resource={VAULT}");
         let out = user
             .command("curl")
             .args(["-s", "--max-time", "30", "-H", "Metadata: true", "-w", "\n%{http_code}", &url])
@@ -65,7 +77,7 @@ impl Machine {
             .expect("curl runs");
         let body = text(&out.stdout);
         let (json, code) = body.rsplit_once('\n').expect("curl printed the status");
-        (code.trim().parse().unwrap(), serde_json::from_str(json).unwrap_or(Value::Null))
+        (code.trim().parse().unwrap_or(0), serde_json::from_str(json).unwrap_or(Value::Null))
     }
 
     /// `curl` on the admin socket as `user` (the self-service API without a CLI of its own).
@@ -177,6 +189,36 @@ async fn every_local_user_signs_in_as_themselves() {
     assert_eq!(m.auth.verify(body["access_token"].as_str().unwrap()).unwrap()["upn"], BOB);
     let (code, body) = m.imds_as(&bob, &format!("_u{}.ml", alice.uid));
     assert!((code == 400 || code == 403) && body.get("access_token").is_none(), "{code} {}", body["error"]);
+    // `env --profile ml` names a listener of each user's own `ml` by address alone (a client may
+    // rebuild the path): the owner gets their workspace's tenant there, anyone else nothing.
+    let alice_ml = m.imds_host(&alice, "ml");
+    let bob_ml = m.imds_host(&bob, "ml");
+    assert_ne!(alice_ml, bob_ml);
+    assert!(!alice_ml.contains("/p/") && !alice_ml.trim_start_matches("http://").contains('/'), "{alice_ml}");
+    let (code, body) = m.imds_at(&alice, &alice_ml);
+    assert_eq!(code, 200, "{body}");
+    let claims = m.auth.verify(body["access_token"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (claims["tid"].as_str().unwrap(), &claims["upn"]),
+        (&*azbroker_testkit::tenant_guid(FABRIKAM), &ALICE.into())
+    );
+    let (code, body) = m.imds_at(&bob, &alice_ml);
+    assert!((code == 400 || code == 403) && body.get("access_token").is_none(), "{code} {}", body["error"]);
+    let (code, body) = m.imds_at(&bob, &bob_ml);
+    assert_eq!(
+        (code, &m.auth.verify(body["access_token"].as_str().unwrap()).unwrap()["upn"]),
+        (200, &BOB.into())
+    );
+    // A name that is neither one of the caller's nor configured is refused with a pointer.
+    let out = m.run(&bob, &["env", "--profile", "nope", "--dialect", "imds"]);
+    assert!(
+        !out.status.success() && text(&out.stderr).contains("personal profiles"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Bob's status lists his own listeners only.
+    assert!(m.status(&bob).contains(bob_ml.trim_start_matches("http://")));
+    assert!(!m.status(&bob).contains(alice_ml.trim_start_matches("http://")));
     // Each lists only their own; Bob removing "ml" removes his own only.
     let (code, body) = m.admin_as(&bob, "GET", "/v1/self/workspaces", "");
     assert_eq!((code, body.as_array().map(Vec::len)), (200, Some(1)), "{body}");
@@ -184,6 +226,9 @@ async fn every_local_user_signs_in_as_themselves() {
     assert!(out.status.success() && text(&out.stdout).contains("Removed"), "{}", text(&out.stderr));
     assert_ne!(m.imds_as(&bob, "ml").0, 200);
     assert_eq!(m.imds_as(&alice, "ml").0, 200);
+    // His workspace's listener closed with it; hers serves on.
+    assert_eq!(m.imds_at(&bob, &bob_ml).0, 0, "the removed workspace's listener still answers");
+    assert_eq!(m.imds_at(&alice, &alice_ml).0, 200);
     // A self-service user may not reach the administrator's endpoints.
     let (code, _) = m.admin_as(&bob, "POST", "/v1/reload", "");
     assert_eq!(code, 403);

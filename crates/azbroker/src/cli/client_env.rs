@@ -52,6 +52,9 @@ pub async fn base_url(config: &Config, profile: Option<&str>) -> Result<String> 
         let Some(addr) = config.server.listen.first() else { bail!("no listener is configured") };
         return Ok(format!("http://{addr}"));
     };
+    if let Some(addr) = personal(config, p, SocketKind::Http).await {
+        return Ok(format!("http://{addr}"));
+    }
     let profile = configured(config, p)?;
     if let Some(addr) = profile.listen.first() {
         return Ok(format!("http://{addr}"));
@@ -67,6 +70,9 @@ pub async fn tls_base_url(config: &Config, profile: Option<&str>) -> Result<Stri
         bail!("no HTTPS listener is configured ([server] tls_listen), which Service Fabric needs")
     };
     let Some(p) = profile else { return Ok(format!("https://{addr}")) };
+    if let Some(own) = personal(config, p, SocketKind::Https).await {
+        return Ok(format!("https://{own}"));
+    }
     if !configured(config, p)?.listen.is_empty() {
         return Ok(format!("https://{addr}/p/{p}"));
     }
@@ -76,8 +82,24 @@ pub async fn tls_base_url(config: &Config, profile: Option<&str>) -> Result<Stri
 fn configured<'c>(config: &'c Config, p: &str) -> Result<&'c crate::config::Profile> {
     config.profiles.values().find(|k| k.name.as_str() == p).with_context(|| {
         let known: Vec<_> = config.profiles.keys().map(|k| k.as_str()).collect();
-        format!("profile '{p}' is not configured (configured: {})", known.join(", "))
+        let personal = match AdminClient::new(config).is_self_service() {
+            true => " and is not one of your personal profiles (`azbroker workspace list`)",
+            false => "",
+        };
+        format!("profile '{p}' is not configured (configured: {}){personal}", known.join(", "))
     })
+}
+
+/// On a shared machine (the caller talks to root's daemon as themselves), the address of the
+/// listener of `kind` that serves the caller's personal profile `p` — their user name or one of
+/// their personal workspaces. Only the daemon knows these, and lists them for their owner alone
+/// in that user's status, ahead of the configured profiles' (a personal name comes first, as in a
+/// `/p/NAME` prefix). `None` elsewhere, and when the daemon names no such listener.
+async fn personal(config: &Config, p: &str, kind: SocketKind) -> Option<String> {
+    if !AdminClient::new(config).is_self_service() {
+        return None;
+    }
+    own(config, p, kind).await.ok()
 }
 
 /// The `IP:PORT` of the listener of `kind` the running daemon opened for profile `p`, as its

@@ -33,7 +33,7 @@ pub(crate) struct ServeHooks {
     pub(crate) app: AppState,
     pub(crate) logins: Arc<LoginService>,
     /// The listeners of profiles without `listen` of their own (opened again by each reload).
-    pub(crate) profile_listeners: ProfileListeners,
+    pub(crate) profile_listeners: Arc<ProfileListeners>,
     /// Client keys: the state file, and the listeners `key create` prints.
     pub(crate) keys: Arc<KeyStore>,
     /// Fired by `POST /v1/stop` (`azbroker stop`); the signal loop then stops as on SIGTERM.

@@ -19,17 +19,26 @@ use azbroker_server::admin::SelfServiceHooks;
 use super::admin_hooks::ServeHooks;
 use super::logins::LoginService;
 use super::personal::{Entry, Personal, Workspace, uid_of, unix_name};
+use super::profile_listeners::ProfileListeners;
 use super::{runtime, status_info};
 use crate::paths;
 
-/// Builds the next generation from the config in force and the personal state and publishes it.
-pub(crate) fn republish(app: &AppState, logins: &LoginService) -> Result<(), AdminError> {
+/// Builds the next generation from the config in force and the personal state and publishes it,
+/// then opens the listeners of new personal profiles and closes those of profiles gone.
+pub(crate) fn republish(
+    app: &AppState,
+    logins: &LoginService,
+    listeners: &ProfileListeners,
+) -> Result<(), AdminError> {
     let _order = logins.personal.publish_lock();
     let config = runtime::config(app);
     let mut generation = runtime::build(config.clone(), &logins.client, &logins.users)
         .map_err(|problems| AdminError::Unavailable(problems.join("; ")))?;
     logins.personal.extend(&mut generation.spec, &config, &logins.users);
     app.publish(generation.spec).map_err(|e| AdminError::Unavailable(e.to_string()))?;
+    if let Err(e) = listeners.apply(&config) {
+        tracing::error!(error = %format!("{e:#}"), "cannot open the personal profiles' listeners");
+    }
     Ok(())
 }
 
@@ -40,7 +49,7 @@ pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// login (refresh token, cached tokens, workspaces) of every user whose Unix account is gone or
 /// now has another name, then publishes. Generations already leave such
 /// users out; this also empties the store and the state file of them.
-pub(crate) async fn sweep_deleted_users(app: &AppState, logins: &LoginService) {
+pub(crate) async fn sweep_deleted_users(app: &AppState, logins: &LoginService, listeners: &ProfileListeners) {
     // A sign-in completed while nobody watched its flow (the CLI was killed at the last moment)
     // is published here at the latest.
     let rt = app.runtime();
@@ -53,7 +62,7 @@ pub(crate) async fn sweep_deleted_users(app: &AppState, logins: &LoginService) {
         signed_in && rt.directory().personal().default_of(Some(uid)).is_none()
     });
     drop(rt);
-    if unpublished && let Err(e) = republish(app, logins) {
+    if unpublished && let Err(e) = republish(app, logins, listeners) {
         tracing::error!(error = %e, "cannot publish the personal profiles");
     }
     for uid in logins.personal.uids() {
@@ -68,7 +77,7 @@ pub(crate) async fn sweep_deleted_users(app: &AppState, logins: &LoginService) {
         }
         tracing::info!(uid, user = %entry.name, "the Unix user is gone: their personal login is forgotten");
         logins.apply(&runtime::config(app));
-        if let Err(e) = republish(app, logins) {
+        if let Err(e) = republish(app, logins, listeners) {
             tracing::error!(error = %e, "cannot publish the runtime without a deleted user");
         }
     }
@@ -98,14 +107,15 @@ impl ServeHooks {
 
     /// Forgets `uid`'s personal login (refresh token, cached tokens, entry) and publishes.
     fn sign_out(&self, uid: u32) -> BoxFuture<'static, Result<bool, AdminError>> {
-        let (app, logins) = (self.app.clone(), self.logins.clone());
+        let (app, logins, listeners) =
+            (self.app.clone(), self.logins.clone(), self.profile_listeners.clone());
         Box::pin(async move {
             let login = Personal::login_name(uid);
             let known = logins.personal.entry(uid).is_some();
             let had_token = if known { logins.users.logout(login.as_str()).await? } else { false };
             saved(logins.personal.update(uid, |e| *e = None))?;
             logins.apply(&runtime::config(&app));
-            republish(&app, &logins)?;
+            republish(&app, &logins, &listeners)?;
             tracing::info!(uid, had_token, "personal login signed out");
             Ok(known || had_token)
         })
@@ -160,12 +170,13 @@ impl SelfServiceHooks for ServeHooks {
         id: String,
         wait: Duration,
     ) -> BoxFuture<'static, Result<FlowStatus, AdminError>> {
-        let (app, logins) = (self.app.clone(), self.logins.clone());
+        let (app, logins, listeners) =
+            (self.app.clone(), self.logins.clone(), self.profile_listeners.clone());
         Box::pin(async move {
             let status = logins.users.flow_status(Personal::login_name(uid).as_str(), &id, wait).await?;
             if status.state == FlowState::SignedIn {
                 // The profile exists from the generation published now on.
-                republish(&app, &logins)?;
+                republish(&app, &logins, &listeners)?;
             }
             Ok(status)
         })
@@ -207,7 +218,8 @@ impl SelfServiceHooks for ServeHooks {
         uid: u32,
         request: WorkspaceRequest,
     ) -> BoxFuture<'static, Result<PersonalWorkspace, AdminError>> {
-        let (app, logins) = (self.app.clone(), self.logins.clone());
+        let (app, logins, listeners) =
+            (self.app.clone(), self.logins.clone(), self.profile_listeners.clone());
         let max = runtime::config(&self.app).server.self_service.max_workspaces;
         Box::pin(async move {
             let entry = logins.personal.entry(uid).ok_or_else(not_signed_in)?;
@@ -252,20 +264,21 @@ impl SelfServiceHooks for ServeHooks {
                     e.workspaces.insert(key, added);
                 }
             }))?;
-            republish(&app, &logins)?;
+            republish(&app, &logins, &listeners)?;
             Ok(shown(name, workspace))
         })
     }
 
     fn remove_workspace(&self, uid: u32, name: String) -> BoxFuture<'static, Result<bool, AdminError>> {
-        let (app, logins) = (self.app.clone(), self.logins.clone());
+        let (app, logins, listeners) =
+            (self.app.clone(), self.logins.clone(), self.profile_listeners.clone());
         Box::pin(async move {
             let key = name.to_ascii_lowercase();
             let removed = logins
                 .personal
                 .update(uid, |e| e.as_mut().is_some_and(|e| e.workspaces.remove(&key).is_some()))
                 .map_err(|e| AdminError::Unavailable(format!("cannot save the personal state: {e:#}")))?;
-            republish(&app, &logins)?;
+            republish(&app, &logins, &listeners)?;
             Ok(removed)
         })
     }
@@ -300,7 +313,9 @@ impl SelfServiceHooks for ServeHooks {
             config: None,
             logins: status_info::logins_health(logins, &profiles, &[]),
             upstream: status_info::upstream(&metrics),
-            sockets: self.fixed.sockets.clone(),
+            sockets: (self.fixed.sockets.iter().cloned())
+                .chain(self.profile_listeners.sockets_of(uid, rt.directory().personal()))
+                .collect(),
             exports: self.fixed.exports.clone(),
             // Public facts every user needs (`workspace add`, `doctor` ask for the endpoints).
             started_by: Some(self.fixed.started_by),

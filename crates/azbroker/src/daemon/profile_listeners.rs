@@ -6,10 +6,17 @@
 //! Fabric), on the address of the first configured listener of that kind and a port kept in
 //! `state_dir/profile-listeners` so that exported variables stay valid across restarts.
 //!
-//! Opened at start and on every applied reload ([`ProfileListeners::apply`]): listeners of
-//! removed profiles close, new profiles get theirs. The usual guards and caller policy apply on
-//! them (they serve the same routers, with the profile as the listener's profile). This module
-//! never changes which profile a request on another listener selects.
+//! On a shared machine (`[server] self_service`) every personal profile gets its listeners too
+//! (a user's own one and each personal workspace), so that `azbroker env --profile ml` works for
+//! the user who owns `ml`; a personal profile serves its owner's uid alone, so on its listener
+//! everyone else is refused (`authorize`), and a user's `status` lists only their own.
+//!
+//! Opened at start and after every publication that can change the profiles — an applied reload,
+//! a personal sign-in, sign-out or workspace change ([`ProfileListeners::apply`], called with the
+//! new generation in force): listeners of removed profiles close, new profiles get theirs. The
+//! usual guards and caller policy apply on them (they serve the same routers, with the profile as
+//! the listener's profile). This module never changes which profile a request on another
+//! listener selects.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -19,6 +26,7 @@ use std::sync::{Mutex, PoisonError};
 use anyhow::{Context, Result};
 use azbroker_core::ProfileName;
 use azbroker_core::admin_api::{SocketInfo, SocketKind, SocketOrigin};
+use azbroker_core::personal::PersonalProfiles;
 use azbroker_server::{AppState, Server};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -68,11 +76,18 @@ impl ProfileListeners {
         Ok(this)
     }
 
-    /// Brings the listeners in line with `next`: closes those of profiles it no longer has (or
-    /// that now configure `listen`), opens ones for new profiles, and records the ports.
+    /// Brings the listeners in line with `next` and the personal profiles of the generation in
+    /// force (publish it first): closes those of profiles gone (or that now configure
+    /// `listen`), opens ones for new profiles, and records the ports.
     pub fn apply(&self, next: &Config) -> Result<()> {
-        let wanted: Vec<&ProfileName> =
-            next.profiles.values().filter(|p| p.listen.is_empty()).map(|p| &p.name).collect();
+        let rt = self.app.runtime();
+        let wanted: Vec<&ProfileName> = next
+            .profiles
+            .values()
+            .filter(|p| p.listen.is_empty())
+            .map(|p| &p.name)
+            .chain(rt.directory().personal().profile_names())
+            .collect();
         let file = path(next);
         let remembered = read_file(&file).unwrap_or_default();
         let tls = if next.server.dialects.tls_listen.is_empty() {
@@ -131,7 +146,21 @@ impl ProfileListeners {
     /// profile name.
     pub fn sockets(&self) -> Vec<SocketInfo> {
         let running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
-        running.iter().flat_map(|(name, r)| sockets(name, r.addresses)).collect()
+        running.iter().flat_map(|(name, r)| sockets(name.to_string(), r.addresses)).collect()
+    }
+
+    /// The listeners a self-service user's `status` shows: their own personal profiles' first,
+    /// under the short names they select them by, then the configured profiles'; never another
+    /// user's (whose names are private).
+    pub fn sockets_of(&self, uid: u32, personal: &PersonalProfiles) -> Vec<SocketInfo> {
+        let running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        let mine =
+            personal.of(uid).into_iter().filter_map(|(short, p)| Some((short, running.get(&p)?.addresses)));
+        let configured = running
+            .iter()
+            .filter(|(name, _)| personal.owner(name).is_none())
+            .map(|(name, r)| (name.to_string(), r.addresses));
+        mine.chain(configured).flat_map(|(name, a)| sockets(name, a)).collect()
     }
 
     fn serve_http(
@@ -153,13 +182,13 @@ impl ProfileListeners {
     }
 }
 
-fn sockets(name: &ProfileName, a: Addresses) -> impl Iterator<Item = SocketInfo> {
+fn sockets(name: String, a: Addresses) -> impl Iterator<Item = SocketInfo> {
     let http = Some((SocketKind::Http, a.http));
     let https = a.https.map(|addr| (SocketKind::Https, addr));
     [http, https].into_iter().flatten().map(move |(kind, addr)| SocketInfo {
         kind,
         address: addr.to_string(),
-        profile: Some(name.to_string()),
+        profile: Some(name.clone()),
         origin: SocketOrigin::Auto,
     })
 }
@@ -230,12 +259,12 @@ mod tests {
         let name = ProfileName::parse("fab").unwrap();
         let http = SocketAddr::from(([127, 0, 0, 1], 41000));
         let https = SocketAddr::from(([127, 0, 0, 1], 41001));
-        let both: Vec<_> = sockets(&name, Addresses { http, https: Some(https) }).collect();
+        let both: Vec<_> = sockets(name.to_string(), Addresses { http, https: Some(https) }).collect();
         assert_eq!(both.len(), 2);
         assert_eq!((both[0].kind, both[0].address.as_str()), (SocketKind::Http, "127.0.0.1:41000"));
         assert_eq!((both[1].kind, both[1].address.as_str()), (SocketKind::Https, "127.0.0.1:41001"));
         assert!(both.iter().all(|s| s.profile.as_deref() == Some("fab") && s.origin == SocketOrigin::Auto));
-        assert_eq!(sockets(&name, Addresses { http, https: None }).count(), 1);
+        assert_eq!(sockets(name.to_string(), Addresses { http, https: None }).count(), 1);
     }
 
     #[test]

@@ -125,7 +125,7 @@ pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) 
     };
     bound.extend(extras.bound.iter().map(|(addr, _)| *addr));
     let profile_listeners =
-        ProfileListeners::start(&config, &app, &cancel, &tasks).inspect_err(|_| cancel.cancel())?;
+        Arc::new(ProfileListeners::start(&config, &app, &cancel, &tasks).inspect_err(|_| cancel.cancel())?);
     let (reload_tx, mut reload_rx) = mpsc::channel(4);
     if args.watch_config {
         match &config.origin {
@@ -156,7 +156,7 @@ pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) 
         ),
         app: app.clone(),
         logins: logins.clone(),
-        profile_listeners,
+        profile_listeners: profile_listeners.clone(),
         keys: Arc::new(keys),
         stop: CancellationToken::new(),
     });
@@ -181,11 +181,12 @@ pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) 
     if config.server.self_service.enabled {
         let (app, logins, cancel) = (app.clone(), logins.clone(), cancel.clone());
         tasks.spawn(async move {
+            let listeners = profile_listeners;
             let mut every = tokio::time::interval(super::personal_hooks::SWEEP_EVERY);
             loop {
                 tokio::select! {
                     () = cancel.cancelled() => break,
-                    _ = every.tick() => super::personal_hooks::sweep_deleted_users(&app, &logins).await,
+                    _ = every.tick() => super::personal_hooks::sweep_deleted_users(&app, &logins, &listeners).await,
                 }
             }
         });
