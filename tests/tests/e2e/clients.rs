@@ -26,7 +26,7 @@ pub struct Client {
 /// Every client judge, in table order. `arm`: the fake Resource Manager `az` lists subscriptions
 /// at (HTTPS URL, the certificate to trust).
 pub fn clients(arm: (&str, &std::path::Path)) -> Vec<Client> {
-    let root = repo_root().join("tests/clients");
+    let root = azbroker_tests::clients_dir();
     let python = root.join(".venv/bin/python");
     let azureml = root.join(".venv-azureml/bin/python");
     let azcli = root.join(".venv-azcli/bin/python");
@@ -185,10 +185,6 @@ const MSRESTAZURE: &str = "msrestazure reads only MSI_ENDPOINT (POST, or IMDS on
 
 const GO_IMDS: &str = "MSAL Go (which azidentity delegates to) ignores AZURE_POD_IDENTITY_AUTHORITY_HOST: \
      apps/managedidentity/managedidentity.go createIMDSAuthRequest always uses imdsDefaultEndpoint (169.254.169.254)";
-const JAVA_SERVICE_FABRIC: &str = "MSAL4J never pins IDENTITY_SERVER_THUMBPRINT \
-     (DefaultHttpClientManagedIdentity.openConnection returns an HttpsURLConnection as an HttpURLConnection \
-     before addTrustedCertificateThumbprint), so JSSE checks the broker's self-signed certificate against \
-     the JVM trust store only, and azbroker env does not yet export a trust store for it";
 
 /// Whether `client` implements `dialect` (PROTOCOLS.md §1 "which dialect reaches which client").
 pub fn support(client: &str, dialect: &str) -> Option<&'static str> {
@@ -207,9 +203,6 @@ pub fn support(client: &str, dialect: &str) -> Option<&'static str> {
         ("azureml-core-msi", "azure-ml" | "cloud-shell" | "imds-link-local") => None,
         ("azureml-core-msi", _) => Some(MSRESTAZURE),
         ("go-azidentity-mi" | "go-azidentity-dac" | "go-msal-mi", "imds") => Some(GO_IMDS),
-        ("java-identity-mi" | "java-identity-dac" | "java-msal-mi", "service-fabric") => {
-            Some(JAVA_SERVICE_FABRIC)
-        }
         ("az-login-identity", "cloud-shell") => Some(
             "az uses MSAL Python's ManagedIdentityClient, which has no Cloud Shell source (az's own Cloud Shell login needs ACC_CLOUD and a listener on localhost:50342)",
         ),
@@ -266,6 +259,7 @@ const SCRUB: &[&str] = &[
     "MSI_SECRET",
     "DEFAULT_IDENTITY_CLIENT_ID",
     "NODE_EXTRA_CA_CERTS",
+    "JAVA_TOOL_OPTIONS",
     "AZURE_POD_IDENTITY_AUTHORITY_HOST",
     "AZURE_CLIENT_ID",
     "AZURE_TENANT_ID",
