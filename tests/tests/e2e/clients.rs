@@ -398,3 +398,38 @@ fn compatibility_matrix() {
         panic!("{e:#}");
     }
 }
+
+/// The trust store `env --dialect service-fabric` hands a JVM keeps the system's CA roots
+/// (`javax.net.ssl.trustStore` replaces the JVM's own): with a CA among the roots the daemon
+/// found (`SSL_CERT_FILE`, as rustls-native-certs reads it), a JVM given only the printed
+/// `JAVA_TOOL_OPTIONS` trusts both a server that CA vouches for and the Service Fabric listener;
+/// without them (the control) it trusts neither.
+#[test]
+fn the_java_trust_store_keeps_the_system_roots() {
+    let (auth, mut daemon) = two_tenants("");
+    let front = azbroker_tests::tls_front::TlsFront::start(auth.addr(), daemon.dir.path()).unwrap();
+    daemon.env.push(("SSL_CERT_FILE".to_owned(), front.ca_file.display().to_string()));
+    daemon.restart(&[]).unwrap();
+    let vars = daemon.env(&["--profile", "fabrikam", "--dialect", "service-fabric"]).unwrap();
+    let options = env_value(&vars, "JAVA_TOOL_OPTIONS");
+    let probe = |options: Option<&str>, url: &str| {
+        let mut cmd = Command::new("java");
+        cmd.arg(repo_root().join("tests/clients/java/TlsProbe.java")).arg(url);
+        for v in SCRUB {
+            cmd.env_remove(v);
+        }
+        if let Some(options) = options {
+            cmd.env("JAVA_TOOL_OPTIONS", options);
+        }
+        run(cmd, "TlsProbe")
+    };
+    let system = format!("https://127.0.0.1:{}/", front.addr.port());
+    let service_fabric = env_value(&vars, "IDENTITY_ENDPOINT");
+    for url in [&system, &service_fabric] {
+        let with = probe(Some(&options), url);
+        assert_eq!(with["ok"], true, "{url} with {options}: {with}");
+        let without = probe(None, url);
+        assert_eq!(without["ok"], false, "{url} is trusted even without the store: {without}");
+        assert!(without["error"].as_str().unwrap().contains("PKIX"), "{without}");
+    }
+}
