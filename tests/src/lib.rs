@@ -37,6 +37,13 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
 }
 
+/// Where the installed SDK client judges are: `AZBROKER_TEST_CLIENTS` (set by `tests/run`, or
+/// by a developer whose worktree shares another checkout's installed clients), else this
+/// repository's `tests/clients`.
+pub fn clients_dir() -> PathBuf {
+    std::env::var_os("AZBROKER_TEST_CLIENTS").map_or_else(|| repo_root().join("tests/clients"), PathBuf::from)
+}
+
 /// A loopback port that was free a moment ago, for a test that must name a port in its config
 /// before the daemon starts (a profile's own listener). The daemon's general and HTTPS
 /// listeners never need one: they bind port 0.

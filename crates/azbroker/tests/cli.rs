@@ -234,6 +234,26 @@ fn env_knows_every_dialect() {
     let thumb = sf["IDENTITY_SERVER_THUMBPRINT"].as_str().unwrap();
     assert_eq!(thumb.len(), 40, "{thumb}");
     assert_eq!(sf["NODE_EXTRA_CA_CERTS"], dir.path().join("run/service-fabric.crt").display().to_string());
+    // Java: the daemon's trust store; a caller's own JAVA_TOOL_OPTIONS are kept, ours last.
+    let store = dir.path().join("run/service-fabric-truststore.p12").display().to_string();
+    let ours = format!("-Djavax.net.ssl.trustStore={store} -Djavax.net.ssl.trustStoreType=PKCS12");
+    let java = |theirs: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_azbroker"));
+        cmd.arg("--config").arg(&cfg).env("AZBROKER_NO_AUTOSTART", "1").env_remove("JAVA_TOOL_OPTIONS");
+        if let Some(theirs) = theirs {
+            cmd.env("JAVA_TOOL_OPTIONS", theirs);
+        }
+        let out = cmd
+            .args(["env", "--profile", "two", "--dialect", "service-fabric", "--format", "json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["JAVA_TOOL_OPTIONS"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(java(None), ours);
+    assert_eq!(java(Some("-Xmx64m")), format!("-Xmx64m {ours}"));
+    assert_eq!(java(Some(&format!("-Xmx64m {ours}"))), format!("-Xmx64m {ours}"), "applied twice: unchanged");
     assert_eq!(
         env_json(&cfg, "service-fabric")["IDENTITY_SERVER_THUMBPRINT"],
         thumb,

@@ -26,7 +26,7 @@ pub struct Client {
 /// Every client judge, in table order. `arm`: the fake Resource Manager `az` lists subscriptions
 /// at (HTTPS URL, the certificate to trust).
 pub fn clients(arm: (&str, &std::path::Path)) -> Vec<Client> {
-    let root = repo_root().join("tests/clients");
+    let root = azbroker_tests::clients_dir();
     let python = root.join(".venv/bin/python");
     let azureml = root.join(".venv-azureml/bin/python");
     let azcli = root.join(".venv-azcli/bin/python");
@@ -185,10 +185,6 @@ const MSRESTAZURE: &str = "msrestazure reads only MSI_ENDPOINT (POST, or IMDS on
 
 const GO_IMDS: &str = "MSAL Go (which azidentity delegates to) ignores AZURE_POD_IDENTITY_AUTHORITY_HOST: \
      apps/managedidentity/managedidentity.go createIMDSAuthRequest always uses imdsDefaultEndpoint (169.254.169.254)";
-const JAVA_SERVICE_FABRIC: &str = "MSAL4J never pins IDENTITY_SERVER_THUMBPRINT \
-     (DefaultHttpClientManagedIdentity.openConnection returns an HttpsURLConnection as an HttpURLConnection \
-     before addTrustedCertificateThumbprint), so JSSE checks the broker's self-signed certificate against \
-     the JVM trust store only, and azbroker env does not yet export a trust store for it";
 
 /// Whether `client` implements `dialect` (PROTOCOLS.md §1 "which dialect reaches which client").
 pub fn support(client: &str, dialect: &str) -> Option<&'static str> {
@@ -207,9 +203,6 @@ pub fn support(client: &str, dialect: &str) -> Option<&'static str> {
         ("azureml-core-msi", "azure-ml" | "cloud-shell" | "imds-link-local") => None,
         ("azureml-core-msi", _) => Some(MSRESTAZURE),
         ("go-azidentity-mi" | "go-azidentity-dac" | "go-msal-mi", "imds") => Some(GO_IMDS),
-        ("java-identity-mi" | "java-identity-dac" | "java-msal-mi", "service-fabric") => {
-            Some(JAVA_SERVICE_FABRIC)
-        }
         ("az-login-identity", "cloud-shell") => Some(
             "az uses MSAL Python's ManagedIdentityClient, which has no Cloud Shell source (az's own Cloud Shell login needs ACC_CLOUD and a listener on localhost:50342)",
         ),
@@ -266,6 +259,7 @@ const SCRUB: &[&str] = &[
     "MSI_SECRET",
     "DEFAULT_IDENTITY_CLIENT_ID",
     "NODE_EXTRA_CA_CERTS",
+    "JAVA_TOOL_OPTIONS",
     "AZURE_POD_IDENTITY_AUTHORITY_HOST",
     "AZURE_CLIENT_ID",
     "AZURE_TENANT_ID",
@@ -402,5 +396,40 @@ fn compatibility_matrix() {
     let bless = std::env::var_os("AZBROKER_BLESS").is_some_and(|v| v == "1");
     if let Err(e) = compat::check_readme(&repo_root().join("README.md"), &matrix.render(), bless) {
         panic!("{e:#}");
+    }
+}
+
+/// The trust store `env --dialect service-fabric` hands a JVM keeps the system's CA roots
+/// (`javax.net.ssl.trustStore` replaces the JVM's own): with a CA among the roots the daemon
+/// found (`SSL_CERT_FILE`, as rustls-native-certs reads it), a JVM given only the printed
+/// `JAVA_TOOL_OPTIONS` trusts both a server that CA vouches for and the Service Fabric listener;
+/// without them (the control) it trusts neither.
+#[test]
+fn the_java_trust_store_keeps_the_system_roots() {
+    let (auth, mut daemon) = two_tenants("");
+    let front = azbroker_tests::tls_front::TlsFront::start(auth.addr(), daemon.dir.path()).unwrap();
+    daemon.env.push(("SSL_CERT_FILE".to_owned(), front.ca_file.display().to_string()));
+    daemon.restart(&[]).unwrap();
+    let vars = daemon.env(&["--profile", "fabrikam", "--dialect", "service-fabric"]).unwrap();
+    let options = env_value(&vars, "JAVA_TOOL_OPTIONS");
+    let probe = |options: Option<&str>, url: &str| {
+        let mut cmd = Command::new("java");
+        cmd.arg(repo_root().join("tests/clients/java/TlsProbe.java")).arg(url);
+        for v in SCRUB {
+            cmd.env_remove(v);
+        }
+        if let Some(options) = options {
+            cmd.env("JAVA_TOOL_OPTIONS", options);
+        }
+        run(cmd, "TlsProbe")
+    };
+    let system = format!("https://127.0.0.1:{}/", front.addr.port());
+    let service_fabric = env_value(&vars, "IDENTITY_ENDPOINT");
+    for url in [&system, &service_fabric] {
+        let with = probe(Some(&options), url);
+        assert_eq!(with["ok"], true, "{url} with {options}: {with}");
+        let without = probe(None, url);
+        assert_eq!(without["ok"], false, "{url} is trusted even without the store: {without}");
+        assert!(without["error"].as_str().unwrap().contains("PKIX"), "{without}");
     }
 }

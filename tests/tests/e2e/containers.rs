@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use azbroker_testkit::tenant_guid;
-use azbroker_tests::{binary, free_port, repo_root};
+use azbroker_tests::{binary, clients_dir, free_port};
 use serde_json::Value;
 
 use super::clients::run;
@@ -146,10 +146,6 @@ impl Drop for HostDaemon {
             let _ = c.wait();
         }
     }
-}
-
-fn clients_dir() -> PathBuf {
-    std::env::var_os("AZBROKER_TEST_CLIENTS").map_or_else(|| repo_root().join("tests/clients"), PathBuf::from)
 }
 
 /// A real SDK client in the "container" namespace with exactly `vars`; its JSON result.

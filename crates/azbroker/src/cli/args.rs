@@ -209,7 +209,7 @@ pub enum Dialect {
     Imds,
     /// IDENTITY_ENDPOINT + IMDS_ENDPOINT (Azure Arc; key files in /var/opt/azcmagent/tokens).
     Arc,
-    /// IDENTITY_ENDPOINT (https) + IDENTITY_HEADER + IDENTITY_SERVER_THUMBPRINT (+ NODE_EXTRA_CA_CERTS).
+    /// IDENTITY_ENDPOINT (https) + IDENTITY_HEADER + IDENTITY_SERVER_THUMBPRINT (+ NODE_EXTRA_CA_CERTS, JAVA_TOOL_OPTIONS).
     ServiceFabric,
     /// AZD_AUTH_ENDPOINT + AZD_AUTH_KEY (the native, tenant-aware API).
     Azd,

@@ -10,7 +10,7 @@ use azbroker_server::{DEFAULT_IDENTITY_CLIENT_ID, SecretId};
 use crate::cli::admin_client::AdminClient;
 use crate::cli::args::{Dialect, EnvFormat};
 use crate::config::Config;
-use crate::daemon::{secrets, tls_identity};
+use crate::daemon::{secrets, tls_identity, trust_store};
 
 /// A runtime secret a client needs: read (or generated) the way the daemon does, or — when this
 /// user may not read the daemon's files (a system daemon, `admin_group`) — asked of the daemon.
@@ -154,6 +154,7 @@ pub async fn variables(
                 var("IDENTITY_HEADER", identity_header(config).await?.expose().to_owned()),
                 var("IDENTITY_SERVER_THUMBPRINT", identity.thumbprint.clone()),
                 var("NODE_EXTRA_CA_CERTS", tls_identity::public_cert_path(config).display().to_string()),
+                var("JAVA_TOOL_OPTIONS", java_tool_options(config)),
             ]
         }
         Dialect::Azd => vec![
@@ -166,6 +167,13 @@ pub async fn variables(
             all
         }
     })
+}
+
+/// `JAVA_TOOL_OPTIONS` adopting the daemon's Java trust store, keeping the caller's own options
+/// (ours last: the JVM keeps the last value of a repeated `-D`).
+fn java_tool_options(config: &Config) -> String {
+    let theirs = std::env::var("JAVA_TOOL_OPTIONS").ok();
+    trust_store::merge_java_options(theirs.as_deref(), &trust_store::java_options(&trust_store::path(config)))
 }
 
 /// Renders variables for a shell or file format.

@@ -36,10 +36,15 @@ pub async fn start(
     let mut extras = Extras { arc: None, link_local: None, bound: Vec::new() };
     if !d.tls_listen.is_empty() {
         let identity = tls_identity::load_or_create(config)?;
-        let public = tls_identity::publish(config, &identity)?;
+        let (public, java) = tls_identity::publish(config, &identity)?;
         let tls = azbroker_server::tls_config(identity.chain, identity.key)
             .context("the Service Fabric certificate or key is unusable")?;
-        tracing::info!(thumbprint = %identity.thumbprint, cert = %public.display(), "Service Fabric certificate");
+        tracing::info!(
+            thumbprint = %identity.thumbprint,
+            cert = %public.display(),
+            java_trust_store = %java.display(),
+            "Service Fabric certificate"
+        );
         for addr in &d.tls_listen {
             let listener = TcpListener::bind(addr).await.with_context(|| {
                 format!("cannot listen on {addr} (HTTPS, Service Fabric; set [server] tls_listen to another port, or [] to turn it off)")

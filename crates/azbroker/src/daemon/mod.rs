@@ -29,4 +29,5 @@ pub(crate) mod state;
 pub(crate) mod status_info;
 pub(crate) mod telemetry;
 pub(crate) mod tls_identity;
+pub(crate) mod trust_store;
 pub(crate) mod watch;

@@ -2,7 +2,9 @@
 //! `tls_key_file`), or a self-signed one generated once and kept with its key in the state
 //! directory (0600), so the thumbprint clients pin (`IDENTITY_SERVER_THUMBPRINT`, the SHA-1 of the
 //! leaf's DER) survives restarts. `serve` publishes a world-readable copy of the public
-//! certificate in the runtime directory for `NODE_EXTRA_CA_CERTS` (Node does not pin; it verifies).
+//! certificate in the runtime directory for `NODE_EXTRA_CA_CERTS` (Node does not pin; it verifies),
+//! and beside it a Java trust store holding it and the system's CA roots (`JAVA_TOOL_OPTIONS`:
+//! MSAL4J does not pin either; see [`trust_store`]).
 
 use std::fs;
 use std::net::SocketAddr;
@@ -14,7 +16,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::Config;
 use crate::daemon::owned_dir::OwnedDir;
-use crate::daemon::state;
+use crate::daemon::{state, trust_store};
 
 /// In the state directory: the generated certificate and its private key.
 pub const CERT_FILE: &str = "service-fabric.crt";
@@ -52,9 +54,17 @@ pub fn public_cert_path(config: &Config) -> PathBuf {
     config.server.runtime_dir.join(CERT_FILE)
 }
 
-/// Writes the public certificate (only) to the runtime directory, world-readable.
-pub fn publish(config: &Config, identity: &TlsIdentity) -> Result<PathBuf> {
-    OwnedDir::existing(&config.server.runtime_dir)?.write(CERT_FILE, &identity.cert_pem, 0o644)
+/// Writes the public certificate (only) to the runtime directory, world-readable, and the Java
+/// trust store made of the leaf and the system's CA roots (rebuilt at every start, so it follows
+/// a changed certificate or a changed system bundle). Returns both paths.
+pub fn publish(config: &Config, identity: &TlsIdentity) -> Result<(PathBuf, PathBuf)> {
+    let dir = OwnedDir::existing(&config.server.runtime_dir)?;
+    let cert = dir.write(CERT_FILE, &identity.cert_pem, 0o644)?;
+    let roots = trust_store::system_roots();
+    let store = trust_store::pkcs12(&identity.chain[0], &roots);
+    let store = dir.write(trust_store::FILE, &store, 0o644)?;
+    tracing::debug!(path = %store.display(), system_roots = roots.len(), "Java trust store written");
+    Ok((cert, store))
 }
 
 fn read(cert: &Path, key: &Path) -> Result<TlsIdentity> {
@@ -112,10 +122,31 @@ mod tests {
             assert_eq!(fs::metadata(config.server.state_dir.join(f)).unwrap().mode() & 0o777, 0o600, "{f}");
         }
         fs::create_dir_all(&config.server.runtime_dir).unwrap();
-        let public = publish(&config, &a).unwrap();
+        let (public, store) = publish(&config, &a).unwrap();
         assert_eq!(fs::metadata(&public).unwrap().mode() & 0o777, 0o644);
         let text = fs::read_to_string(&public).unwrap();
         assert!(text.contains("BEGIN CERTIFICATE") && !text.contains("PRIVATE KEY"));
+        assert_eq!((public.clone(), store.clone()), (public_cert_path(&config), trust_store::path(&config)));
+        assert_eq!(fs::metadata(&store).unwrap().mode() & 0o777, 0o644);
+        // The store: our certificate under its alias and every system root, all trusted by Java.
+        let entries = trust_store::tests::parse(&fs::read(&store).unwrap());
+        let roots = trust_store::system_roots();
+        assert_eq!(entries.len(), 1 + roots.len());
+        assert!(roots.len() > 10, "the system's roots are in it");
+        assert_eq!(
+            (entries[0].alias.as_str(), entries[0].der.as_slice()),
+            (trust_store::OWN_ALIAS, a.chain[0].as_ref())
+        );
+        assert!(entries.iter().all(|e| e.trusted));
+        for (entry, root) in entries[1..].iter().zip(&roots) {
+            assert_eq!(entry.der, root.as_ref());
+        }
+        // Rewritten (not followed) when published again, e.g. after the certificate changed.
+        let elsewhere = dir.path().join("elsewhere");
+        fs::remove_file(&store).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &store).unwrap();
+        publish(&config, &a).unwrap();
+        assert!(!elsewhere.exists() && !fs::symlink_metadata(&store).unwrap().file_type().is_symlink());
         assert_eq!(thumbprint(a.chain[0].as_ref()), a.thumbprint);
     }
 
