@@ -385,20 +385,22 @@ async fn fetch<D: Dialect>(
     profile: &ProfileName,
     request: &TokenRequest<'_>,
 ) -> Result<Grant, RequestError> {
+    let caller = crate::conn::caller(&parts.extensions);
     match keys::of(parts) {
         Some(key) => keys::authorize(rt, key, profile, &request.resource)?,
         None => {
             let link_local = ctx.kind == ListenerKind::LinkLocal;
-            let caller = crate::conn::caller(&parts.extensions);
             let who = requester(caller.as_ref(), &parts.extensions, link_local, D::SECRET);
             authorize(&ctx.app, rt, profile, who, &request.resource).await?;
         }
     }
     let binding = rt.binding(profile)?;
     // Case variants of one resource share one entry and one upstream call; the answer still
-    // echoes the client's own string.
+    // echoes the client's own string. A new entry counts against the caller's share of the
+    // profile's cache (callers without a local uid share one).
     let resource = request.resource.cache_form();
-    let grant = ctx.app.engine().get_token_for(binding, &resource, &request.freshness).await?;
+    let uid = caller.map(|c| c.uid);
+    let grant = ctx.app.engine().get_token_for(binding, &resource, &request.freshness, uid).await?;
     if D::LEARNS_TENANTS {
         rt.remember_tid(profile, &grant);
     }
