@@ -247,6 +247,26 @@ async fn admin_group_members_read_but_do_not_change() {
 }
 
 #[tokio::test]
+async fn refused_admin_requests_are_logged_through_the_denial_limiter() {
+    let capture = crate::tests::capture::Capture::default();
+    // See `grants_are_audited_by_hash_and_secrets_never_logged` for why a second dispatcher.
+    let _second = tracing::Dispatch::new(crate::tests::capture::Capture::default());
+    let _guard = tracing::subscriber::set_default(capture.clone());
+    let info = DaemonInfo { version: "1".into(), pid: 1, listeners: vec![] };
+    let state =
+        AdminState::new(state(), Arc::new(Hooks::default()), info, PeerPolicy::new(vec![1000], vec![3000]));
+    let reader = admin_router(state).layer(MockConnectInfo(PeerCred { uid: 1500, gid: 3000, pid: None }));
+    for _ in 0..50 {
+        let (status, _) = call(reader.clone(), "POST", "/v1/reload").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    let lines = capture.lines.lock().unwrap().clone();
+    let refused =
+        lines.iter().filter(|l| l.contains("admin change refused") && l.contains("uid=1500")).count();
+    assert_eq!(refused, crate::denial_log::BURST as usize, "50 refusals of one uid: {lines:#?}");
+}
+
+#[tokio::test]
 async fn rotate_secrets_reports_the_hooks_outcome() {
     let (status, body) =
         call(as_peer(admin(Arc::new(Hooks::default())), 1000), "POST", "/v1/rotate-secrets").await;

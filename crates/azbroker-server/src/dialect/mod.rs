@@ -22,7 +22,6 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::authorize::{authorize, requester};
-use crate::denial_log::{self, Verdict};
 use crate::error::RequestError;
 use crate::keys;
 use crate::query::QueryParams;
@@ -189,11 +188,8 @@ fn respond<D: Dialect>(
         }
         Err(failed) => {
             if let RequestError::Denied(denial) = &failed.error
-                && let Verdict::Log { suppressed } = ctx.app.denial_log().record(uid, denial.kind(), started)
+                && ctx.app.denial_log().should_log(uid, denial.kind(), started)
             {
-                if suppressed > 0 {
-                    denial_log::summarise(uid, denial.kind(), suppressed);
-                }
                 tracing::warn!(
                     uid,
                     key = key_name,

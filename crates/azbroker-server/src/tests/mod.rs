@@ -8,7 +8,7 @@
 mod app_service;
 mod arc;
 mod azure_ml;
-mod capture;
+pub(crate) mod capture;
 mod cloud_shell;
 mod conn;
 mod fuzz;
