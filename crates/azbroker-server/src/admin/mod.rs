@@ -282,8 +282,8 @@ async fn check_peer(State(state): State<AdminState>, req: Request, next: Next) -
             let what = "admin change refused to a read-only peer";
             state.warn_refused(&cred, req.uri().path(), "admin_read_only", what);
             error(&AdminError::Forbidden(format!(
-                "uid {} may only read from this daemon's admin socket (admin_group); changes and \
-                 calls upstream (a login's tenants) need the daemon's user or root",
+                "uid {} may only read from this daemon's admin socket (admin_group); changes, \
+                 sign-in flows and calls upstream (a login's tenants) need the daemon's user or root",
                 cred.uid
             )))
         }
@@ -303,13 +303,13 @@ async fn check_peer(State(state): State<AdminState>, req: Request, next: Next) -
     }
 }
 
-/// What an `admin_group` member may do: `GET`s that only read the daemon's own state. Listing a
-/// login's tenants is a `GET` too, but it calls Azure Resource Manager with the login's tokens
-/// (upstream cost, and the tenants of an account that is not theirs), so it is an
-/// administrator's call.
+/// What an `admin_group` member may do: `GET`s that only read the daemon's own state. The `GET`s
+/// under `/v1/logins/` are not reads of that kind, so they are administrators' calls: listing a
+/// login's tenants calls Azure Resource Manager with the login's tokens (upstream cost, and the
+/// tenants of an account that is not theirs), and watching a sign-in flow holds a long poll on
+/// a flow only an administrator can have started (and follows who signs the daemon in).
 fn is_read_only(req: &Request) -> bool {
-    let path = req.uri().path();
-    req.method() == http::Method::GET && !(path.starts_with("/v1/logins/") && path.ends_with("/tenants"))
+    req.method() == http::Method::GET && !req.uri().path().starts_with("/v1/logins/")
 }
 
 async fn status(State(state): State<AdminState>, caller: Option<Extension<AdminCaller>>) -> Response {

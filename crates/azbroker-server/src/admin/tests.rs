@@ -240,9 +240,13 @@ async fn admin_group_members_read_but_do_not_change() {
     assert!(body["error_description"].as_str().unwrap().contains("may only read"));
     let (status, _) = call(reader.clone(), "POST", "/v1/rotate-secrets").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    // A GET that calls upstream with a login's tokens is not a read.
-    let (status, body) = call(reader, "GET", "/v1/logins/me/tenants").await;
+    // A GET that calls upstream with a login's tokens is not a read, nor is the long poll of a
+    // sign-in flow.
+    let (status, body) = call(reader.clone(), "GET", "/v1/logins/me/tenants").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = call(reader, "GET", "/v1/logins/me/flows/f1?wait=20").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body["error_description"].as_str().unwrap().contains("sign-in flows"), "{body}");
     assert_eq!(*hooks.calls.lock().unwrap(), 0);
 }
 
