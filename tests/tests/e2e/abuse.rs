@@ -179,6 +179,11 @@ async fn one_user_spraying_resources_is_refused_past_its_share_and_another_user_
         );
     }
     assert_eq!(auth.token_requests() - before, 3, "refused resources never reach upstream");
+    // The operator hears of it, through the denial limiter: a few lines, not one per refusal.
+    let uid = format!("uid={}", noisy.uid);
+    let log = daemon.log();
+    let warned = log.lines().filter(|l| l.contains("cache bound is reached") && l.contains(&uid)).count();
+    assert!((1..=8).contains(&warned), "17 refusals wrote {warned} warning lines");
     // What it has is still served; another user's request gets an entry of its own.
     let again =
         raw_as(&noisy, port, &get(&format!("{IMDS}&resource=api://junk-0"), "Metadata: true\r\n"), 1, false);

@@ -16,7 +16,9 @@ use std::time::Instant;
 use axum::extract::Request;
 use axum::response::Response;
 use azbroker_core::keys::KeyEntry;
-use azbroker_core::{CacheState, Freshness, Grant, ProfileName, Resource, TenantCandidate, TenantMatch};
+use azbroker_core::{
+    CacheState, EngineError, Freshness, Grant, ProfileName, Resource, TenantCandidate, TenantMatch,
+};
 use http::header::{FORWARDED, RETRY_AFTER};
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -187,8 +189,16 @@ fn respond<D: Dialect>(
             response
         }
         Err(failed) => {
-            if let RequestError::Denied(denial) = &failed.error
-                && ctx.app.denial_log().should_log(uid, denial.kind(), started)
+            // Refusals an operator should hear of, each kind through the denial limiter.
+            let refused = match &failed.error {
+                RequestError::Denied(denial) => Some((denial.kind(), "token request denied by policy")),
+                RequestError::Engine(EngineError::CacheFull { .. }) => {
+                    Some(("cache_full", "token request refused: the profile's cache bound is reached"))
+                }
+                _ => None,
+            };
+            if let Some((reason, what)) = refused
+                && ctx.app.denial_log().should_log(uid, reason, started)
             {
                 tracing::warn!(
                     uid,
@@ -196,12 +206,12 @@ fn respond<D: Dialect>(
                     profile = failed.profile.as_ref().map(ProfileName::as_str),
                     dialect = D::NAME,
                     resource = failed.resource.as_ref().map(Resource::as_str),
-                    reason = denial.kind(),
-                    "token request denied by policy"
+                    reason,
+                    "{what}"
                 );
             }
             let response = D::error(&failed.error);
-            if !matches!(failed.error, RequestError::Engine(_)) {
+            if refused.is_some() || !matches!(failed.error, RequestError::Engine(_)) {
                 ctx.app.metrics().denial(failed.error.kind());
             }
             let log = RequestLog {
