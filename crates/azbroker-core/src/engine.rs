@@ -381,6 +381,9 @@ struct SlotState {
     prefetch: bool,
     /// A resource of the `allowed_resources` of the profile that made the entry.
     pinned: bool,
+    /// Asked for by a requester other than the one it counts against: never evicted to make
+    /// room for that one's own new entries while it holds a token.
+    shared: bool,
     flight: Option<watch::Receiver<FlightResult>>,
     failures: u32,
     /// No upstream attempt before this (backoff).
@@ -446,6 +449,9 @@ impl Engine {
         let (mut rx, started) = {
             let mut st = lock(&slot.state);
             st.last_demand = now;
+            if !st.shared && slot.origin.as_ref().is_some_and(|o| o.uid != uid) {
+                st.shared = true;
+            }
             if let Some(token) = &st.token {
                 let fresh = token.remaining(now) >= min_servable_remaining(token.lifetime());
                 let acceptable = match freshness {
@@ -886,6 +892,7 @@ impl Slot {
                 last_demand: Instant::now(),
                 prefetch,
                 pinned: false,
+                shared: false,
                 flight: None,
                 failures: 0,
                 retry_at: None,

@@ -1,6 +1,7 @@
 //! Everything that can make a request fail, and the status-code policy shared by all dialects
 //! (DESIGN.md "Status codes", PROTOCOLS.md §1 items 5–8): conditions a client cannot fix by waiting
-//! are 400/401/403, real rate limiting is 429, and only transient upstream trouble is 5xx.
+//! are 400/401/403, real rate limiting (the per-uid rate limit, upstream throttling, a caller's
+//! full share of a profile's cache) is 429, and only transient upstream trouble is 5xx.
 //! `Retry-After` comes with 429 and with the 503 of a caller released after `client_wait` while
 //! its upstream call goes on (clients retry 5xx; the retry is served from that call). Never 404/410, which clients retry for over a minute.
 //!

@@ -10,7 +10,8 @@
 //! [`super::EngineError::CacheFull`]:
 //!
 //! * at the **per-user** bound, the requester's own entries of that profile are candidates:
-//!   those without a usable token first, then the least recently demanded;
+//!   those without a usable token first, then the least recently demanded of those no other
+//!   requester has asked for;
 //! * at the **per-profile** bound, only entries without a usable token (failed, expired) are,
 //!   whoever made them: a warm entry is never given up for another user's new resource.
 //!
@@ -133,7 +134,7 @@ impl Entries {
 
     /// The entry to evict among those counted against an origin `mine` accepts: idle, not in
     /// flight, never pinned; tokenless ones first, then (only when `warm_too`) the least
-    /// recently demanded warm one.
+    /// recently demanded warm one that only its maker asked for.
     fn victim(&self, now: Instant, mine: impl Fn(&Origin) -> bool, warm_too: bool) -> Option<Resource> {
         self.slots
             .iter()
@@ -145,7 +146,7 @@ impl Entries {
                     return None;
                 }
                 let warm = usable_token(&st, now, &Freshness::Cached).is_some();
-                (warm_too || !warm).then_some(((warm, st.last_demand), resource))
+                (!warm || (warm_too && !st.shared)).then_some(((warm, st.last_demand), resource))
             })
             .min_by_key(|(rank, _)| *rank)
             .map(|(_, resource)| resource.clone())

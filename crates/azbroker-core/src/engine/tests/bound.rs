@@ -82,6 +82,17 @@ async fn a_users_own_idle_entries_make_room_failed_ones_first() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_warm_entry_another_user_asks_for_is_never_given_up_for_its_makers_new_one() {
+    let src = FakeSource::new(HOUR, Duration::ZERO);
+    let (engine, _c) = start(EngineConfig::default(), vec![bounded(src.clone(), 8, 1, &[])]);
+    ask(&engine, "api://arm", 1).await.unwrap();
+    assert_eq!(ask(&engine, "api://arm", 2).await.unwrap().cache, CacheState::Hit);
+    tokio::time::advance(ROOM).await;
+    assert_eq!(scope_of(ask(&engine, "api://junk", 1).await), Some(BoundScope::User));
+    assert_eq!(ask(&engine, "api://arm", 2).await.unwrap().cache, CacheState::Hit);
+}
+
+#[tokio::test(start_paused = true)]
 async fn at_the_profile_bound_only_idle_tokenless_entries_go_never_warm_ones() {
     let engine = warm_and_failed(2, 2, (1, 2)).await;
     tokio::time::advance(ROOM).await;
