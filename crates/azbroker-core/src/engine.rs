@@ -142,6 +142,8 @@ pub struct ProfileBinding {
     pub listed: Option<ResourceAllowList>,
     /// The profile's counters, found once on first use (one atomic load per request after).
     counters: OnceLock<Arc<ProfileCounters>>,
+    /// The name the entries this profile creates count against.
+    budget: Arc<str>,
 }
 
 impl ProfileBinding {
@@ -153,6 +155,7 @@ impl ProfileBinding {
         key: CacheKey,
     ) -> Self {
         Self {
+            budget: Arc::from(name.as_str()),
             name,
             tenant,
             source,
@@ -696,7 +699,7 @@ impl Engine {
         if let Some(slot) = entries.get(resource) {
             return Ok(slot.clone());
         }
-        let origin = (!pinned).then(|| Origin { profile: binding.name.clone(), uid });
+        let origin = (!pinned).then(|| Origin { profile: binding.budget.clone(), uid });
         if let Some(origin) = &origin {
             match entries.make_room(origin, binding.bounds, Instant::now()) {
                 Ok(evicted) => {

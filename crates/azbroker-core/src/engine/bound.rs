@@ -30,7 +30,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{Freshness, Slot, lock, usable_token};
-use crate::names::{ProfileName, Resource};
+use crate::names::Resource;
 
 /// Default [`CacheBounds::max_entries`] (`max_cached_resources`).
 pub const DEFAULT_MAX_CACHED_RESOURCES: usize = 256;
@@ -70,7 +70,8 @@ pub enum BoundScope {
 /// Who an entry is counted against: the profile that created it and the requester.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) struct Origin {
-    pub profile: ProfileName,
+    /// The profile's name, shared with its binding (an entry adds a count, not a copy).
+    pub profile: Arc<str>,
     pub uid: Option<u32>,
 }
 
@@ -78,7 +79,7 @@ pub(super) struct Origin {
 #[derive(Default)]
 pub(super) struct Entries {
     slots: crate::FastMap<Resource, Arc<Slot>>,
-    per_profile: HashMap<ProfileName, usize>,
+    per_profile: HashMap<Arc<str>, usize>,
     per_user: HashMap<Origin, usize>,
 }
 
