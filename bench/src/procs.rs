@@ -53,12 +53,15 @@ impl Daemon {
         let header = state.join("identity-header");
         std::fs::write(&header, IDENTITY_HEADER)?;
         std::fs::set_permissions(&header, std::fs::Permissions::from_mode(0o600))?;
+        // The scale suite fills up to 100 000 entries of one profile, as one user: the cache
+        // bounds are lifted so it measures the cache, not the refusal.
         let config = format!(
             "[server]\nlisten = [\"{addr}\"]\nstate_dir = \"{}\"\nruntime_dir = \"{}\"\n\n\
              [cloud]\nauthority_host = \"{authority}\"\n\n\
              [logins.bench]\nkind = \"service-principal\"\ntenant = \"{TENANT}\"\n\
              client_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\n\n\
-             [profiles.bench]\nlogin = \"bench\"\n",
+             [profiles.bench]\nlogin = \"bench\"\n\
+             max_cached_resources = 1000000\nmax_cached_resources_per_user = 1000000\n",
             state.display(),
             dir.path().join("run").display(),
         );

@@ -13,6 +13,9 @@
 //! * **Refresh ahead**, driven by the engine's scheduler task, not by client demand
 //!   ([`crate::schedule::refresh_delay`]); only entries demanded within `idle_ttl` (or listed for
 //!   prefetch) keep being refreshed, the rest are evicted.
+//! * **Bounded**: each profile, and each user of it, may make only so many entries (and
+//!   upstream calls) for distinct resources; idle entries make room, else the request is
+//!   refused ([`bound`]).
 //! * **Failures**: exponential backoff with jitter honouring `Retry-After`; during backoff no
 //!   upstream call is made, and a still-valid cached token keeps being served until its expiry.
 //!
@@ -33,6 +36,7 @@ use tokio_util::task::TaskTracker;
 use crate::error::UpstreamError;
 use crate::metrics::{EngineMetrics, ProfileCounters, ProfileMetrics};
 use crate::names::{ProfileName, Resource, TenantId};
+use crate::policy::ResourceAllowList;
 use crate::schedule::{self, backoff_delay, min_servable_remaining, refresh_delay};
 use crate::source::{FetchRequest, TokenSource};
 use crate::token::AccessToken;
@@ -132,8 +136,14 @@ pub struct ProfileBinding {
     pub prefetch: Vec<Resource>,
     /// The cache entries this profile's tokens live in.
     pub key: CacheKey,
+    /// How many entries this profile's requests may create ([`bound`]).
+    pub bounds: CacheBounds,
+    /// The profile's `allowed_resources`: their entries are never counted or evicted for room.
+    pub listed: Option<ResourceAllowList>,
     /// The profile's counters, found once on first use (one atomic load per request after).
     counters: OnceLock<Arc<ProfileCounters>>,
+    /// The name the entries this profile creates count against.
+    budget: Arc<str>,
 }
 
 impl ProfileBinding {
@@ -144,7 +154,31 @@ impl ProfileBinding {
         prefetch: Vec<Resource>,
         key: CacheKey,
     ) -> Self {
-        Self { name, tenant, source, prefetch, key, counters: OnceLock::new() }
+        Self {
+            budget: Arc::from(name.as_str()),
+            name,
+            tenant,
+            source,
+            prefetch,
+            key,
+            bounds: CacheBounds::default(),
+            listed: None,
+            counters: OnceLock::new(),
+        }
+    }
+
+    /// This binding with its cache bounds and `allowed_resources` list.
+    pub fn with_cache(mut self, bounds: CacheBounds, listed: Option<ResourceAllowList>) -> Self {
+        self.bounds = bounds;
+        self.listed = listed;
+        self
+    }
+
+    /// True when `resource`'s entry is exempt from the bounds: listed or prefetched.
+    fn pins(&self, resource: &Resource) -> bool {
+        let normalized = resource.normalized();
+        self.listed.as_ref().is_some_and(|l| l.allows(resource))
+            || self.prefetch.iter().any(|p| p.normalized() == normalized)
     }
 }
 
@@ -156,6 +190,7 @@ impl std::fmt::Debug for ProfileBinding {
             .field("kind", &self.source.kind())
             .field("prefetch", &self.prefetch)
             .field("key", &self.key)
+            .field("bounds", &self.bounds)
             .finish()
     }
 }
@@ -219,6 +254,22 @@ pub enum EngineError {
     /// `retry_after` is likely to be served from its result at once.
     #[error("the token is still being fetched from Entra ID; retry shortly")]
     Pending { retry_after: Duration },
+    /// A new resource would pass the profile's cache bound (`scope`), and no idle entry could
+    /// make room ([`bound`]).
+    #[error("{}", cache_full(profile, *scope, *limit))]
+    CacheFull { profile: String, scope: BoundScope, limit: usize, retry_after: Duration },
+}
+
+fn cache_full(profile: &str, scope: BoundScope, limit: usize) -> String {
+    let (whose, key) = match scope {
+        BoundScope::User => ("this user has", "max_cached_resources_per_user"),
+        BoundScope::Profile => ("its users have", "max_cached_resources"),
+    };
+    format!(
+        "Profile '{profile}' serves at most {limit} distinct resources at a time and {whose} asked for \
+         that many; retry after the unused ones expire, or ask the broker's administrator to list \
+         the resource in profiles.{profile}.allowed_resources or raise {key}"
+    )
 }
 
 /// One cache entry, for `status`.
@@ -269,7 +320,7 @@ pub struct Engine {
 }
 
 type FlightResult = Option<Result<AccessToken, UpstreamError>>;
-type Slots = crate::FastMap<CacheKey, crate::FastMap<Resource, Arc<Slot>>>;
+type Slots = crate::FastMap<CacheKey, Entries>;
 
 /// The bindings of the generation published last: what the refresher keeps warm. The request
 /// path never reads it.
@@ -323,12 +374,19 @@ struct Wake {
 
 struct Slot {
     state: Mutex<SlotState>,
+    /// Who the entry counts against; `None` for entries exempt from the bounds.
+    origin: Option<Origin>,
 }
 
 struct SlotState {
     token: Option<AccessToken>,
     last_demand: Instant,
     prefetch: bool,
+    /// A resource of the `allowed_resources` of the profile that made the entry.
+    pinned: bool,
+    /// Asked for by a requester other than the one it counts against: never evicted to make
+    /// room for that one's own new entries while it holds a token.
+    shared: bool,
     flight: Option<watch::Receiver<FlightResult>>,
     failures: u32,
     /// No upstream attempt before this (backoff).
@@ -374,24 +432,29 @@ impl Engine {
         freshness: &Freshness,
     ) -> Result<Grant, EngineError> {
         let binding = self.binding(profile)?;
-        self.get_token_for(&binding, resource, freshness).await
+        self.get_token_for(&binding, resource, freshness, None).await
     }
 
     /// A token for `resource` as `binding` (a profile of the generation the caller loaded)
     /// gets it: from the cache when fresh enough and acceptable, else from the one upstream
-    /// call for its key.
+    /// call for its key. `uid` is the requester's local user (`None`: not known — client keys,
+    /// remote callers), whose share of the profile's entries a new entry counts against.
     pub async fn get_token_for(
         &self,
         binding: &Arc<ProfileBinding>,
         resource: &Resource,
         freshness: &Freshness,
+        uid: Option<u32>,
     ) -> Result<Grant, EngineError> {
         let counters = self.counters(binding);
-        let slot = self.slot(&binding.key, resource);
+        let slot = self.admit(binding, resource, uid)?;
         let now = Instant::now();
         let (mut rx, started) = {
             let mut st = lock(&slot.state);
             st.last_demand = now;
+            if !st.shared && slot.origin.as_ref().is_some_and(|o| o.uid != uid) {
+                st.shared = true;
+            }
             if let Some(token) = &st.token {
                 let fresh = token.remaining(now) >= min_servable_remaining(token.lifetime());
                 let acceptable = match freshness {
@@ -546,7 +609,7 @@ impl Engine {
         let mut out = Vec::new();
         for (key, by_resource) in slots.iter() {
             let names = live.names_of(key);
-            for (resource, slot) in by_resource {
+            for (resource, slot) in by_resource.iter() {
                 let st = lock(&slot.state);
                 for profile in &names {
                     out.push(EntryStatus {
@@ -619,16 +682,70 @@ impl Engine {
         Err(EngineError::Upstream(err))
     }
 
+    /// The entry of `resource` for a request of `binding` by `uid`: the existing one, or a new
+    /// one within the profile's bounds ([`bound`]).
+    fn admit(
+        &self,
+        binding: &ProfileBinding,
+        resource: &Resource,
+        uid: Option<u32>,
+    ) -> Result<Arc<Slot>, EngineError> {
+        if let Some(slot) = self.existing(&binding.key, resource) {
+            return Ok(slot);
+        }
+        let pinned = binding.pins(resource);
+        let mut slots = write(&self.inner.slots);
+        let entries = slots.entry(binding.key.clone()).or_default();
+        if let Some(slot) = entries.get(resource) {
+            return Ok(slot.clone());
+        }
+        let origin = (!pinned).then(|| Origin { profile: binding.budget.clone(), uid });
+        if let Some(origin) = &origin {
+            match entries.make_room(origin, binding.bounds, Instant::now()) {
+                Ok(evicted) => {
+                    self.inner.stats.evictions.fetch_add(evicted, Ordering::Relaxed);
+                }
+                Err(scope) => {
+                    let limit = match scope {
+                        BoundScope::User => binding.bounds.max_per_user,
+                        BoundScope::Profile => binding.bounds.max_entries,
+                    };
+                    if entries.is_empty() {
+                        slots.remove(&binding.key);
+                    }
+                    return Err(EngineError::CacheFull {
+                        profile: binding.name.to_string(),
+                        scope,
+                        limit,
+                        retry_after: EVICT_IDLE,
+                    });
+                }
+            }
+        }
+        let slot = Arc::new(Slot::new(false, origin));
+        lock(&slot.state).pinned = pinned;
+        entries.insert(resource.clone(), slot.clone());
+        Ok(slot)
+    }
+
+    fn existing(&self, key: &CacheKey, resource: &Resource) -> Option<Arc<Slot>> {
+        read(&self.inner.slots).get(key).and_then(|m| m.get(resource.as_str())).cloned()
+    }
+
+    /// The entry of `resource`, made outside the bounds when missing (prefetch, an operator's
+    /// refresh).
     fn slot(&self, key: &CacheKey, resource: &Resource) -> Arc<Slot> {
-        if let Some(slot) = read(&self.inner.slots).get(key).and_then(|m| m.get(resource.as_str())) {
+        if let Some(slot) = self.existing(key, resource) {
+            return slot;
+        }
+        let mut slots = write(&self.inner.slots);
+        let entries = slots.entry(key.clone()).or_default();
+        if let Some(slot) = entries.get(resource) {
             return slot.clone();
         }
-        write(&self.inner.slots)
-            .entry(key.clone())
-            .or_default()
-            .entry(resource.clone())
-            .or_insert_with(|| Arc::new(Slot::new(false)))
-            .clone()
+        let slot = Arc::new(Slot::new(false, None));
+        entries.insert(resource.clone(), slot.clone());
+        slot
     }
 
     /// Starts the single upstream call for a slot; the caller holds the slot's lock.
@@ -770,12 +887,15 @@ fn grant(binding: &ProfileBinding, token: AccessToken, cache: CacheState) -> Gra
 }
 
 impl Slot {
-    fn new(prefetch: bool) -> Self {
+    fn new(prefetch: bool, origin: Option<Origin>) -> Self {
         Self {
+            origin,
             state: Mutex::new(SlotState {
                 token: None,
                 last_demand: Instant::now(),
                 prefetch,
+                pinned: false,
+                shared: false,
                 flight: None,
                 failures: 0,
                 retry_at: None,
@@ -820,7 +940,11 @@ fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     m.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+pub mod bound;
 pub mod refresh;
+
+pub use bound::{BoundScope, CacheBounds};
+use bound::{EVICT_IDLE, Entries, Origin};
 
 #[cfg(test)]
 mod tests;

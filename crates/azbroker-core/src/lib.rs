@@ -26,8 +26,8 @@ pub use admin_api::{
 };
 pub use engine::refresh::Refreshed;
 pub use engine::{
-    CacheKey, CacheState, DEFAULT_CLIENT_WAIT, Engine, EngineConfig, EngineError, EntryStatus, FETCH_TIMEOUT,
-    Freshness, Grant, PENDING_RETRY_AFTER, ProfileBinding, StatsSnapshot,
+    BoundScope, CacheBounds, CacheKey, CacheState, DEFAULT_CLIENT_WAIT, Engine, EngineConfig, EngineError,
+    EntryStatus, FETCH_TIMEOUT, Freshness, Grant, PENDING_RETRY_AFTER, ProfileBinding, StatsSnapshot,
 };
 pub use error::UpstreamError;
 pub use login::{CallbackParams, Redirect, RedirectListener};

@@ -1,7 +1,8 @@
-//! Rate limit on the policy-denial warning: per (uid, reason), the first [`BURST`] denials of a
-//! [`WINDOW`] are written; the rest are only counted, and the first denial after the window brings
-//! one summary line with that count. A user with no profile who floods the broker thus costs a
-//! few lines per window, not one per request.
+//! Rate limit on denial warnings — token requests refused by policy, and admin-socket requests
+//! refused to their peer: per (uid, reason), the first [`BURST`] denials of a [`WINDOW`] are
+//! written; the rest are only counted, and the first denial after the window brings one summary
+//! line with that count. A user with no profile who floods the broker (or its admin socket) thus
+//! costs a few lines per window, not one per request.
 //!
 //! Memory is bounded: at most [`MAX_KEYS`] (uid, reason) pairs are tracked; when the table is
 //! full, pairs whose window has passed are dropped, and if every pair is still live the newcomer
@@ -39,7 +40,7 @@ pub(crate) fn summarise(uid: Option<u32>, reason: &'static str, suppressed: u64)
         uid,
         reason,
         suppressed,
-        "{suppressed} more token request denials suppressed (same uid and reason, within {}s)",
+        "{suppressed} more denials suppressed (same uid and reason, within {}s)",
         WINDOW.as_secs()
     );
 }
@@ -63,6 +64,20 @@ impl Window {
 }
 
 impl DenialLog {
+    /// Records one denial and says whether to write its warning; writes the summary of the
+    /// window before first, when it suppressed any.
+    pub(crate) fn should_log(&self, uid: Option<u32>, reason: &'static str, now: Instant) -> bool {
+        match self.record(uid, reason, now) {
+            Verdict::Log { suppressed } => {
+                if suppressed > 0 {
+                    summarise(uid, reason, suppressed);
+                }
+                true
+            }
+            Verdict::Suppress => false,
+        }
+    }
+
     /// Records one denial of `uid` for `reason` at `now`. Writes the summary of any pair it
     /// drops to make room.
     pub(crate) fn record(&self, uid: Option<u32>, reason: &'static str, now: Instant) -> Verdict {

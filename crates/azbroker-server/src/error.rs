@@ -1,6 +1,7 @@
 //! Everything that can make a request fail, and the status-code policy shared by all dialects
 //! (DESIGN.md "Status codes", PROTOCOLS.md §1 items 5–8): conditions a client cannot fix by waiting
-//! are 400/401/403, real rate limiting is 429, and only transient upstream trouble is 5xx.
+//! are 400/401/403, real rate limiting (the per-uid rate limit, upstream throttling, a caller's
+//! full share of a profile's cache) is 429, and only transient upstream trouble is 5xx.
 //! `Retry-After` comes with 429 and with the 503 of a caller released after `client_wait` while
 //! its upstream call goes on (clients retry 5xx; the retry is served from that call). Never 404/410, which clients retry for over a minute.
 //!
@@ -72,7 +73,11 @@ impl RequestError {
         match self {
             Self::NotLoopback | Self::Denied(_) | Self::Unavailable(_) => StatusCode::FORBIDDEN,
             Self::Key(k) => k.status(),
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            // A quota of this user (or of the profile's users together): the retry after
+            // `Retry-After` can be served once an idle entry has made room.
+            Self::RateLimited { .. } | Self::Engine(EngineError::CacheFull { .. }) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::Engine(EngineError::Upstream(e)) => upstream_status(e),
             Self::Engine(EngineError::ShuttingDown | EngineError::Pending { .. }) => {
@@ -103,7 +108,7 @@ impl RequestError {
             Self::NotLoopback | Self::Denied(_) | Self::Unavailable(_) => "forbidden",
             Self::Key(k) if k.status() == StatusCode::UNAUTHORIZED => "unauthorized",
             Self::Key(_) => "forbidden",
-            Self::RateLimited { .. } => "throttled",
+            Self::RateLimited { .. } | Self::Engine(EngineError::CacheFull { .. }) => "throttled",
             Self::Unauthorized { .. } => "unauthorized",
             Self::Engine(EngineError::Upstream(UpstreamError::InvalidResource { .. })) => "invalid_resource",
             Self::Engine(EngineError::Upstream(UpstreamError::Throttled { .. })) => "throttled",
@@ -155,9 +160,11 @@ impl RequestError {
             Self::Select(e) => e.to_string().into(),
             Self::Engine(EngineError::Upstream(e)) => upstream_description(e).into(),
             Self::Engine(EngineError::ShuttingDown) => "The broker is shutting down; retry shortly".into(),
-            Self::Engine(e @ (EngineError::UnknownProfile(_) | EngineError::Pending { .. })) => {
-                e.to_string().into()
-            }
+            Self::Engine(
+                e @ (EngineError::UnknownProfile(_)
+                | EngineError::Pending { .. }
+                | EngineError::CacheFull { .. }),
+            ) => e.to_string().into(),
         }
     }
 
@@ -174,9 +181,9 @@ impl RequestError {
                 Some(secs.clamp(1, MAX_RETRY_AFTER_SECS))
             }
             // The upstream call goes on past `client_wait`; its token serves the retry.
-            Self::Engine(EngineError::Pending { retry_after }) => {
-                Some(retry_after.as_secs().clamp(1, MAX_RETRY_AFTER_SECS))
-            }
+            Self::Engine(
+                EngineError::Pending { retry_after } | EngineError::CacheFull { retry_after, .. },
+            ) => Some(retry_after.as_secs().clamp(1, MAX_RETRY_AFTER_SECS)),
             _ => None,
         }
     }
@@ -209,6 +216,7 @@ impl RequestError {
             Self::Engine(EngineError::Upstream(e)) => e.kind(),
             Self::Engine(EngineError::ShuttingDown) => "shutting_down",
             Self::Engine(EngineError::Pending { .. }) => "pending",
+            Self::Engine(EngineError::CacheFull { .. }) => "cache_full",
         }
     }
 }
@@ -259,6 +267,20 @@ mod tests {
         assert_eq!(unavailable.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(unavailable.retry_after_secs(), None);
         assert_eq!(RequestError::MissingMetadata.retry_after_secs(), None);
+    }
+
+    #[test]
+    fn a_full_cache_is_429_with_retry_after_and_names_the_setting() {
+        let full = RequestError::Engine(EngineError::CacheFull {
+            profile: "team".into(),
+            scope: azbroker_core::BoundScope::User,
+            limit: 64,
+            retry_after: Duration::from_secs(60),
+        });
+        assert_eq!(full.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(full.retry_after_secs(), Some(60));
+        assert_eq!((full.code(), full.kind()), ("throttled", "cache_full"));
+        assert!(full.description().contains("max_cached_resources_per_user"));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Abuse by another local user, through the real daemon (issue 11, findings 7, 9, 10, 11): a
 //! user with no profile flooding denials gets a few log lines and a counted summary, not one
 //! line each; `/metrics` on a token listener answers only administrators; case variants of an
-//! allowed resource share one cache entry and one upstream call; the embedded authority of
+//! allowed resource share one cache entry and one upstream call; one user spraying distinct
+//! resources is refused past its share of the profile's cache; the embedded authority of
 //! `--local-authority` serves no one but the daemon; and one user's flood of Arc challenges
 //! neither evicts another user's key nor leaves expired key files on disk.
 //!
@@ -144,6 +145,52 @@ async fn metrics_answer_administrators_only_and_resource_case_variants_share_one
     let metrics = http().get(daemon.url("/metrics")).send().await.unwrap().text().await.unwrap();
     let entries = metrics.lines().filter(|l| l.starts_with("azbroker_token_expiry_seconds{")).count();
     assert_eq!(entries, 1, "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_user_spraying_resources_is_refused_past_its_share_and_another_user_is_served() {
+    let (Some(noisy), Some(other)) = (noisy(), LocalUser::ensure("azb-sec-victim")) else { return };
+    let auth = Authority::start();
+    auth.register_app(CLIENT_ID, CLIENT_SECRET);
+    // Open to every local user, no allowed_resources: only the cache bounds stand in the way
+    // (the profile's own, and the server's per-user share).
+    let profiles = "[profiles.shared]\nlogin = \"app\"\nallowed_users = [\"*\"]\nmax_cached_resources = 8\n";
+    let body = sp_config(&auth.url(), CONTOSO, CLIENT_ID, CLIENT_SECRET, profiles);
+    let server = "default_profile = \"shared\"\n[server.limits]\nmax_cached_resources_per_user = 3\n";
+    let daemon = Daemon::start_with_server(&body, server, &[]).expect("daemon starts");
+    let port = daemon.addr.port();
+    let before = auth.token_requests();
+    let mut answers = Vec::new();
+    for i in 0..20 {
+        let request = get(&format!("{IMDS}&resource=api://junk-{i}"), "Metadata: true\r\n");
+        answers.push(raw_as(&noisy, port, &request, 1, true));
+    }
+    let served = answers.iter().filter(|a| a.starts_with("HTTP/1.1 200")).count();
+    let refused: Vec<&String> = answers.iter().filter(|a| a.starts_with("HTTP/1.1 429")).collect();
+    // Status lines only: a whole answer holds a token.
+    let statuses: Vec<&str> = answers.iter().map(|a| a.lines().next().unwrap_or_default()).collect();
+    assert_eq!((served, refused.len()), (3, 17), "{statuses:#?}");
+    for answer in refused {
+        let lower = answer.to_ascii_lowercase();
+        assert!(lower.contains("\r\nretry-after: 60\r\n"), "{answer}");
+        assert!(
+            answer.contains("\"error\":\"throttled\"") && answer.contains("max_cached_resources_per_user"),
+            "{answer}"
+        );
+    }
+    assert_eq!(auth.token_requests() - before, 3, "refused resources never reach upstream");
+    // The operator hears of it, through the denial limiter: a few lines, not one per refusal.
+    let uid = format!("uid={}", noisy.uid);
+    let log = daemon.log();
+    let warned = log.lines().filter(|l| l.contains("cache bound is reached") && l.contains(&uid)).count();
+    assert!((1..=8).contains(&warned), "17 refusals wrote {warned} warning lines");
+    // What it has is still served; another user's request gets an entry of its own.
+    let again =
+        raw_as(&noisy, port, &get(&format!("{IMDS}&resource=api://junk-0"), "Metadata: true\r\n"), 1, false);
+    assert!(again.starts_with("HTTP/1.1 200"), "{again}");
+    let theirs = raw_as(&other, port, &get(&format!("{IMDS}&resource={ARM}"), "Metadata: true\r\n"), 1, true);
+    assert!(theirs.starts_with("HTTP/1.1 200"), "{theirs}");
+    assert!(theirs.contains("access_token"), "{theirs}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

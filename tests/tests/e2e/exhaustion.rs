@@ -255,7 +255,8 @@ async fn idle_tls_handshakes_from_another_user_do_not_block_service_fabric() {
 
 /// Finding 5: a read-only `admin_group` member holds 80 connections to the admin socket; the
 /// ones over its share are closed, the daemon's user is answered, and the read-only member may
-/// read the status but not list a login's tenants (an upstream call with the login's tokens).
+/// read the status but neither list a login's tenants (an upstream call with the login's
+/// tokens) nor long-poll a sign-in flow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_socket_connections_are_bounded_per_user_and_tenants_needs_an_administrator() {
     let Some(reader) = LocalUser::ensure("azb-sec-admin") else { return };
@@ -275,6 +276,9 @@ async fn admin_socket_connections_are_bounded_per_user_and_tenants_needs_an_admi
     assert_eq!(one_request(&reader, "unix", socket, &get("/v1/status")), "HTTP/1.1 200 OK");
     let tenants = one_request(&reader, "unix", socket, &get("/v1/logins/app/tenants"));
     assert_eq!(tenants, "HTTP/1.1 403 Forbidden");
+    // Nor may it hold a long poll on a sign-in flow.
+    let flow = one_request(&reader, "unix", socket, &get("/v1/logins/app/flows/f1?wait=20"));
+    assert_eq!(flow, "HTTP/1.1 403 Forbidden");
     assert!(daemon.log().contains("refused to a read-only peer"), "the refusal is logged");
 }
 

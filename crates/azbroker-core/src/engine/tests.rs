@@ -389,11 +389,11 @@ async fn a_binding_of_an_older_generation_gets_its_own_tokens() {
     let (engine, _c) = start(EngineConfig::default(), vec![]);
     engine.set_profiles(std::slice::from_ref(&gen1));
     let r = res("api://x");
-    let from_x = engine.get_token_for(&gen1, &r, &Freshness::Cached).await.unwrap();
+    let from_x = engine.get_token_for(&gen1, &r, &Freshness::Cached, None).await.unwrap();
     engine.set_profiles(&arcs(vec![keyed("a", "y", "v1", y.clone())]));
     let from_y = engine.get_token("a", &r).await.unwrap();
     assert_ne!(from_x.token.hash(), from_y.token.hash());
-    let late = engine.get_token_for(&gen1, &r, &Freshness::Cached).await.unwrap();
+    let late = engine.get_token_for(&gen1, &r, &Freshness::Cached, None).await.unwrap();
     assert_ne!(
         late.token.hash(),
         from_y.token.hash(),
@@ -405,7 +405,9 @@ async fn a_binding_of_an_older_generation_gets_its_own_tokens() {
 #[tokio::test(start_paused = true)]
 async fn ten_thousand_entries() {
     let src = FakeSource::new(HOUR, Duration::ZERO);
-    let (engine, _c) = start(EngineConfig::default(), vec![binding("p", src.clone())]);
+    let bounds = CacheBounds { max_entries: 10_000, max_per_user: 10_000 };
+    let (engine, _c) =
+        start(EngineConfig::default(), vec![binding("p", src.clone()).with_cache(bounds, None)]);
     for i in 0..10_000 {
         engine.get_token("p", &res(&format!("api://r{i}"))).await.unwrap();
     }
@@ -424,6 +426,7 @@ async fn abandoned_requests_do_not_cancel_the_fetch() {
     assert_eq!(src.calls(), 1);
 }
 
+mod bound;
 mod observability;
 
 /// A hung upstream holds a caller at most `client_wait`; the single call goes on and its token

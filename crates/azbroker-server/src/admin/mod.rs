@@ -213,6 +213,14 @@ impl AdminState {
     pub fn app(&self) -> &AppState {
         &self.app
     }
+
+    /// Writes the warning of a refused admin request through the token listeners' denial
+    /// limiter, per (uid, reason), so a peer flooding the socket costs a few lines.
+    fn warn_refused(&self, cred: &PeerCred, path: &str, reason: &'static str, what: &str) {
+        if self.app.denial_log().should_log(Some(cred.uid), reason, Instant::now()) {
+            tracing::warn!(uid = cred.uid, gid = cred.gid, path, reason, "{what}");
+        }
+    }
 }
 
 /// The admin routes, every one behind the peer check. Serve it with [`serve_unix`], which
@@ -262,11 +270,8 @@ async fn check_peer(State(state): State<AdminState>, req: Request, next: Next) -
         Some((_, PeerAccess::Read | PeerAccess::SelfService)) if own_corner => next.run(req).await,
         Some((_, PeerAccess::Read)) if is_read_only(&req) => next.run(req).await,
         Some((cred, PeerAccess::SelfService)) => {
-            tracing::warn!(
-                uid = cred.uid,
-                path = req.uri().path(),
-                "admin request beyond self-service refused"
-            );
+            let what = "admin request beyond self-service refused";
+            state.warn_refused(&cred, req.uri().path(), "admin_beyond_self_service", what);
             error(&AdminError::Forbidden(format!(
                 "uid {} may use only its own logins, profiles and workspaces on this daemon (self_service); \
                  this needs the daemon's user, root or admin_group",
@@ -274,19 +279,16 @@ async fn check_peer(State(state): State<AdminState>, req: Request, next: Next) -
             )))
         }
         Some((cred, PeerAccess::Read)) => {
-            tracing::warn!(
-                uid = cred.uid,
-                path = req.uri().path(),
-                "admin change refused to a read-only peer"
-            );
+            let what = "admin change refused to a read-only peer";
+            state.warn_refused(&cred, req.uri().path(), "admin_read_only", what);
             error(&AdminError::Forbidden(format!(
-                "uid {} may only read from this daemon's admin socket (admin_group); changes and \
-                 calls upstream (a login's tenants) need the daemon's user or root",
+                "uid {} may only read from this daemon's admin socket (admin_group); changes, \
+                 sign-in flows and calls upstream (a login's tenants) need the daemon's user or root",
                 cred.uid
             )))
         }
         Some((cred, PeerAccess::None)) => {
-            tracing::warn!(uid = cred.uid, gid = cred.gid, path = req.uri().path(), "admin request refused");
+            state.warn_refused(&cred, req.uri().path(), "admin_not_admitted", "admin request refused");
             let why = if state.policy.self_service() {
                 "it is not in any of [server] self_service_groups"
             } else {
@@ -301,13 +303,13 @@ async fn check_peer(State(state): State<AdminState>, req: Request, next: Next) -
     }
 }
 
-/// What an `admin_group` member may do: `GET`s that only read the daemon's own state. Listing a
-/// login's tenants is a `GET` too, but it calls Azure Resource Manager with the login's tokens
-/// (upstream cost, and the tenants of an account that is not theirs), so it is an
-/// administrator's call.
+/// What an `admin_group` member may do: `GET`s that only read the daemon's own state. The `GET`s
+/// under `/v1/logins/` are not reads of that kind, so they are administrators' calls: listing a
+/// login's tenants calls Azure Resource Manager with the login's tokens (upstream cost, and the
+/// tenants of an account that is not theirs), and watching a sign-in flow holds a long poll on
+/// a flow only an administrator can have started (and follows who signs the daemon in).
 fn is_read_only(req: &Request) -> bool {
-    let path = req.uri().path();
-    req.method() == http::Method::GET && !(path.starts_with("/v1/logins/") && path.ends_with("/tenants"))
+    req.method() == http::Method::GET && !req.uri().path().starts_with("/v1/logins/")
 }
 
 async fn status(State(state): State<AdminState>, caller: Option<Extension<AdminCaller>>) -> Response {

@@ -240,10 +240,34 @@ async fn admin_group_members_read_but_do_not_change() {
     assert!(body["error_description"].as_str().unwrap().contains("may only read"));
     let (status, _) = call(reader.clone(), "POST", "/v1/rotate-secrets").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    // A GET that calls upstream with a login's tokens is not a read.
-    let (status, body) = call(reader, "GET", "/v1/logins/me/tenants").await;
+    // A GET that calls upstream with a login's tokens is not a read, nor is the long poll of a
+    // sign-in flow.
+    let (status, body) = call(reader.clone(), "GET", "/v1/logins/me/tenants").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = call(reader, "GET", "/v1/logins/me/flows/f1?wait=20").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body["error_description"].as_str().unwrap().contains("sign-in flows"), "{body}");
     assert_eq!(*hooks.calls.lock().unwrap(), 0);
+}
+
+#[tokio::test]
+async fn refused_admin_requests_are_logged_through_the_denial_limiter() {
+    let capture = crate::tests::capture::Capture::default();
+    // See `grants_are_audited_by_hash_and_secrets_never_logged` for why a second dispatcher.
+    let _second = tracing::Dispatch::new(crate::tests::capture::Capture::default());
+    let _guard = tracing::subscriber::set_default(capture.clone());
+    let info = DaemonInfo { version: "1".into(), pid: 1, listeners: vec![] };
+    let state =
+        AdminState::new(state(), Arc::new(Hooks::default()), info, PeerPolicy::new(vec![1000], vec![3000]));
+    let reader = admin_router(state).layer(MockConnectInfo(PeerCred { uid: 1500, gid: 3000, pid: None }));
+    for _ in 0..50 {
+        let (status, _) = call(reader.clone(), "POST", "/v1/reload").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    let lines = capture.lines.lock().unwrap().clone();
+    let refused =
+        lines.iter().filter(|l| l.contains("admin change refused") && l.contains("uid=1500")).count();
+    assert_eq!(refused, crate::denial_log::BURST as usize, "50 refusals of one uid: {lines:#?}");
 }
 
 #[tokio::test]

@@ -16,13 +16,14 @@ use std::time::Instant;
 use axum::extract::Request;
 use axum::response::Response;
 use azbroker_core::keys::KeyEntry;
-use azbroker_core::{CacheState, Freshness, Grant, ProfileName, Resource, TenantCandidate, TenantMatch};
+use azbroker_core::{
+    CacheState, EngineError, Freshness, Grant, ProfileName, Resource, TenantCandidate, TenantMatch,
+};
 use http::header::{FORWARDED, RETRY_AFTER};
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::authorize::{authorize, requester};
-use crate::denial_log::{self, Verdict};
 use crate::error::RequestError;
 use crate::keys;
 use crate::query::QueryParams;
@@ -188,24 +189,29 @@ fn respond<D: Dialect>(
             response
         }
         Err(failed) => {
-            if let RequestError::Denied(denial) = &failed.error
-                && let Verdict::Log { suppressed } = ctx.app.denial_log().record(uid, denial.kind(), started)
-            {
-                if suppressed > 0 {
-                    denial_log::summarise(uid, denial.kind(), suppressed);
+            // Refusals an operator should hear of, each kind through the denial limiter.
+            let refused = match &failed.error {
+                RequestError::Denied(denial) => Some((denial.kind(), "token request denied by policy")),
+                RequestError::Engine(EngineError::CacheFull { .. }) => {
+                    Some(("cache_full", "token request refused: the profile's cache bound is reached"))
                 }
+                _ => None,
+            };
+            if let Some((reason, what)) = refused
+                && ctx.app.denial_log().should_log(uid, reason, started)
+            {
                 tracing::warn!(
                     uid,
                     key = key_name,
                     profile = failed.profile.as_ref().map(ProfileName::as_str),
                     dialect = D::NAME,
                     resource = failed.resource.as_ref().map(Resource::as_str),
-                    reason = denial.kind(),
-                    "token request denied by policy"
+                    reason,
+                    "{what}"
                 );
             }
             let response = D::error(&failed.error);
-            if !matches!(failed.error, RequestError::Engine(_)) {
+            if refused.is_some() || !matches!(failed.error, RequestError::Engine(_)) {
                 ctx.app.metrics().denial(failed.error.kind());
             }
             let log = RequestLog {
@@ -385,20 +391,22 @@ async fn fetch<D: Dialect>(
     profile: &ProfileName,
     request: &TokenRequest<'_>,
 ) -> Result<Grant, RequestError> {
+    let caller = crate::conn::caller(&parts.extensions);
     match keys::of(parts) {
         Some(key) => keys::authorize(rt, key, profile, &request.resource)?,
         None => {
             let link_local = ctx.kind == ListenerKind::LinkLocal;
-            let caller = crate::conn::caller(&parts.extensions);
             let who = requester(caller.as_ref(), &parts.extensions, link_local, D::SECRET);
             authorize(&ctx.app, rt, profile, who, &request.resource).await?;
         }
     }
     let binding = rt.binding(profile)?;
     // Case variants of one resource share one entry and one upstream call; the answer still
-    // echoes the client's own string.
+    // echoes the client's own string. A new entry counts against the caller's share of the
+    // profile's cache (callers without a local uid share one).
     let resource = request.resource.cache_form();
-    let grant = ctx.app.engine().get_token_for(binding, &resource, &request.freshness).await?;
+    let uid = caller.map(|c| c.uid);
+    let grant = ctx.app.engine().get_token_for(binding, &resource, &request.freshness, uid).await?;
     if D::LEARNS_TENANTS {
         rt.remember_tid(profile, &grant);
     }

@@ -105,6 +105,16 @@ async fn upstream_errors_keep_the_app_service_shape() {
 }
 
 #[tokio::test]
+async fn a_full_cache_keeps_the_app_service_shape() {
+    let app = app(one_resource_state());
+    assert_eq!(send(&app, app_service(Q)).await.status, StatusCode::OK);
+    let r = send(&app, app_service("api-version=2019-08-01&resource=api://another")).await;
+    assert_error_shape(&r, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.str("message").contains("max_cached_resources_per_user"), "{}", r.json);
+    assert_eq!(r.headers[http::header::RETRY_AFTER], "60");
+}
+
+#[tokio::test]
 async fn paths_are_lenient_and_take_a_profile_prefix() {
     let app = app(state());
     for path in ["/MSI/token", "/msi/token/", "/MSI/TOKEN/", "/p/fabrikam/MSI/token/"] {

@@ -12,8 +12,8 @@ use super::*;
 
 /// Records every event as `target field=value ...`.
 #[derive(Clone, Default)]
-struct Capture {
-    lines: Arc<Mutex<Vec<String>>>,
+pub(crate) struct Capture {
+    pub(crate) lines: Arc<Mutex<Vec<String>>>,
 }
 
 struct Line(String);

@@ -58,6 +58,16 @@ async fn errors_keep_the_cloud_shell_shape() {
 }
 
 #[tokio::test]
+async fn a_full_cache_keeps_the_cloud_shell_shape() {
+    let app = app(one_resource_state());
+    assert_eq!(send_body(&app, post(), "resource=api://one").await.status, StatusCode::OK);
+    let r = send_body(&app, post(), "resource=api://another").await;
+    assert_error_shape(&r, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.json["error"]["message"].as_str().unwrap().contains("max_cached_resources_per_user"));
+    assert_eq!(r.headers[http::header::RETRY_AFTER], "60");
+}
+
+#[tokio::test]
 async fn prefix_and_selectors_choose_the_profile() {
     let app = app(state());
     let req =

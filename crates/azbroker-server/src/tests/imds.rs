@@ -206,6 +206,18 @@ async fn throttling_is_429_with_integer_retry_after() {
 }
 
 #[tokio::test]
+async fn a_full_cache_is_429_throttled_with_retry_after() {
+    let app = app(one_resource_state());
+    assert_eq!(send(&app, imds(Q)).await.status, StatusCode::OK);
+    let r = send(&app, imds("api-version=2018-02-01&resource=api://another")).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.keys(), ["error", "error_description"]);
+    assert_eq!(r.str("error"), "throttled");
+    assert!(r.str("error_description").contains("max_cached_resources_per_user"), "{}", r.json);
+    assert_eq!(r.headers[http::header::RETRY_AFTER], "60");
+}
+
+#[tokio::test]
 async fn transient_upstream_failure_is_500_unknown() {
     let r = send(&app(state()), imds(&format!("{Q}&client_id=down"))).await;
     assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);

@@ -8,7 +8,7 @@
 mod app_service;
 mod arc;
 mod azure_ml;
-mod capture;
+pub(crate) mod capture;
 mod cloud_shell;
 mod conn;
 mod fuzz;
@@ -31,8 +31,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
 use azbroker_core::{
-    AccessPolicy, AccessToken, BoxFuture, CacheKey, Directory, Engine, EngineConfig, FetchRequest,
-    ProfileBinding, ProfileName, ProfileSelectors, Secret, TenantId, TokenSource, UpstreamError,
+    AccessPolicy, AccessToken, BoxFuture, CacheBounds, CacheKey, Directory, Engine, EngineConfig,
+    FetchRequest, ProfileBinding, ProfileName, ProfileSelectors, Secret, TenantId, TokenSource,
+    UpstreamError,
 };
 use http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::BodyExt;
@@ -199,6 +200,19 @@ impl Reconfigure for AppState {
 
 pub(crate) fn state() -> AppState {
     state_with(directory("contoso", false))
+}
+
+/// [`state`] with a default profile (contoso) that caches one resource per user, for the 429 of
+/// a full cache in each dialect's shape.
+pub(crate) fn one_resource_state() -> AppState {
+    let st = state();
+    st.reconfigure(|s| {
+        for b in s.bindings.iter_mut().filter(|b| b.name.as_str() == "contoso") {
+            let bounds = CacheBounds { max_entries: 8, max_per_user: 1 };
+            *b = Arc::new(binding("contoso", Some(CONTOSO_CLIENT_ID), None).with_cache(bounds, None));
+        }
+    });
+    st
 }
 
 pub(crate) const LOOPBACK_PEER: ([u8; 4], u16) = ([127, 0, 0, 1], 40_000);

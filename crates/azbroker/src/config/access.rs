@@ -1,7 +1,8 @@
 //! The access-control and hardening keys of the config file: per-profile `allowed_users`,
 //! `allowed_groups`, `allowed_resources`; `[users.NAME] default_profile`; and in `[server]`
 //! `allow_non_loopback`, `admin_group`, `rotate_grace`, `[server.limits]` and
-//! `[server.rate_limit]`.
+//! `[server.rate_limit]`; the cache bounds (`max_cached_resources`,
+//! `max_cached_resources_per_user`) in `[server.limits]` and per profile.
 //!
 //! Parsing only: user and group *names* stay names here (a config is valid on any machine);
 //! `crate::daemon::access` resolves them against this system's user database when the daemon applies
@@ -10,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use azbroker_core::{ProfileName, Resource};
+use azbroker_core::{CacheBounds, ProfileName, Resource};
 use azbroker_server::{Limits, RateLimit};
 
 use super::reader::{Problems, Section};
@@ -40,12 +41,24 @@ pub struct ProfileAccessConfig {
     /// `allow_remote_callers`: serve callers that are not local users (other hosts, other network
     /// namespaces) when they present the dialect's secret. Needs `server.allow_non_loopback`.
     pub remote: bool,
+    /// `max_cached_resources`, overriding `[server.limits]`'s.
+    pub max_cached: Option<usize>,
+    /// `max_cached_resources_per_user`, overriding `[server.limits]`'s.
+    pub max_cached_per_user: Option<usize>,
 }
 
 impl ProfileAccessConfig {
     /// True when neither `allowed_users` nor `allowed_groups` is set.
     pub fn no_user_list(&self) -> bool {
         self.users.is_none() && self.groups.is_none()
+    }
+
+    /// The profile's cache bounds: its own keys, else the server's (`defaults`).
+    pub fn cache_bounds(&self, defaults: CacheBounds) -> CacheBounds {
+        CacheBounds {
+            max_entries: self.max_cached.unwrap_or(defaults.max_entries),
+            max_per_user: self.max_cached_per_user.unwrap_or(defaults.max_per_user),
+        }
     }
 }
 
@@ -57,6 +70,9 @@ pub struct Hardening {
     pub rotate_grace: Duration,
     pub limits: Limits,
     pub rate_limit: Option<RateLimit>,
+    /// `[server.limits] max_cached_resources` and `max_cached_resources_per_user`: every
+    /// profile's unless it sets its own.
+    pub cache: CacheBounds,
 }
 
 impl Default for Hardening {
@@ -67,6 +83,7 @@ impl Default for Hardening {
             rotate_grace: Duration::from_secs(300),
             limits: Limits::default(),
             rate_limit: None,
+            cache: CacheBounds::default(),
         }
     }
 }
@@ -83,10 +100,18 @@ pub const LIMIT_KEYS: &[&str] = &[
     "handshake_timeout",
     "request_timeout",
     "max_body_bytes",
+    "max_cached_resources",
+    "max_cached_resources_per_user",
 ];
 /// The profile keys this module owns.
-pub const PROFILE_KEYS: &[&str] =
-    &["allowed_users", "allowed_groups", "allowed_resources", "allow_remote_callers"];
+pub const PROFILE_KEYS: &[&str] = &[
+    "allowed_users",
+    "allowed_groups",
+    "allowed_resources",
+    "allow_remote_callers",
+    "max_cached_resources",
+    "max_cached_resources_per_user",
+];
 
 pub fn hardening(s: &Section<'_>, p: &mut Problems) -> Hardening {
     let mut h = Hardening {
@@ -107,6 +132,12 @@ pub fn hardening(s: &Section<'_>, p: &mut Problems) -> Hardening {
         }
         if let Some(n) = positive(&l, "max_body_bytes", p) {
             h.limits.max_body_bytes = n;
+        }
+        if let Some(n) = positive(&l, "max_cached_resources", p) {
+            h.cache.max_entries = n;
+        }
+        if let Some(n) = positive(&l, "max_cached_resources_per_user", p) {
+            h.cache.max_per_user = n;
         }
         if let Some(d) = l.parsed("header_timeout", p, super::duration) {
             h.limits.header_read_timeout = d;
@@ -170,7 +201,9 @@ pub fn profile_access(s: &Section<'_>, p: &mut Problems) -> ProfileAccessConfig 
     let resources =
         s.contains("allowed_resources").then(|| s.parsed_list("allowed_resources", p, Resource::parse));
     let remote = s.bool("allow_remote_callers", p).unwrap_or(false);
-    ProfileAccessConfig { users, groups, resources, remote }
+    let max_cached = positive(s, "max_cached_resources", p);
+    let max_cached_per_user = positive(s, "max_cached_resources_per_user", p);
+    ProfileAccessConfig { users, groups, resources, remote, max_cached, max_cached_per_user }
 }
 
 pub(super) fn group_ref(raw: &str) -> GroupRef {

@@ -196,6 +196,8 @@ body_timeout = "3s"
 handshake_timeout = "2s"
 request_timeout = "30s"
 max_body_bytes = 4096
+max_cached_resources = 100
+max_cached_resources_per_user = 20
 [server.rate_limit]
 per_second = 5
 burst = 10
@@ -211,6 +213,7 @@ login = "app"
 allowed_users = ["alice", 1001, "1002", "*"]
 allowed_groups = ["ml-users", 2000]
 allowed_resources = ["https://management.azure.com/"]
+max_cached_resources_per_user = 5
 
 [users.alice]
 default_profile = "team"
@@ -238,6 +241,11 @@ fn access_and_hardening_keys_parse() {
     assert_eq!(h.rate_limit, Some(azbroker_server::RateLimit { per_second: 5.0, burst: 10 }));
     assert!(!h.allow_non_loopback);
     assert!(Config::parse("", None).unwrap().server.hardening.rate_limit.is_none(), "off by default");
+    // The cache bounds: the server's, with the profile's own override.
+    assert_eq!(h.cache, azbroker_core::CacheBounds { max_entries: 100, max_per_user: 20 });
+    assert_eq!(team.cache_bounds(h.cache), azbroker_core::CacheBounds { max_entries: 100, max_per_user: 5 });
+    let defaults = Config::parse("", None).unwrap().server.hardening.cache;
+    assert_eq!((defaults.max_entries, defaults.max_per_user), (256, 64));
 }
 
 #[test]
@@ -249,6 +257,7 @@ listen = ["0.0.0.0:50342"]
 per_second = 0
 [server.limits]
 max_connections = 0
+max_cached_resources = 0
 [logins.app]
 kind = "service-principal"
 tenant = "t.example"
@@ -258,6 +267,7 @@ client_secret = "s"
 login = "app"
 allowed_users = [-1, "", true]
 allowed_resources = ["a b"]
+max_cached_resources_per_user = -3
 [users.bob]
 default_profile = "nope"
 "#;
@@ -266,6 +276,8 @@ default_profile = "nope"
         "server.listen[0]: '0.0.0.0:50342': not a loopback address",
         "server.rate_limit.per_second: must be greater than 0",
         "server.limits.max_connections: must be greater than 0",
+        "server.limits.max_cached_resources: must be greater than 0",
+        "profiles.team.max_cached_resources_per_user: must be greater than 0",
         "profiles.team.allowed_users[0]",
         "profiles.team.allowed_users[1]: must not be empty",
         "profiles.team.allowed_users[2]",

@@ -183,13 +183,8 @@ impl Personal {
             for (short, workspace, tenant) in profiles {
                 let profile = profile_name(*uid, workspace);
                 let key = CacheKey::new(&login, FINGERPRINT, &tenant);
-                spec.bindings.push(Arc::new(ProfileBinding::new(
-                    profile.clone(),
-                    tenant,
-                    source.clone(),
-                    Vec::new(),
-                    key,
-                )));
+                let binding = ProfileBinding::new(profile.clone(), tenant, source.clone(), Vec::new(), key);
+                spec.bindings.push(Arc::new(binding.with_cache(config.server.hardening.cache, None)));
                 rules.push((
                     profile.clone(),
                     ProfileAccess { users: Users::uids([*uid]), resources: None, remote: false },
