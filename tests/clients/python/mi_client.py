@@ -5,7 +5,7 @@ Used by azbroker's end-to-end tests: the test starts the daemon, puts exactly wh
 `azbroker env` prints into this process's environment, and runs
 
     mi_client.py --client NAME --resource RESOURCE [--client-id ID] [--timeout SECONDS]
-                 [--allow-non-loopback]
+                 [--allow-non-loopback] [--claims-challenge JSON]
 
 Configuration comes only from the environment (IDENTITY_ENDPOINT/IDENTITY_HEADER,
 MSI_ENDPOINT/MSI_SECRET, AZURE_POD_IDENTITY_AUTHORITY_HOST, ...) and these flags; the
@@ -19,6 +19,12 @@ address because no endpoint variable is set, unless --allow-non-loopback is give
 and never the token itself (only a short SHA-256 prefix, "token_sha256", so a test can
 match it against what the authority minted). Claims are read from the JWT payload
 without verifying the signature.
+
+With --claims-challenge (msal-mi only) the client declares the capability "cp1", gets a
+token, then asks again with claims_challenge=JSON, the path MSAL Python takes after a
+resource rejected its token with a claims challenge (token revocation). The line then
+describes the second token and adds the first's "first_sha256" and "first_tid";
+"token_source" says where MSAL took each from ("first_token_source" for the first).
 """
 
 import argparse
@@ -252,23 +258,42 @@ def run_msal_mi(args):
         identity = msal.UserAssignedManagedIdentity(client_id=args.client_id)
     else:
         identity = msal.SystemAssignedManagedIdentity()
-    # Same construction as az CLI's `az login --identity` (a plain requests.Session, no retry).
-    app = msal.ManagedIdentityClient(identity, http_client=timeout_session())
-    result = app.acquire_token_for_client(resource=args.resource)
-    if not isinstance(result, dict) or not result.get("access_token"):
-        if isinstance(result, dict):
-            err = result.get("error") or "error"
-            desc = result.get("error_description") or json.dumps(
-                {k: v for k, v in result.items() if k != "access_token"}
-            )
-        else:
-            err, desc = "NoResult", repr(result)
-        fail(args.client, f"{err}: {desc}")
-    expires_on = int(time.time()) + int(result.get("expires_in", 0))
+    # Same construction as az CLI's `az login --identity` (a plain requests.Session, no retry);
+    # a client that handles claims challenges says so with the capability "cp1" (xms_cc).
+    capabilities = ["cp1"] if args.claims_challenge else None
+    app = msal.ManagedIdentityClient(
+        identity, http_client=timeout_session(), client_capabilities=capabilities
+    )
+    result = msal_token(args, app.acquire_token_for_client(resource=args.resource))
     extra = {}
+    if args.claims_challenge:
+        first = result
+        result = msal_token(
+            args,
+            app.acquire_token_for_client(resource=args.resource, claims_challenge=args.claims_challenge),
+            "with claims challenge",
+        )
+        extra["first_sha256"] = hashlib.sha256(first["access_token"].encode("utf-8")).hexdigest()[:16]
+        extra["first_tid"] = jwt_claims(first["access_token"]).get("tid")
+        extra["first_token_source"] = first.get("token_source")
+    expires_on = int(time.time()) + int(result.get("expires_in", 0))
     if "token_source" in result:
         extra["token_source"] = result["token_source"]
     success(args.client, result["access_token"], expires_on, **extra)
+
+
+def msal_token(args, result, when=""):
+    """MSAL's result dict when it holds a token; otherwise the run fails with its error."""
+    if isinstance(result, dict) and result.get("access_token"):
+        return result
+    if isinstance(result, dict):
+        err = result.get("error") or "error"
+        desc = result.get("error_description") or json.dumps(
+            {k: v for k, v in result.items() if k != "access_token"}
+        )
+    else:
+        err, desc = "NoResult", repr(result)
+    fail(args.client, f"{err}{f' ({when})' if when else ''}: {desc}")
 
 
 def run_azureml_msi(args):
@@ -314,7 +339,20 @@ def main():
         action="store_true",
         help="allow endpoints off 127.0.0.0/8 (e.g. the broker's opt-in 169.254.169.254 listener)",
     )
+    parser.add_argument(
+        "--claims-challenge",
+        default=None,
+        metavar="JSON",
+        help="msal-mi: get a token, then ask again with this claims challenge (token revocation)",
+    )
     args = parser.parse_args()
+    if args.claims_challenge is not None:
+        if args.client != "msal-mi":
+            parser.error("--claims-challenge is for msal-mi")
+        try:
+            json.loads(args.claims_challenge)
+        except ValueError as exc:
+            parser.error(f"--claims-challenge is not JSON: {exc}")
 
     reason = None if args.allow_non_loopback else non_loopback_reason(args.client)
     if reason:

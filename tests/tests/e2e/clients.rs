@@ -49,7 +49,7 @@ pub fn clients(arm: (&str, &std::path::Path)) -> Vec<Client> {
             need.display()
         );
     }
-    let py = root.join("python/mi_client.py").display().to_string();
+    let py = python_judge();
     let js = root.join("node/mi_client.mjs").display().to_string();
     let script = |s: &str, name: &str| vec![s.to_owned(), "--client".to_owned(), name.to_owned()];
     let java_cp = format!("{}:{}/*", java_classes.display(), java_lib.display());
@@ -123,7 +123,7 @@ pub fn clients(arm: (&str, &std::path::Path)) -> Vec<Client> {
             label: "Azure CLI `az login --identity` (+ `az account get-access-token`)",
             program: azcli,
             args: vec![
-                root.join("python/az_login.py").display().to_string(),
+                repo_root().join("tests/clients/python/az_login.py").display().to_string(),
                 "--arm".to_owned(),
                 arm.0.to_owned(),
                 "--ca-file".to_owned(),
@@ -167,6 +167,14 @@ pub fn clients(arm: (&str, &std::path::Path)) -> Vec<Client> {
             args: java("java-msal-mi"),
         },
     ]
+}
+
+/// The Python judge script of this checkout. Only the installed SDKs (virtualenvs, Node
+/// modules, builds) come from [`azbroker_tests::clients_dir`], which `AZBROKER_TEST_CLIENTS` may
+/// point at another checkout's installation; the scripts they run are the ones under test. (The
+/// Node script stays beside its `node_modules`, from which Node resolves its imports.)
+fn python_judge() -> String {
+    repo_root().join("tests/clients/python/mi_client.py").display().to_string()
 }
 
 /// Columns: (id, heading). `imds-link-local` runs in a network namespace (see `link_local`).
@@ -249,6 +257,8 @@ pub const SOURCE_ROWS: &[(&str, &str, [Outcome; 7])] = &[(
     ],
 )];
 
+const ARM: &str = "https://management.azure.com/";
+
 /// Scrubbed so that only the exported variables steer a client.
 const SCRUB: &[&str] = &[
     "IDENTITY_ENDPOINT",
@@ -305,14 +315,21 @@ fn served_by(dialect: &str) -> &'static [&'static str] {
     }
 }
 
+/// The audit lines so far granting a fabrikam token, in order.
+fn fabrikam_audit(daemon: &Daemon) -> Vec<Value> {
+    daemon
+        .log()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|v| v["target"] == "azbroker::audit" && v["profile"] == "fabrikam")
+        .collect()
+}
+
 /// Audit lines so far granting a fabrikam token, counted by dialect.
 fn grants(daemon: &Daemon) -> std::collections::BTreeMap<String, usize> {
     let mut out = std::collections::BTreeMap::new();
-    for line in daemon.log().lines() {
-        let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
-        if v["target"] == "azbroker::audit" && v["profile"] == "fabrikam" {
-            *out.entry(v["dialect"].as_str().unwrap_or("").to_owned()).or_insert(0) += 1;
-        }
+    for v in fabrikam_audit(daemon) {
+        *out.entry(v["dialect"].as_str().unwrap_or("").to_owned()).or_insert(0) += 1;
     }
     out
 }
@@ -326,9 +343,9 @@ pub fn judge(result: &Value, tenant: &str) -> Outcome {
     }
 }
 
-fn host_command(client: &Client, vars: &[(String, String)]) -> Command {
+fn host_command(client: &Client, vars: &[(String, String)], resource: &str) -> Command {
     let mut cmd = Command::new(&client.program);
-    cmd.args(&client.args).args(["--resource", "https://management.azure.com/"]);
+    cmd.args(&client.args).args(["--resource", resource]);
     for v in SCRUB {
         cmd.env_remove(v);
     }
@@ -361,7 +378,7 @@ fn compatibility_matrix() {
                     let vars = &vars;
                     s.spawn(move || match support(c.id, dialect) {
                         Some(why) => (c.id, Outcome::Unsupported(why)),
-                        None => (c.id, judge(&run(host_command(c, vars), c.id), FABRIKAM)),
+                        None => (c.id, judge(&run(host_command(c, vars, ARM), c.id), FABRIKAM)),
                     })
                 })
                 .collect();
@@ -431,5 +448,92 @@ fn the_java_trust_store_keeps_the_system_roots() {
         let without = probe(None, url);
         assert_eq!(without["ok"], false, "{url} is trusted even without the store: {without}");
         assert!(without["error"].as_str().unwrap().contains("PKIX"), "{without}");
+    }
+}
+
+/// A claims challenge as a resource sends it with its 401 (decoded): the token was revoked
+/// (continuous access evaluation), issue one not before this time.
+const CLAIMS_CHALLENGE: &str = r#"{"access_token":{"nbf":{"essential":true,"value":"1700000000"}}}"#;
+
+/// Token revocation through the real clients' own paths. Each client gets a token, then meets a
+/// claims challenge and asks again (MSAL Python `acquire_token_for_client(claims_challenge=)`
+/// with the capability `cp1`, MSAL Go `AcquireToken(WithClaims(..))`), with only what
+/// `env --profile fabrikam` prints. A second token fresh from Entra ID is what the daemon gives
+/// a request naming the rejected token (`token_sha256_to_refresh`); a client that names none
+/// gets the cached token again, so each case asserts exactly which one it got, that both
+/// acquisitions reached the daemon (audit lines), how many upstream calls were made, and the
+/// tenant. Only MSAL Python on Service Fabric names the token (managed_identity.py
+/// `_obtain_token_on_service_fabric`); its App Service path (`_obtain_token_on_app_service`) and
+/// MSAL Go (apps/managedidentity `WithClaims` only skips its own cache;
+/// `createServiceFabricAuthRequest` and `createAppServiceAuthRequest` send no hash) do not, so
+/// for them the daemon serves the cached token, as a real platform would.
+#[test]
+fn a_claims_challenge_gets_a_fresh_token_when_the_client_names_the_rejected_one() {
+    let (auth, daemon) = two_tenants_with("", &["--log-format", "json"]);
+    let root = azbroker_tests::clients_dir();
+    let python = Client {
+        id: "msal-mi",
+        label: "MSAL Python",
+        program: root.join(".venv/bin/python"),
+        args: [python_judge().as_str(), "--client", "msal-mi", "--claims-challenge", CLAIMS_CHALLENGE]
+            .map(str::to_owned)
+            .to_vec(),
+    };
+    let go = Client {
+        id: "go-msal-mi",
+        label: "MSAL Go",
+        program: root.join("go/bin/go-mi-client"),
+        args: ["--client", "go-msal-mi", "--claims", CLAIMS_CHALLENGE].map(str::to_owned).to_vec(),
+    };
+    for client in [&python, &go] {
+        assert!(
+            client.program.exists(),
+            "{} missing: run tests/clients/install.sh",
+            client.program.display()
+        );
+    }
+    // (client, dialect, resource, whether the second token is a fresh one): a resource per case,
+    // so each starts from an empty cache.
+    let cases = [
+        (&python, "service-fabric", "https://management.azure.com/", true),
+        (&python, "app-service", "https://vault.azure.net/", false),
+        (&go, "service-fabric", "https://storage.azure.com/", false),
+        (&go, "app-service", "https://graph.microsoft.com/", false),
+    ];
+    let fabrikam = tenant_guid(FABRIKAM);
+    for (client, dialect, resource, fresh) in cases {
+        let vars = daemon.env(&["--profile", "fabrikam", "--dialect", dialect]).unwrap();
+        let seen = fabrikam_audit(&daemon).len();
+        let out = run(host_command(client, &vars, resource), client.id);
+        let case = format!("{} over {dialect}: {out}", client.id);
+        assert_eq!(out["ok"], true, "{case}\ndaemon log:\n{}", daemon.log());
+        assert_eq!(out["tid"], fabrikam.as_str(), "{case}");
+        let (first, second) = (out["first_sha256"].as_str().unwrap(), out["token_sha256"].as_str().unwrap());
+        let upstream = auth.requests_for(FABRIKAM, "client_credentials", &format!("{resource}/.default"));
+        // Both acquisitions reached the daemon, and the dialect under test answered them.
+        let audit = &fabrikam_audit(&daemon)[seen..];
+        let granted: Vec<(&str, &str, &str)> = audit
+            .iter()
+            .map(|v| {
+                let field = |k: &str| v[k].as_str().unwrap_or("");
+                (field("dialect"), field("token_hash"), field("cache"))
+            })
+            .collect();
+        let served = served_by(dialect)[0];
+        if fresh {
+            assert_ne!(first, second, "{case}: the revoked token again");
+            assert_eq!(upstream, 2, "{case}: one fresh upstream token");
+            assert_eq!(granted, [(served, &first[..8], "miss"), (served, &second[..8], "miss")], "{case}");
+        } else {
+            assert_eq!(first, second, "{case}: this client names no token, so the cached one is right");
+            assert_eq!(upstream, 1, "{case}: no upstream call for the second token");
+            assert_eq!(granted, [(served, &first[..8], "miss"), (served, &first[..8], "hit")], "{case}");
+        }
+        if client.id == "msal-mi" {
+            // MSAL asked the daemon both times (its own cache would answer "cache").
+            assert_eq!(out["first_tid"], fabrikam.as_str(), "{case}");
+            assert_eq!(out["first_token_source"], "identity_provider", "{case}");
+            assert_eq!(out["token_source"], "identity_provider", "{case}");
+        }
     }
 }

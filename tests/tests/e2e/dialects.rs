@@ -1,7 +1,7 @@
 //! The dialects beyond App Service and IMDS over real sockets, where the SDK judges cannot look:
 //! Arc key files in the real `/var/opt/azcmagent/tokens` (permissions, single use, cleanup),
 //! the Service Fabric certificate (the thumbprint is the served certificate's; it survives
-//! restarts; `token_sha256_to_refresh`), the native API's per-request tenant, IMDS v2 discovery,
+//! restarts; `token_sha256_to_refresh`, on App Service too), the native API's per-request tenant, IMDS v2 discovery,
 //! and the new runtime secrets kept out of the logs.
 
 use std::os::unix::fs::MetadataExt;
@@ -108,10 +108,11 @@ async fn service_fabric_certificate_is_pinned_kept_and_refresh_forces_a_new_toke
     assert!(first["expires_on"].is_u64());
     let scope = "https://management.azure.com//.default";
     assert_eq!(auth.requests_for(FABRIKAM, "client_credentials", scope), 1);
-    assert_eq!(get(String::new()).await["access_token"], token.as_str(), "cached");
+    // Tokens are compared with `assert!`, so that a failure does not print them.
+    assert!(get(String::new()).await["access_token"] == token.as_str(), "cached");
     let hash = sha256_hex(token.as_bytes());
     let fresh = get(format!("&token_sha256_to_refresh={hash}")).await;
-    assert_ne!(fresh["access_token"], token.as_str());
+    assert!(fresh["access_token"] != token.as_str(), "the revoked token again");
     assert_eq!(auth.requests_for(FABRIKAM, "client_credentials", scope), 2, "one fresh upstream token");
     // Plain HTTP on the same path is App Service, not Service Fabric.
     let r = http()
@@ -128,6 +129,38 @@ async fn service_fabric_certificate_is_pinned_kept_and_refresh_forces_a_new_toke
         thumbprint,
         "the certificate survives restarts"
     );
+}
+
+/// App Service honours token revocation over real sockets as Service Fabric does (of the real
+/// clients, only .NET's send the hash there, see the README's "Token revocation with real
+/// clients"): naming the cached token, with `xms_cc`, gets a fresh one from the profile's tenant,
+/// which is then the cached one; naming any other token gets the cached one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_service_revocation_fetches_a_fresh_token_for_the_named_one() {
+    let (auth, daemon) = two_tenants("");
+    let vars = daemon.env(&["--dialect", "app-service", "--profile", "fabrikam"]).unwrap();
+    let (endpoint, header) = (env_value(&vars, "IDENTITY_ENDPOINT"), env_value(&vars, "IDENTITY_HEADER"));
+    let get = |extra: String| {
+        let url = format!("{endpoint}?api-version=2019-08-01&resource={ARM}{extra}");
+        let header = header.clone();
+        async move {
+            let r = http().get(url).header("X-IDENTITY-HEADER", header).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
+        }
+    };
+    let refresh =
+        |token: &str| format!("&token_sha256_to_refresh={}&xms_cc=cp1", sha256_hex(token.as_bytes()));
+    let scope = "https://management.azure.com//.default";
+    // Tokens are compared with `assert!`, so that a failure does not print them.
+    let first = get(String::new()).await;
+    assert!(get(refresh("some other token")).await == first, "another token named: the cached one");
+    assert_eq!(auth.requests_for(FABRIKAM, "client_credentials", scope), 1);
+    let fresh = get(refresh(&first)).await;
+    assert!(fresh != first, "the revoked token again");
+    assert_eq!(tid(&auth, &fresh), tenant_guid(FABRIKAM));
+    assert_eq!(auth.requests_for(FABRIKAM, "client_credentials", scope), 2, "one fresh upstream token");
+    assert!(get(String::new()).await == fresh, "the fresh token replaced the revoked one");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,9 +3,9 @@
 //! `X-IDENTITY-HEADER: $IDENTITY_HEADER`.
 //!
 //! Owns the identity-header check (constant-time, before anything else), token revocation
-//! (`token_sha256_to_refresh` and `xms_cc`, exactly as on Service Fabric: MSAL.NET sends them on
-//! both platforms after a claims challenge), the success body with a
-//! digit-string `expires_on`, and the `{"statusCode","message","correlationId"}` error shape. It
+//! (`token_sha256_to_refresh` and `xms_cc`, exactly as on Service Fabric; the MSAL releases read so
+//! far send them on Service Fabric only, see the README's "Token revocation with real clients"),
+//! the success body with a digit-string `expires_on`, and the `{"statusCode","message","correlationId"}` error shape. It
 //! never echoes the identity header, right or wrong, and never emits the legacy date-string
 //! `expires_on` of 2017-09-01.
 

@@ -75,8 +75,8 @@ impl Dialect for ServiceFabric {
     }
 }
 
-/// Token revocation (CAE), as MSAL sends it on the platforms that support it — Service Fabric
-/// and App Service: after a resource rejected a token with a claims challenge, the client asks
+/// Token revocation (CAE), on the platforms that support it — Service Fabric and App Service
+/// (MSAL .NET, Python, Go and Node send it on Service Fabric only, so far): after a resource rejected a token with a claims challenge, the client asks
 /// again with `token_sha256_to_refresh=<SHA-256 hex of that token>` (and `xms_cc=cp1,...`, its
 /// client capabilities, which change nothing here: every token is fetched the same way). The
 /// answer must then be any token but that one. The query is parsed a second time (cheap,

@@ -126,8 +126,8 @@ async fn paths_are_lenient_and_take_a_profile_prefix() {
     }
 }
 
-/// App Service supports token revocation like Service Fabric: MSAL.NET asks again with
-/// `token_sha256_to_refresh` (and `xms_cc`) after a claims challenge, and must not be handed the
+/// App Service supports token revocation like Service Fabric: a client asking again with
+/// `token_sha256_to_refresh` (and `xms_cc`) after a claims challenge must not be handed the
 /// revoked token from the cache.
 #[tokio::test]
 async fn token_sha256_to_refresh_gets_a_different_token() {
