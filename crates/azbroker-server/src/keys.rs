@@ -54,6 +54,11 @@ pub(crate) enum KeyRefusal {
         name: String,
         resource: Resource,
     },
+    /// The key's profile is not in the config in force any more (a reload removed it).
+    ProfileGone {
+        name: String,
+        profile: ProfileName,
+    },
 }
 
 impl KeyRefusal {
@@ -61,9 +66,11 @@ impl KeyRefusal {
     pub(crate) fn status(&self) -> http::StatusCode {
         match self {
             Self::Required { .. } | Self::Unknown | Self::Expired { .. } => http::StatusCode::UNAUTHORIZED,
-            Self::Revoked { .. } | Self::Secretless | Self::OtherProfile { .. } | Self::Resource { .. } => {
-                http::StatusCode::FORBIDDEN
-            }
+            Self::Revoked { .. }
+            | Self::Secretless
+            | Self::OtherProfile { .. }
+            | Self::Resource { .. }
+            | Self::ProfileGone { .. } => http::StatusCode::FORBIDDEN,
         }
     }
 
@@ -76,6 +83,7 @@ impl KeyRefusal {
             Self::Secretless => "key_dialect",
             Self::OtherProfile { .. } => "key_profile",
             Self::Resource { .. } => "key_resource",
+            Self::ProfileGone { .. } => "key_profile_gone",
         }
     }
 }
@@ -109,6 +117,11 @@ impl fmt::Display for KeyRefusal {
                 f,
                 "The client key '{name}' does not allow resource '{resource}'; create a key that does with \
                  `azbroker key create --resource {resource}`"
+            ),
+            Self::ProfileGone { name, profile } => write!(
+                f,
+                "The client key '{name}' is for profile '{profile}', which the broker's config no longer has; \
+                 revoke it (`azbroker key revoke {name}`) and create one for a configured profile"
             ),
         }
     }
@@ -148,6 +161,12 @@ pub(crate) fn authenticate<D: Dialect>(
         KeyState::Valid => {}
         KeyState::Expired => return Err(RequestError::Key(KeyRefusal::Expired { name: name() })),
         KeyState::Revoked => return Err(RequestError::Key(KeyRefusal::Revoked { name: name() })),
+    }
+    if !rt.profiles().contains_key(&entry.profile) {
+        return Err(RequestError::Key(KeyRefusal::ProfileGone {
+            name: name(),
+            profile: entry.profile.clone(),
+        }));
     }
     parts.extensions.insert(KeyAuth(entry));
     Ok(())

@@ -27,7 +27,17 @@ pub(super) async fn create(State(state): State<AdminState>, raw: Bytes) -> Respo
 
 pub(super) async fn list(State(state): State<AdminState>) -> Response {
     let now = unix_now();
-    let keys = state.app.runtime().keys().entries().iter().map(|k| k.info(now)).collect();
+    let rt = state.app.runtime();
+    let keys = (rt.keys().entries().iter())
+        .map(|k| {
+            let mut info = k.info(now);
+            // Valid by its own dates, but its profile is gone: it serves nothing (`authenticate`).
+            if info.state == "valid" && !rt.profiles().contains_key(&k.profile) {
+                info.state = "profile-gone".to_owned();
+            }
+            info
+        })
+        .collect();
     body::json(StatusCode::OK, &KeyList { keys }, 512)
 }
 

@@ -535,11 +535,18 @@ async fn keys_are_listed_without_key_or_hash_and_changed_by_administrators_only(
         revoked: false,
         revoked_at: None,
     };
-    st.app().publish_keys(KeySet::new(vec![Arc::new(KeyEntry::new(record, Arc::default()).unwrap())]));
+    // A key for a profile a reload removed is listed as such (and refused on the token path).
+    let orphan =
+        KeyRecord { name: "orphan".into(), profile: "gone".into(), hash: keys::hash(b"o"), ..record.clone() };
+    st.app().publish_keys(KeySet::new(vec![
+        Arc::new(KeyEntry::new(record, Arc::default()).unwrap()),
+        Arc::new(KeyEntry::new(orphan, Arc::default()).unwrap()),
+    ]));
     let (status, body) = call(as_peer(st.clone(), 1000), "GET", "/v1/keys").await;
     assert_eq!(status, StatusCode::OK);
     let list: azbroker_core::admin_api::KeyList = serde_json::from_value(body.clone()).unwrap();
     assert_eq!((list.keys[0].name.as_str(), list.keys[0].state.as_str()), ("dev", "valid"));
+    assert_eq!((list.keys[1].name.as_str(), list.keys[1].state.as_str()), ("orphan", "profile-gone"));
     let text = body.to_string();
     assert!(!text.contains(key.expose()) && !text.contains(&hash), "{text}");
     // The default hooks keep no keys; a stranger is refused before any route.

@@ -203,3 +203,23 @@ async fn a_config_reload_keeps_the_keys_and_their_counters() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     assert_eq!(st.runtime().keys().entries()[0].usage.grants(), 2);
 }
+
+#[tokio::test]
+async fn a_key_whose_profile_a_reload_removed_is_refused_naming_key_revoke() {
+    let st = state();
+    let key = add_key(&st, "dev", "fabrikam", None, None);
+    let app = app(st.clone());
+    assert_eq!(send(&app, with_key(&format!("/msi/token?{Q}"), &key)).await.status, StatusCode::OK);
+    // The next config has no `fabrikam`; the key stays in the set, and serves nothing.
+    let kept: Vec<_> =
+        bindings().into_iter().filter(|b| b.name.as_str() != "fabrikam").map(Arc::new).collect();
+    let selectors = kept.iter().map(|b| (b.name.clone(), ProfileSelectors::default()));
+    let directory = Directory::new(selectors, Some(name("contoso")), HashMap::new()).unwrap();
+    st.publish(RuntimeSpec::new(directory, AccessPolicy::unrestricted(), kept)).unwrap();
+    assert_eq!(st.runtime().keys().entries().len(), 1);
+    let r = send(&app, with_key(&format!("/msi/token?{Q}"), &key)).await;
+    assert_eq!((r.status, r.json["statusCode"].as_u64()), (StatusCode::FORBIDDEN, Some(403)), "{}", r.json);
+    assert!(r.json.get("access_token").is_none(), "never another profile's token");
+    let message = r.str("message");
+    assert!(message.contains("'fabrikam'") && message.contains("azbroker key revoke dev"), "{}", r.json);
+}
