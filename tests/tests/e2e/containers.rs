@@ -271,12 +271,16 @@ fn containers_get_the_key_profiles_tenant_and_nothing_else() {
     let list = daemon.cli(&["key", "list", "--json"]);
     let keys: Value = serde_json::from_slice(&list.stdout).unwrap();
     assert_eq!(keys[0]["name"], "dev");
-    assert!(keys[0]["grants"].as_u64().unwrap() >= 5, "{keys}");
+    let grants = keys[0]["grants"].as_u64().unwrap();
+    assert!(grants >= 5, "{keys}");
     assert_eq!(keys[0]["resources"], serde_json::json!([ARM]));
 
-    // A key survives a restart.
+    // A key survives a restart, and so does its use (saved when the daemon stops).
     daemon.stop();
     daemon.spawn(&pair.host);
+    let list = daemon.cli(&["key", "list", "--json"]);
+    let keys: Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!((keys[0]["grants"].as_u64(), keys[0]["last_use"].is_u64()), (Some(grants), true), "{keys}");
     let (status, body) = request(&pair.container, "GET", &token_url("/msi/token", ARM), &with_key);
     assert_eq!((status, tid_of(&body)), (200, tenant_guid(FABRIKAM)), "{body}");
 

@@ -26,6 +26,33 @@ pub const KEYS_FILE: &str = "client-keys.json";
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct KeysFile {
     keys: Vec<KeyRecord>,
+    /// Each key's use as last saved (on every change and at shutdown), by the key's hash, so
+    /// `key list` keeps its last use and grant count across restarts.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    usage: BTreeMap<String, StoredUsage>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct StoredUsage {
+    /// Unix seconds; 0: never.
+    last_use: u64,
+    grants: u64,
+}
+
+impl KeysFile {
+    /// `records` with the counters of `set` (the keys in force) for each.
+    fn of(records: Vec<KeyRecord>, set: &KeySet) -> Self {
+        let usage = (set.entries().iter())
+            .filter(|k| records.iter().any(|r| r.hash == k.record.hash))
+            .map(|k| {
+                let used =
+                    StoredUsage { last_use: k.usage.last_use().unwrap_or(0), grants: k.usage.grants() };
+                (k.record.hash.clone(), used)
+            })
+            .filter(|(_, used)| used.grants > 0)
+            .collect();
+        Self { keys: records, usage }
+    }
 }
 
 /// The daemon's client keys: where they are stored and where clients reach the daemon.
@@ -45,14 +72,15 @@ pub(crate) struct KeyStore {
 pub(crate) fn publish_stored(state_dir: &Path, app: &AppState) -> Result<()> {
     let path = state_dir.join(KEYS_FILE);
     let stored = read(&path)?;
-    let count = stored.len();
-    let records = prune(stored, unix_now());
+    let count = stored.keys.len();
+    let records = prune(stored.keys, unix_now());
+    let set = key_set(records.clone(), &KeySet::default(), &stored.usage);
     if records.len() != count {
-        let bytes = serde_json::to_vec_pretty(&KeysFile { keys: records.clone() })?;
+        let bytes = serde_json::to_vec_pretty(&KeysFile::of(records.clone(), &set))?;
         write_private(&path, &bytes)?;
         tracing::info!(dropped = count - records.len(), "ended client keys past their retention dropped");
     }
-    app.publish_keys(key_set(records, &KeySet::default()));
+    app.publish_keys(set);
     Ok(())
 }
 
@@ -156,25 +184,43 @@ impl KeyStore {
     /// Writes `records`, then publishes them (usage counters carried over from `current`).
     /// Ended records past their retention are dropped on the way.
     fn store(&self, records: Vec<KeyRecord>, current: &KeySet) -> Result<Arc<KeySet>, AdminError> {
-        let file = KeysFile { keys: prune(records, unix_now()) };
+        let file = KeysFile::of(prune(records, unix_now()), current);
         let bytes = serde_json::to_vec_pretty(&file)
             .map_err(|e| AdminError::Unavailable(format!("cannot encode the key file: {e}")))?;
         write_private(&self.path, &bytes).map_err(|e| {
             AdminError::Unavailable(format!("cannot write {}: {e:#}; nothing changed", self.path.display()))
         })?;
-        let published = self.app.publish_keys(key_set(file.keys, current));
+        let published = self.app.publish_keys(key_set(file.keys, current, &BTreeMap::new()));
         Ok(published.keys().clone())
+    }
+
+    /// Saves the keys' last use and grant counts (at shutdown), so `key list` shows them after
+    /// a restart. Nothing to save (no key ever used): nothing written.
+    pub(crate) fn save_usage(&self) -> Result<()> {
+        let _held = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = self.app.runtime().keys().clone();
+        let records: Vec<KeyRecord> = current.entries().iter().map(|k| k.record.clone()).collect();
+        let file = KeysFile::of(records, &current);
+        if file.usage.is_empty() {
+            return Ok(());
+        }
+        write_private(&self.path, &serde_json::to_vec_pretty(&file)?)
     }
 }
 
-/// The key set of `records`, sharing the usage counters of the same keys in `previous`.
-fn key_set(records: Vec<KeyRecord>, previous: &KeySet) -> KeySet {
+/// The key set of `records`, each counting into its counters in `previous` (the same key before
+/// this change), else into counters started from `stored` (the file's, at start), else new ones.
+fn key_set(records: Vec<KeyRecord>, previous: &KeySet, stored: &BTreeMap<String, StoredUsage>) -> KeySet {
     let usage: BTreeMap<&str, &Arc<KeyUsage>> =
         previous.entries().iter().map(|k| (k.record.hash.as_str(), &k.usage)).collect();
     let entries = records
         .into_iter()
         .filter_map(|record| {
-            let counters = usage.get(record.hash.as_str()).map_or_else(Arc::default, |u| Arc::clone(u));
+            let counters = match (usage.get(record.hash.as_str()), stored.get(&record.hash)) {
+                (Some(live), _) => Arc::clone(live),
+                (None, Some(saved)) => Arc::new(KeyUsage::new(saved.last_use, saved.grants)),
+                (None, None) => Arc::default(),
+            };
             let name = record.name.clone();
             let entry = KeyEntry::new(record, counters);
             if entry.is_none() {
@@ -186,15 +232,12 @@ fn key_set(records: Vec<KeyRecord>, previous: &KeySet) -> KeySet {
     KeySet::new(entries)
 }
 
-fn read(path: &Path) -> Result<Vec<KeyRecord>> {
+fn read(path: &Path) -> Result<KeysFile> {
     match std::fs::read(path) {
-        Ok(bytes) => {
-            let file: KeysFile = serde_json::from_slice(&bytes).with_context(|| {
-                format!("{} is not a client key file; move it away to start with no keys", path.display())
-            })?;
-            Ok(file.keys)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
+            format!("{} is not a client key file; move it away to start with no keys", path.display())
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(KeysFile::default()),
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
 }
@@ -263,9 +306,9 @@ mod tests {
             revoked: false,
             revoked_at: None,
         };
-        let first = key_set(vec![record.clone()], &KeySet::default());
+        let first = key_set(vec![record.clone()], &KeySet::default(), &BTreeMap::new());
         first.entries()[0].usage.granted(5);
-        let second = key_set(vec![KeyRecord { revoked: true, ..record }], &first);
+        let second = key_set(vec![KeyRecord { revoked: true, ..record }], &first, &BTreeMap::new());
         assert_eq!(second.entries()[0].usage.grants(), 1);
         assert_eq!(second.entries()[0].state(6), KeyState::Revoked);
     }
@@ -293,7 +336,8 @@ mod tests {
             record("revoked-undated", None, true, None),
         ];
         let path = dir.path().join(KEYS_FILE);
-        std::fs::write(&path, serde_json::to_vec(&KeysFile { keys: stored }).unwrap()).unwrap();
+        let usage = [(keys::hash(b"live"), StoredUsage { last_use: now - day, grants: 7 })].into();
+        std::fs::write(&path, serde_json::to_vec(&KeysFile { keys: stored, usage }).unwrap()).unwrap();
         let engine = azbroker_core::Engine::new(azbroker_core::EngineConfig::default(), vec![]);
         let directory = azbroker_core::Directory::new([], None, Default::default()).unwrap();
         let spec =
@@ -301,10 +345,19 @@ mod tests {
         let app = AppState::new(engine, spec, azbroker_server::RuntimeSecrets::default()).unwrap();
         publish_stored(dir.path(), &app).unwrap();
         let names = |records: &[KeyRecord]| records.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
-        let kept = read(&path).unwrap();
+        let kept = read(&path).unwrap().keys;
         assert_eq!(names(&kept), ["live", "expired-yesterday", "revoked-undated"]);
         assert!(kept[2].revoked_at.is_some_and(|at| at >= now), "the undated revocation is dated now");
         let published: Vec<_> = app.runtime().keys().entries().iter().map(|k| k.record.clone()).collect();
         assert_eq!(names(&published), names(&kept));
+        // The use saved before the restart comes back with the key, and is saved again at stop.
+        let live = app.runtime().keys().entries()[0].clone();
+        assert_eq!((live.usage.last_use(), live.usage.grants()), (Some(now - day), 7));
+        live.usage.granted(now);
+        KeyStore::new(dir.path(), &app, vec![], vec![]).save_usage().unwrap();
+        let saved = read(&path).unwrap();
+        assert_eq!(saved.usage[&keys::hash(b"live")], StoredUsage { last_use: now, grants: 8 });
+        assert_eq!(saved.usage.len(), 1, "unused keys carry no counters");
+        assert_eq!(names(&saved.keys), names(&kept));
     }
 }

@@ -208,6 +208,9 @@ pub async fn run(mut config: Config, args: ServeArgs, mut activated: Activated) 
         tracing::warn!("some requests did not finish within {deadline:?}; exiting anyway");
     }
     extras.finish();
+    if let Err(e) = hooks.keys.save_usage() {
+        tracing::warn!(error = %format!("{e:#}"), "cannot save the client keys' use counters");
+    }
     if let Some(local) = local {
         local.shutdown();
     }
