@@ -138,8 +138,9 @@ pub struct ProfileBinding {
     pub key: CacheKey,
     /// How many entries this profile's requests may create ([`bound`]).
     pub bounds: CacheBounds,
-    /// The profile's `allowed_resources`: their entries are never counted or evicted for room.
-    pub listed: Option<ResourceAllowList>,
+    /// The profile's `allowed_resources` and `prefetch` resources: their entries are never
+    /// counted or evicted for room.
+    exempt: ResourceAllowList,
     /// The profile's counters, found once on first use (one atomic load per request after).
     counters: OnceLock<Arc<ProfileCounters>>,
     /// The name the entries this profile creates count against.
@@ -155,6 +156,7 @@ impl ProfileBinding {
         key: CacheKey,
     ) -> Self {
         Self {
+            exempt: ResourceAllowList::new(&prefetch),
             budget: Arc::from(name.as_str()),
             name,
             tenant,
@@ -162,23 +164,15 @@ impl ProfileBinding {
             prefetch,
             key,
             bounds: CacheBounds::default(),
-            listed: None,
             counters: OnceLock::new(),
         }
     }
 
     /// This binding with its cache bounds and `allowed_resources` list.
-    pub fn with_cache(mut self, bounds: CacheBounds, listed: Option<ResourceAllowList>) -> Self {
+    pub fn with_cache(mut self, bounds: CacheBounds, listed: Option<&[Resource]>) -> Self {
         self.bounds = bounds;
-        self.listed = listed;
+        self.exempt = ResourceAllowList::new(listed.unwrap_or_default().iter().chain(&self.prefetch));
         self
-    }
-
-    /// True when `resource`'s entry is exempt from the bounds: listed or prefetched.
-    fn pins(&self, resource: &Resource) -> bool {
-        let normalized = resource.normalized();
-        self.listed.as_ref().is_some_and(|l| l.allows(resource))
-            || self.prefetch.iter().any(|p| p.normalized() == normalized)
     }
 }
 
@@ -382,8 +376,6 @@ struct SlotState {
     token: Option<AccessToken>,
     last_demand: Instant,
     prefetch: bool,
-    /// A resource of the `allowed_resources` of the profile that made the entry.
-    pinned: bool,
     /// Asked for by a requester other than the one it counts against: never evicted to make
     /// room for that one's own new entries while it holds a token.
     shared: bool,
@@ -693,13 +685,13 @@ impl Engine {
         if let Some(slot) = self.existing(&binding.key, resource) {
             return Ok(slot);
         }
-        let pinned = binding.pins(resource);
+        let exempt = binding.exempt.allows(resource);
         let mut slots = write(&self.inner.slots);
         let entries = slots.entry(binding.key.clone()).or_default();
         if let Some(slot) = entries.get(resource) {
             return Ok(slot.clone());
         }
-        let origin = (!pinned).then(|| Origin { profile: binding.budget.clone(), uid });
+        let origin = (!exempt).then(|| Origin { profile: binding.budget.clone(), uid });
         if let Some(origin) = &origin {
             match entries.make_room(origin, binding.bounds, Instant::now()) {
                 Ok(evicted) => {
@@ -723,7 +715,6 @@ impl Engine {
             }
         }
         let slot = Arc::new(Slot::new(false, origin));
-        lock(&slot.state).pinned = pinned;
         entries.insert(resource.clone(), slot.clone());
         Ok(slot)
     }
@@ -894,7 +885,6 @@ impl Slot {
                 token: None,
                 last_demand: Instant::now(),
                 prefetch,
-                pinned: false,
                 shared: false,
                 flight: None,
                 failures: 0,

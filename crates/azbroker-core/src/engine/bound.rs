@@ -133,8 +133,8 @@ impl Entries {
         Ok(evicted)
     }
 
-    /// The entry to evict among those counted against an origin `mine` accepts: idle, not in
-    /// flight, never pinned; tokenless ones first, then (only when `warm_too`) the least
+    /// The entry to evict among those counted against an origin `mine` accepts (exempt entries
+    /// count against none): idle, not in flight, not prefetched; tokenless ones first, then (only when `warm_too`) the least
     /// recently demanded warm one that only its maker asked for.
     fn victim(&self, now: Instant, mine: impl Fn(&Origin) -> bool, warm_too: bool) -> Option<Resource> {
         self.slots
@@ -143,7 +143,7 @@ impl Entries {
             .filter_map(|(resource, slot)| {
                 let st = lock(&slot.state);
                 let idle = now.saturating_duration_since(st.last_demand);
-                if st.flight.is_some() || st.prefetch || st.pinned || idle < EVICT_IDLE {
+                if st.flight.is_some() || st.prefetch || idle < EVICT_IDLE {
                     return None;
                 }
                 let warm = usable_token(&st, now, &Freshness::Cached).is_some();

@@ -72,14 +72,18 @@ impl ProfileListeners {
             cancel: cancel.clone(),
             running: Mutex::new(BTreeMap::new()),
         };
-        this.apply(config)?;
+        // The ports file says what this daemon listens on, even when that is nothing.
+        if !this.apply(config)? {
+            this.record(&path(config))?;
+        }
         Ok(this)
     }
 
     /// Brings the listeners in line with `next` and the personal profiles of the generation in
     /// force (publish it first): closes those of profiles gone (or that now configure
-    /// `listen`), opens ones for new profiles, and records the ports.
-    pub fn apply(&self, next: &Config) -> Result<()> {
+    /// `listen`), opens ones for new profiles, and records the ports. When nothing changes (most
+    /// personal publications) it reads and writes nothing and returns `false`.
+    pub fn apply(&self, next: &Config) -> Result<bool> {
         let rt = self.app.runtime();
         let wanted: Vec<&ProfileName> = next
             .profiles
@@ -88,29 +92,35 @@ impl ProfileListeners {
             .map(|p| &p.name)
             .chain(rt.directory().personal().profile_names())
             .collect();
+        let https_wanted = !next.server.dialects.tls_listen.is_empty();
+        let fits = |r: &Running| r.addresses.https.is_some() == https_wanted;
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        let to_open: Vec<&ProfileName> =
+            wanted.iter().copied().filter(|name| !running.get(*name).is_some_and(fits)).collect();
+        let to_close = running.iter().any(|(name, r)| !wanted.contains(&name) || !fits(r));
+        if to_open.is_empty() && !to_close {
+            return Ok(false);
+        }
         let file = path(next);
         let remembered = read_file(&file).unwrap_or_default();
-        let tls = if next.server.dialects.tls_listen.is_empty() {
-            None
-        } else {
-            let identity = tls_identity::load_or_create(next)?;
-            Some(
-                azbroker_server::tls_config(identity.chain, identity.key)
-                    .context("the Service Fabric certificate or key is unusable")?,
-            )
+        let tls = match (https_wanted, to_open.is_empty()) {
+            (true, false) => {
+                let identity = tls_identity::load_or_create(next)?;
+                Some(
+                    azbroker_server::tls_config(identity.chain, identity.key)
+                        .context("the Service Fabric certificate or key is unusable")?,
+                )
+            }
+            _ => None,
         };
-        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         running.retain(|name, r| {
-            let keep = wanted.contains(&name) && (r.addresses.https.is_some() == tls.is_some());
+            let keep = wanted.contains(&name) && fits(r);
             if !keep {
                 r.stop.cancel();
             }
             keep
         });
-        for name in wanted {
-            if running.contains_key(name) {
-                continue;
-            }
+        for name in to_open {
             let before = remembered.get(name.as_str()).copied().unwrap_or_default();
             let stop = self.cancel.child_token();
             let http = bind(http_ip(next), before.http.map(|a| a.port()))?;
@@ -136,10 +146,18 @@ impl ProfileListeners {
             tracing::info!(profile = %name, http = %http_addr, https = ?https, "profile listener");
             running.insert(name.clone(), Running { addresses: Addresses { http: http_addr, https }, stop });
         }
+        drop(running);
+        self.record(&file)?;
+        Ok(true)
+    }
+
+    /// Writes the ports of the listeners open now to `file`.
+    fn record(&self, file: &Path) -> Result<()> {
+        let running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         let addresses: BTreeMap<String, Addresses> =
             running.iter().map(|(n, r)| (n.as_str().to_owned(), r.addresses)).collect();
         drop(running);
-        state::write_private(&file, render(&addresses).as_bytes())
+        state::write_private(file, render(&addresses).as_bytes())
     }
 
     /// The listeners open now, for `status` (they change on each reload): HTTP then HTTPS, by

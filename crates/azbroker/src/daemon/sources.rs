@@ -7,8 +7,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use azbroker_core::select::ProfileSelectors;
 use azbroker_core::{
-    AccessToken, BoxFuture, CacheKey, Directory, FetchRequest, ProfileBinding, ProfileName,
-    ResourceAllowList, TokenSource, UpstreamError,
+    AccessToken, BoxFuture, CacheKey, Directory, FetchRequest, ProfileBinding, ProfileName, TokenSource,
+    UpstreamError,
 };
 use azbroker_entra::{
     AzureCliSource, Credential, EntraClient, HttpSettings, ManagedIdentitySource, ServicePrincipalSource,
@@ -94,10 +94,9 @@ pub fn bindings(config: &Config, client: &EntraClient, users: &Arc<UserLogins>) 
             // renamed, re-aliased or given other access rules keeps its cache.
             let key = CacheKey::new(&login.name, &login.fingerprint, &p.tenant);
             let bounds = p.access.cache_bounds(config.server.hardening.cache);
-            let listed = p.access.resources.as_ref().map(ResourceAllowList::new);
             let binding =
                 ProfileBinding::new(p.name.clone(), p.tenant.clone(), source, p.prefetch.clone(), key);
-            Some(binding.with_cache(bounds, listed))
+            Some(binding.with_cache(bounds, p.access.resources.as_deref()))
         })
         .collect()
 }

@@ -10,9 +10,8 @@ fn bounded(
     max_per_user: usize,
     listed: &[&str],
 ) -> ProfileBinding {
-    let listed = (!listed.is_empty())
-        .then(|| ResourceAllowList::new(&listed.iter().map(|r| res(r)).collect::<Vec<_>>()));
-    binding("p", source).with_cache(CacheBounds { max_entries, max_per_user }, listed)
+    let listed: Vec<Resource> = listed.iter().map(|r| res(r)).collect();
+    binding("p", source).with_cache(CacheBounds { max_entries, max_per_user }, Some(&listed))
 }
 
 async fn ask(engine: &Engine, resource: &str, uid: u32) -> Result<Grant, EngineError> {
